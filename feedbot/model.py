@@ -1,0 +1,150 @@
+"""The domain model: what an event, its sources, its related events and its topics are.
+
+Plain frozen dataclasses, no I/O and no imports from the rest of feedbot, so every
+other package can depend on this one. ``Event.to_json()`` is the SPEC section 2
+object; ``Event.from_json()`` reads it back (the store keeps events in that form).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from unidecode import unidecode
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(name: str) -> str:
+    """The topic slug of a name, as SPEC section 2 defines it.
+
+    ``"Côte d'Ivoire"`` -> ``"cote-d-ivoire"``; ``"Straße"`` -> ``"strasse"``.
+    May return ``""`` for a name with no letters or digits at all.
+    """
+    return _NOT_SLUG.sub("-", unidecode(name).lower()).strip("-")
+
+
+class RelatedKind(StrEnum):
+    FOLLOW_UP = "follow_up"
+    BACKGROUND = "background"
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    name: str
+    slug: str
+
+    @classmethod
+    def named(cls, name: str) -> Topic:
+        return cls(name=name, slug=slugify(name))
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    id: str
+    date: date
+    title: str
+    contexts: tuple[str, ...]
+    kind: RelatedKind
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One archive page, parsed.
+
+    ``id`` is the page's path under ``news/`` without its extension
+    (``2007/07/9/lal-masjid-siege-...``); it never changes.
+    """
+
+    id: str
+    date: date
+    story: str | None
+    title: str
+    sources: tuple[Source, ...] = ()
+    related: tuple[Related, ...] = ()
+    topics: tuple[Topic, ...] = field(default=())
+
+    @property
+    def topic_slugs(self) -> tuple[str, ...]:
+        return tuple(topic.slug for topic in self.topics)
+
+    def follow_ups(self) -> tuple[Related, ...]:
+        return tuple(r for r in self.related if r.kind is RelatedKind.FOLLOW_UP)
+
+    def background(self) -> tuple[Related, ...]:
+        return tuple(r for r in self.related if r.kind is RelatedKind.BACKGROUND)
+
+    def to_json(self) -> dict[str, Any]:
+        """The SPEC section 2 object."""
+        return {
+            "id": self.id,
+            "date": self.date.isoformat(),
+            "story": self.story,
+            "title": self.title,
+            "sources": [{"name": s.name, "url": s.url} for s in self.sources],
+            "related": [
+                {
+                    "id": r.id,
+                    "date": r.date.isoformat(),
+                    "title": r.title,
+                    "contexts": list(r.contexts),
+                    "kind": r.kind.value,
+                }
+                for r in self.related
+            ],
+            "topics": [{"name": t.name, "slug": t.slug} for t in self.topics],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            id=data["id"],
+            date=date.fromisoformat(data["date"]),
+            story=data["story"],
+            title=data["title"],
+            sources=tuple(Source(s["name"], s["url"]) for s in data["sources"]),
+            related=tuple(
+                Related(
+                    id=r["id"],
+                    date=date.fromisoformat(r["date"]),
+                    title=r["title"],
+                    contexts=tuple(r["contexts"]),
+                    kind=RelatedKind(r["kind"]),
+                )
+                for r in data["related"]
+            ),
+            topics=tuple(Topic(t["name"], t["slug"]) for t in data["topics"]),
+        )
+
+    def content_hash(self) -> str:
+        """A digest of everything a reader sees of the event.
+
+        Two parses of pages that differ only in noise (CRLF, BOM, blank lines,
+        trailing spaces) hash the same, so ``updated`` moves only on real changes.
+        """
+        canonical = json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True)
+        return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the store knows it: when it was first seen, when it last changed.
+
+    ``updated`` moves only when the event's content hash changes, so feed readers
+    see an entry as updated only when something they can read changed.
+    """
+
+    event: Event
+    first_seen: datetime
+    updated: datetime

@@ -1,0 +1,157 @@
+"""The one typed settings object, built at the edge (CLI) and passed down.
+
+Sources, strongest first: ``FEEDBOT_<SECTION>__<KEY>`` environment variables, the
+TOML file (``--config PATH`` or ``FEEDBOT_CONFIG``), then the defaults below.
+Unknown keys and bad values are refused with a :class:`~feedbot.errors.ConfigError`
+that names the key, the value and what was expected. Relative paths in the file
+(the archive folder, a SQLite file) are taken relative to the file's folder, so a
+config works from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from feedbot.errors import ConfigError
+
+ENV_PREFIX = "FEEDBOT_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ArchiveSettings(_Section):
+    source: str = Field("examples/archive", description="archive folder or http(s) base URL")
+    poll_interval: float = Field(300.0, gt=0, description="seconds between polls")
+    poll_jitter: float = Field(5.0, ge=0, description="random delay added to each poll, seconds")
+    watch: bool = Field(True, description="watch a local folder for changes")
+    lookback_days: int = Field(3, ge=1, description="http: day index pages re-read each poll")
+    backfill_days: int = Field(30, ge=0, description="http: day index pages read on first poll")
+    max_concurrency: int = Field(8, ge=1, le=256, description="http: requests in flight")
+    timeout: float = Field(10.0, gt=0, description="http: seconds per request")
+    max_page_bytes: int = Field(1_048_576, ge=1024, description="largest page accepted, bytes")
+
+    @property
+    def is_url(self) -> bool:
+        return self.source.startswith(("http://", "https://"))
+
+
+class StoreSettings(_Section):
+    url: str = Field("sqlite:///data/feedbot.db", description="sqlite:///PATH or postgresql://...")
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not url.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgresql+")):
+            raise ValueError("expected a sqlite:///PATH or postgresql://... URL")
+        return url
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    base_url: str = Field("", description="public URL of the server; empty: http://host:port")
+    shutdown_timeout: float = Field(10.0, ge=0)
+
+
+class FeedSettings(_Section):
+    page_size: int = Field(50, ge=1, le=1000)
+
+
+class NotifySettings(_Section):
+    backfill_days: int = Field(0, ge=0)
+    allow_private_targets: bool = False
+
+
+class SubscriptionSettings(_Section):
+    url: str
+    topics: list[str] = Field(default_factory=lambda: ["*"])
+    format: str = "json"
+    secret: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    archive: ArchiveSettings = ArchiveSettings()
+    store: StoreSettings = StoreSettings()
+    server: ServerSettings = ServerSettings()
+    feeds: FeedSettings = FeedSettings()
+    notify: NotifySettings = NotifySettings()
+    subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (which arrives as init arguments).
+        return (env_settings, init_settings)
+
+    @property
+    def public_base_url(self) -> str:
+        if self.server.base_url:
+            return self.server.base_url.rstrip("/")
+        return f"http://{self.server.host}:{self.server.port}"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read ``path`` (or ``$FEEDBOT_CONFIG``; neither: defaults) and the environment."""
+    if path is None and os.environ.get("FEEDBOT_CONFIG"):
+        path = Path(os.environ["FEEDBOT_CONFIG"])
+    values: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        base = path.resolve().parent
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    return _resolve_paths(settings, base)
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    where = f"{path}: " if path else ""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"] if isinstance(p, str))
+    if error["type"] == "extra_forbidden":
+        return f"{where}unknown key '{key}' (environment: {env_name})"
+    value = error.get("input")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}bad value for '{key}': {value!r}: {error['msg']}{more}"
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    archive = settings.archive
+    if not archive.is_url and not Path(archive.source).is_absolute():
+        archive = archive.model_copy(update={"source": str(base / archive.source)})
+    store = settings.store
+    prefix, _, file = store.url.partition(":///")
+    if prefix.startswith("sqlite") and file and not file.startswith((":memory:", "/")):
+        store = store.model_copy(update={"url": f"{prefix}:///{base / file}"})
+    return settings.model_copy(update={"archive": archive, "store": store})

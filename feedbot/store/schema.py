@@ -1,0 +1,154 @@
+"""The store's tables, column types and schema migrations (SQLite and PostgreSQL alike).
+
+Events are kept whole as their SPEC section 2 JSON (``body``) beside the columns
+that queries need: the date for ordering, the content hash that decides whether
+``updated`` moves, and the topic and link tables that feeds and alerts select on.
+``event_topics`` repeats the event date so a topic feed is one index range scan.
+
+Migrations are ordered steps; ``meta.schema_version`` records how many have run.
+A step only ever adds to the schema, so an older feedbot never meets a table it
+cannot read and a newer one upgrades in place at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
+
+    SQLite keeps no offset, so values are normalised to UTC before they are
+    written and marked UTC when they are read back.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: feedbot stores aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(512), primary_key=True),
+    Column("date", String(10), nullable=False),  # ISO date: sorts as text on both backends
+    Column("story", Text),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),  # the SPEC section 2 JSON
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    Index("ix_events_date_id", "date", "id"),
+)
+
+topics = Table(
+    "topics",
+    metadata,
+    Column("slug", String(255), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+)
+
+event_topics = Table(
+    "event_topics",
+    metadata,
+    Column("slug", String(255), primary_key=True),
+    Column("event_id", String(512), primary_key=True),
+    Column("date", String(10), nullable=False),
+    Column("position", Integer, nullable=False),
+    Index("ix_event_topics_feed", "slug", "date", "event_id"),
+    Index("ix_event_topics_event", "event_id"),
+)
+
+# Which events name which others in their Related list; the reverse lookup tells
+# an alert which earlier events a new one continues.
+event_links = Table(
+    "event_links",
+    metadata,
+    Column("event_id", String(512), primary_key=True),
+    Column("target_id", String(512), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Index("ix_event_links_target", "target_id"),
+)
+
+# Checkpoints of archive sources (day folder fingerprints, ETags): opaque strings.
+marks = Table(
+    "marks",
+    metadata,
+    Column("key", String(600), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+polls = Table(
+    "polls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # "ok" or "failed"
+    Column("new", Integer, nullable=False),
+    Column("updated", Integer, nullable=False),
+    Column("unchanged", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Column("error", Text),
+)
+
+# Pages the last poll that read them could not use; cleared when a page parses again.
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("path", String(600), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+)
+
+
+def _create(*tables: Table) -> Callable[[Connection], None]:
+    def step(connection: Connection) -> None:
+        metadata.create_all(connection, tables=list(tables), checkfirst=True)
+
+    return step
+
+
+# Append new steps; never edit or reorder a released one.
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create(events, topics, event_topics, event_links, marks, polls, rejections),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,390 @@
+"""The event store: SQLAlchemy 2 (asyncio) over SQLite (default) or PostgreSQL.
+
+One :class:`Store` per process. Writes that belong together (a batch of events, the
+topics and links they bring, the source marks that say they were read) happen in
+one transaction, so a crash leaves either all of a batch or none of it. Database
+errors leave this module as :class:`~feedbot.errors.StorageError` with the cause
+chained; nothing above the store sees SQLAlchemy's exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, delete, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from feedbot.errors import StorageError
+from feedbot.model import Event, StoredEvent, Topic
+from feedbot.store import schema
+from feedbot.store.schema import (
+    event_links,
+    event_topics,
+    events,
+    marks,
+    meta,
+    polls,
+    rejections,
+    topics,
+)
+
+_CHUNK = 500  # ids per IN (...) clause: far below every backend's parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class TopicCount:
+    topic: Topic
+    events: int
+    last_date: str  # ISO date of the topic's newest event
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    started_at: datetime
+    finished_at: datetime
+    status: str
+    new: int
+    updated: int
+    unchanged: int
+    rejected: int
+    error: str | None = None
+
+
+def async_url(url: str) -> str:
+    """The SQLAlchemy async URL for a user-facing ``sqlite:///`` or ``postgresql://`` URL."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url.removeprefix("sqlite:")
+    if url.startswith("postgresql:"):
+        return "postgresql+asyncpg:" + url.removeprefix("postgresql:")
+    return url
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self.backend = engine.dialect.name  # "sqlite" or "postgresql"
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect, and create or upgrade the schema."""
+        try:
+            sa_url = make_url(async_url(url))
+        except ArgumentError as exc:
+            raise StorageError(f"store.url {url!r} is not a database URL: {exc}") from exc
+        if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
+            Path(sa_url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_async_engine(sa_url, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StorageError(f"store.url {url!r}: {exc}") from exc
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        try:
+            await store._migrate()
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StorageError(f"{self.backend} store: {exc.__class__.__name__}: {exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"{self.backend} store unreachable: {exc}") from exc
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as connection:
+            if self.backend == "postgresql":
+                # Replicas starting together must not migrate twice.
+                await connection.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
+            await connection.run_sync(lambda c: schema.metadata.create_all(c, tables=[meta]))
+            row = await connection.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            )
+            current = int(row.scalar_one_or_none() or 0)
+            if current > schema.SCHEMA_VERSION:
+                raise StorageError(
+                    f"the database schema is version {current}, newer than this feedbot "
+                    f"understands ({schema.SCHEMA_VERSION}); upgrade feedbot"
+                )
+            for step in schema.MIGRATIONS[current:]:
+                await connection.run_sync(step)
+            if current != schema.SCHEMA_VERSION:
+                await self._upsert(
+                    connection,
+                    meta,
+                    [{"key": "schema_version", "value": str(schema.SCHEMA_VERSION)}],
+                    keys=["key"],
+                )
+
+    async def schema_version(self) -> int:
+        async with self._transaction() as connection:
+            row = await connection.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            )
+            return int(row.scalar_one())
+
+    async def ping(self) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(select(1))
+
+    # -- ingestion ---------------------------------------------------------------
+
+    async def load_marks(self) -> dict[str, str]:
+        async with self._transaction() as connection:
+            rows = await connection.execute(select(marks.c.key, marks.c.value))
+            return {key: value for key, value in rows}
+
+    async def content_hashes(self, ids: Iterable[str]) -> dict[str, str]:
+        """The stored content hash of each of ``ids`` that the store knows."""
+        found: dict[str, str] = {}
+        async with self._transaction() as connection:
+            for chunk in _chunks(list(ids)):
+                rows = await connection.execute(
+                    select(events.c.id, events.c.content_hash).where(events.c.id.in_(chunk))
+                )
+                found.update({event_id: digest for event_id, digest in rows})
+        return found
+
+    async def write_batch(
+        self,
+        *,
+        new: Sequence[Event],
+        changed: Sequence[Event],
+        marks_: Mapping[str, str],
+        rejected: Mapping[str, str],
+        accepted_paths: Sequence[str],
+        now: datetime,
+    ) -> None:
+        """Store one batch of ingestion in one transaction: new and changed events
+        with their topics and links, the source marks, and the pages' rejections."""
+        async with self._transaction() as connection:
+            if changed:
+                changed_ids = [e.id for e in changed]
+                for chunk in _chunks(changed_ids):
+                    await connection.execute(
+                        delete(event_topics).where(event_topics.c.event_id.in_(chunk))
+                    )
+                    await connection.execute(
+                        delete(event_links).where(event_links.c.event_id.in_(chunk))
+                    )
+                for item in changed:
+                    await connection.execute(
+                        events.update()
+                        .where(events.c.id == item.id)
+                        .values({**_event_columns(item), "updated": now})
+                    )
+            if new:
+                await connection.execute(
+                    events.insert(),
+                    [
+                        {**_event_columns(e), "id": e.id, "first_seen": now, "updated": now}
+                        for e in new
+                    ],
+                )
+            both = [*new, *changed]
+            topic_rows = {
+                t.slug: {"slug": t.slug, "name": t.name, "first_seen": now}
+                for e in both
+                for t in e.topics
+            }
+            if topic_rows:
+                await self._insert_missing(
+                    connection, topics, list(topic_rows.values()), keys=["slug"]
+                )
+                await connection.execute(
+                    event_topics.insert(),
+                    [
+                        {
+                            "slug": t.slug,
+                            "event_id": e.id,
+                            "date": e.date.isoformat(),
+                            "position": i,
+                        }
+                        for e in both
+                        for i, t in enumerate(e.topics)
+                    ],
+                )
+            link_rows = {
+                (e.id, r.id): {"event_id": e.id, "target_id": r.id, "kind": r.kind.value}
+                for e in both
+                for r in e.related
+            }
+            if link_rows:
+                await connection.execute(event_links.insert(), list(link_rows.values()))
+            if marks_:
+                await self._upsert(
+                    connection,
+                    marks,
+                    [{"key": k, "value": v} for k, v in marks_.items()],
+                    keys=["key"],
+                )
+            for chunk in _chunks(list(accepted_paths)):
+                await connection.execute(delete(rejections).where(rejections.c.path.in_(chunk)))
+            if rejected:
+                await self._upsert(
+                    connection,
+                    rejections,
+                    [{"path": p, "reason": r, "seen_at": now} for p, r in rejected.items()],
+                    keys=["path"],
+                )
+
+    async def record_poll(self, record: PollRecord) -> None:
+        async with self._transaction() as connection:
+            await connection.execute(polls.insert().values(asdict(record)))
+
+    async def last_poll(self) -> PollRecord | None:
+        async with self._transaction() as connection:
+            row = (
+                (await connection.execute(select(polls).order_by(polls.c.id.desc()).limit(1)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return PollRecord(**{f.name: row[f.name] for f in fields(PollRecord)})
+
+    async def rejections(self) -> dict[str, str]:
+        async with self._transaction() as connection:
+            rows = await connection.execute(select(rejections.c.path, rejections.c.reason))
+            return {path: reason for path, reason in rows}
+
+    # -- reading -----------------------------------------------------------------
+
+    async def count_events(self, topic: str | None = None) -> int:
+        query = (
+            select(func.count()).select_from(events)
+            if topic is None
+            else select(func.count()).select_from(event_topics).where(event_topics.c.slug == topic)
+        )
+        async with self._transaction() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        async with self._transaction() as connection:
+            row = (
+                await connection.execute(
+                    select(events.c.body, events.c.first_seen, events.c.updated).where(
+                        events.c.id == event_id
+                    )
+                )
+            ).first()
+        return None if row is None else _stored(row)
+
+    async def events_page(
+        self, topic: str | None = None, *, offset: int = 0, limit: int = 50
+    ) -> list[StoredEvent]:
+        """Events newest first (date descending, then id), optionally of one topic."""
+        query = select(events.c.body, events.c.first_seen, events.c.updated)
+        if topic is None:
+            query = query.order_by(events.c.date.desc(), events.c.id)
+        else:
+            query = (
+                query.join(event_topics, event_topics.c.event_id == events.c.id)
+                .where(event_topics.c.slug == topic)
+                .order_by(event_topics.c.date.desc(), event_topics.c.event_id)
+            )
+        query = query.offset(offset).limit(limit)
+        async with self._transaction() as connection:
+            return [_stored(row) for row in await connection.execute(query)]
+
+    async def topic_counts(self) -> list[TopicCount]:
+        """Every topic with its event count, most recently active first."""
+        last = func.max(event_topics.c.date).label("last_date")
+        query = (
+            select(topics.c.slug, topics.c.name, func.count().label("n"), last)
+            .join(event_topics, event_topics.c.slug == topics.c.slug)
+            .group_by(topics.c.slug, topics.c.name)
+            .order_by(last.desc(), topics.c.slug)
+        )
+        async with self._transaction() as connection:
+            return [
+                TopicCount(Topic(name=name, slug=slug), int(n), last_date)
+                for slug, name, n, last_date in await connection.execute(query)
+            ]
+
+    async def topic(self, slug: str) -> Topic | None:
+        async with self._transaction() as connection:
+            name = (
+                await connection.execute(select(topics.c.name).where(topics.c.slug == slug))
+            ).scalar_one_or_none()
+        return None if name is None else Topic(name=name, slug=slug)
+
+    # -- helpers -----------------------------------------------------------------
+
+    async def _upsert(
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        rows: list[dict[str, Any]],
+        *,
+        keys: list[str],
+    ) -> None:
+        statement = self._dialect_insert(table)
+        columns = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+        await connection.execute(
+            statement.on_conflict_do_update(index_elements=keys, set_=columns), rows
+        )
+
+    async def _insert_missing(
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        rows: list[dict[str, Any]],
+        *,
+        keys: list[str],
+    ) -> None:
+        statement = self._dialect_insert(table)
+        await connection.execute(statement.on_conflict_do_nothing(index_elements=keys), rows)
+
+    def _dialect_insert(self, table: Table) -> Any:
+        return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
+
+
+def _event_columns(item: Event) -> dict[str, Any]:
+    return {
+        "date": item.date.isoformat(),
+        "story": item.story,
+        "title": item.title,
+        "body": json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":")),
+        "content_hash": item.content_hash(),
+    }
+
+
+def _stored(row: Any) -> StoredEvent:
+    body, first_seen, updated = row
+    return StoredEvent(
+        event=Event.from_json(json.loads(body)), first_seen=first_seen, updated=updated
+    )
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web app read while a poll writes; NORMAL is durable across a
+    # process crash (only a power loss can cost the last commits).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,145 @@
+"""Shared fixtures: stores on every backend, archives written into tmp folders.
+
+The store fixtures run each store test against SQLite (a real file) and the
+real PostgreSQL server (``FEEDBOT_TEST_PG_URL``, default the machine's
+127.0.0.1:5432 database ``test``). Where no PostgreSQL answers, those cases are
+skipped with the reason shown; CI always has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from feedbot.store import Store
+from feedbot.store.schema import metadata
+from feedbot.store.store import async_url
+
+PG_URL = os.environ.get("FEEDBOT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "tests" / "data" / "seed.md"
+SHARED_SEED = REPO.parent / "shared" / "seeds" / "000_ffb26b68fc8d7c51.txt"
+
+_pg_reason: str | None = None
+
+
+async def _reset_postgres() -> str | None:
+    """Drop feedbot's tables; return why PostgreSQL is unusable, or None."""
+    engine = create_async_engine(async_url(PG_URL))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.drop_all)
+    except Exception as exc:  # any failure means: no usable server here
+        return f"PostgreSQL at {PG_URL} unusable: {exc.__class__.__name__}: {exc}"
+    finally:
+        await engine.dispose()
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedbot.db'}"
+    reason = await _reset_postgres()
+    if reason is not None:
+        pytest.skip(reason)
+    return PG_URL
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url)
+    yield opened
+    await opened.close()
+
+
+class Clock:
+    """A hand-wound UTC clock for tests: ``clock()`` reads it, ``advance`` moves it."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def seed_bytes() -> bytes:
+    return (SEED if SEED.exists() else SHARED_SEED).read_bytes()
+
+
+def write_page(
+    root: Path,
+    day: str,
+    slug: str,
+    title: str,
+    *,
+    story: str | None = None,
+    related: list[tuple[str, str, list[str]]] | None = None,
+) -> Path:
+    """Write one page in the archive format under ``root/news/<day>/<slug>.md``.
+
+    ``related`` holds (event id, title, contexts) triples.
+    """
+    year, month, dom = day.split("/")
+    folder = root / "news" / day
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"Formats: [HTML](/news/{day}/{slug}.html)  [JSON](/news/{day}/{slug}.json)",
+        "",
+        f"### [{year}-{month}-{dom}](/news/{day}/index.md)",
+        "",
+    ]
+    if story:
+        lines.append(f"##### {story}")
+    lines += [
+        f"#  {title}",
+        "",
+        "### Sources:",
+        "",
+        f"1. [Example](https://example.org/{slug})",
+        "",
+    ]
+    if related:
+        lines += ["### Related:", ""]
+        for number, (rid, rtitle, contexts) in enumerate(related, 1):
+            lines.append(f"{number}. [{rtitle}](/news/{rid}.md) _Context: {', '.join(contexts)}_")
+    path = folder / f"{slug}.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+WritePage = Callable[..., Path]
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    """An archive folder holding the seed page."""
+    root = tmp_path / "archive"
+    day = root / "news" / "2007" / "07" / "9"
+    day.mkdir(parents=True)
+    slug = (
+        "lal-masjid-siege-an-attempt-to-negotiate-a-peaceful-end-to-the-seven-day-standoff-"
+        "at-islamabad-s-red-mosque-ends-without-any-progress"
+    )
+    (day / f"{slug}.md").write_bytes(seed_bytes())
+    return root
+
+
+def copy_sample_archive(dest: Path) -> Path:
+    shutil.copytree(REPO / "examples" / "archive", dest)
+    return dest

@@ -1,0 +1,88 @@
+"""The local folder source: incremental walks and the file-system watch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from feedbot.archive.local import LocalArchiveSource
+from feedbot.archive.source import PollBatch
+from tests.conftest import Clock, write_page
+
+
+async def collect(source: LocalArchiveSource, marks: dict[str, str], **kwargs: object) -> PollBatch:
+    merged = PollBatch()
+    async for batch in source.poll(marks, **kwargs):  # type: ignore[arg-type]
+        merged.pages += batch.pages
+        merged.problems += batch.problems
+        merged.marks.update(batch.marks)
+    marks.update(merged.marks)
+    return merged
+
+
+async def test_first_walk_reads_every_page_but_no_index(archive: Path, clock: Clock) -> None:
+    write_page(archive, "2007/07/10", "storm", "Storm")
+    (archive / "news/2007/07/10/index.md").write_text("- [Storm](/news/2007/07/10/storm.md)\n")
+    batch = await collect(LocalArchiveSource(archive, clock=clock), {})
+    assert sorted(p.path for p in batch.pages) == [
+        "news/2007/07/10/storm.md",
+        "news/2007/07/9/lal-masjid-siege-an-attempt-to-negotiate-a-peaceful-end-to-the-seven-day-"
+        "standoff-at-islamabad-s-red-mosque-ends-without-any-progress.md",
+    ]
+    assert set(batch.marks) == {"local:2007/07/10", "local:2007/07/9"}
+
+
+async def test_unchanged_old_days_are_not_even_listed(archive: Path, clock: Clock) -> None:
+    source = LocalArchiveSource(archive, clock=clock)
+    marks: dict[str, str] = {}
+    await collect(source, marks)
+    # An in-place edit of an old page does not change its folder: the walk skips
+    # it (the watch is what catches such edits).
+    page = next((archive / "news/2007/07/9").glob("*.md"))
+    page.write_bytes(page.read_bytes() + b"\n")
+    assert (await collect(source, marks)).pages == []
+    # A new page changes the folder: the day is read again.
+    write_page(archive, "2007/07/9", "second", "Second")
+    assert len((await collect(source, marks)).pages) == 2
+
+
+async def test_recent_days_catch_in_place_edits(tmp_path: Path) -> None:
+    clock = Clock(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    path = write_page(tmp_path, "2026/11/26", "today", "Yesterday's news")
+    source = LocalArchiveSource(tmp_path, lookback_days=3, clock=clock)
+    marks: dict[str, str] = {}
+    await collect(source, marks)
+    folder_mtime = path.parent.stat().st_mtime_ns
+    path.write_text(path.read_text() + "\n", encoding="utf-8")
+    os.utime(path, ns=(folder_mtime + 10**9, folder_mtime + 10**9))
+    assert [p.path for p in (await collect(source, marks)).pages] == ["news/2026/11/26/today.md"]
+
+
+async def test_oversized_page_is_a_problem_not_a_failure(archive: Path, clock: Clock) -> None:
+    big = archive / "news/2007/07/9/huge.md"
+    big.write_bytes(b"x" * 5000)
+    batch = await collect(LocalArchiveSource(archive, max_page_bytes=4096, clock=clock), {})
+    assert [p.path for p in batch.problems] == ["news/2007/07/9/huge.md"]
+    assert "larger than 4096 bytes" in batch.problems[0].reason
+    assert len(batch.pages) == 1
+
+
+async def test_watch_names_the_changed_day_within_a_second(archive: Path, clock: Clock) -> None:
+    source = LocalArchiveSource(archive, clock=clock)
+    stop = asyncio.Event()
+    seen: list[set[str]] = []
+
+    async def watch() -> None:
+        async for days in source.changed_days(stop=stop):
+            seen.append(days)
+            stop.set()
+
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.3)  # let the watcher start
+    started = asyncio.get_running_loop().time()
+    write_page(archive, "2007/07/12", "new", "New page")
+    await asyncio.wait_for(task, timeout=5)
+    assert seen == [{"2007/07/12"}]
+    assert asyncio.get_running_loop().time() - started < 1.0

@@ -1,0 +1,116 @@
+"""What is new and what changed (pure), and whole polls of a local archive into a store."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from feedbot.archive.local import LocalArchiveSource
+from feedbot.errors import ArchiveError
+from feedbot.ingest import Ingestor, decide
+from feedbot.model import Event
+from feedbot.store import Store
+from tests.conftest import Clock, write_page
+
+
+def event(event_id: str, title: str = "t") -> Event:
+    return Event(id=event_id, date=date(2020, 1, 1), story=None, title=title)
+
+
+def test_decide_splits_new_changed_unchanged() -> None:
+    a, b, c = event("a"), event("b"), event("c")
+    known = {"a": a.content_hash(), "b": "stale-hash"}
+    decision = decide([a, b, c], known)
+    assert decision.new == (c,)
+    assert decision.changed == (b,)
+    assert decision.unchanged == 1
+
+
+def test_decide_keeps_the_last_of_duplicate_ids() -> None:
+    first, second = event("a", "first"), event("a", "second")
+    assert decide([first, second], {}).new == (second,)
+
+
+async def test_first_poll_stores_every_event_and_rejects_bad_pages(
+    store: Store, archive: Path, clock: Clock
+) -> None:
+    write_page(archive, "2007/07/10", "storm", "Forces storm the mosque", story="Lal Masjid siege")
+    (archive / "news" / "2007" / "07" / "10" / "broken.md").write_bytes(b"\x00\xff junk")
+    ingestor = Ingestor(store, LocalArchiveSource(archive, clock=clock), clock=clock)
+    result = await ingestor.poll()
+    assert (result.new, result.updated, result.unchanged) == (2, 0, 0)
+    assert list(result.rejected) == ["news/2007/07/10/broken.md"]
+    assert await store.count_events("lal-masjid-siege") == 2
+    assert await store.rejections() == result.rejected
+    last = await store.last_poll()
+    assert last is not None and (last.status, last.new, last.rejected) == ("ok", 2, 1)
+
+
+async def test_second_poll_reads_nothing_when_nothing_changed(
+    store: Store, archive: Path, clock: Clock
+) -> None:
+    ingestor = Ingestor(store, LocalArchiveSource(archive, clock=clock), clock=clock)
+    await ingestor.poll()
+    again = await ingestor.poll()
+    assert (again.new, again.updated, again.unchanged, again.rejected) == (0, 0, 0, {})
+
+
+async def test_new_page_is_new_and_rewrite_with_same_content_is_unchanged(
+    store: Store, archive: Path, clock: Clock
+) -> None:
+    ingestor = Ingestor(store, LocalArchiveSource(archive, clock=clock), clock=clock)
+    await ingestor.poll()
+    write_page(archive, "2007/07/10", "storm", "Forces storm the mosque")
+    result = await ingestor.poll()
+    assert (result.new, result.updated, result.unchanged) == (1, 0, 0)
+    # Same content with CRLF line ends and a BOM, atomically replaced: not an update.
+    path = archive / "news/2007/07/10/storm.md"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))
+    os.replace(tmp, path)
+    result = await ingestor.poll()
+    assert (result.new, result.updated, result.unchanged) == (0, 0, 1)
+
+
+async def test_changed_page_is_updated_and_moves_updated_time(
+    store: Store, archive: Path, clock: Clock
+) -> None:
+    ingestor = Ingestor(store, LocalArchiveSource(archive, clock=clock), clock=clock)
+    write_page(archive, "2007/07/10", "storm", "Forces storm the mosque")
+    await ingestor.poll()
+    clock.advance(3600)
+    path = write_page(archive, "2007/07/10", "storm", "Forces storm the mosque, ending the siege")
+    result = await ingestor.poll(days={"2007/07/10"})  # as the watch would ask
+    assert result.updated == 1
+    stored = await store.get_event("2007/07/10/storm")
+    assert stored is not None and stored.updated > stored.first_seen
+    assert path.exists()
+
+
+async def test_a_new_process_resumes_from_stored_marks(
+    store_url: str, archive: Path, clock: Clock
+) -> None:
+    first = await Store.open(store_url)
+    await Ingestor(first, LocalArchiveSource(archive, clock=clock), clock=clock).poll()
+    await first.close()
+    second = await Store.open(store_url)
+    try:
+        result = await Ingestor(
+            second, LocalArchiveSource(archive, clock=clock), clock=clock
+        ).poll()
+        assert (result.new, result.unchanged) == (0, 0)
+    finally:
+        await second.close()
+
+
+async def test_missing_archive_fails_the_poll_and_is_recorded(
+    store: Store, tmp_path: Path, clock: Clock
+) -> None:
+    ingestor = Ingestor(store, LocalArchiveSource(tmp_path / "nowhere", clock=clock), clock=clock)
+    with pytest.raises(ArchiveError, match="nowhere"):
+        await ingestor.poll()
+    last = await store.last_poll()
+    assert last is not None and last.status == "failed" and "nowhere" in (last.error or "")
