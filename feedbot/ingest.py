@@ -58,6 +58,7 @@ class PollResult:
     updated: int = 0
     unchanged: int = 0
     rejected: dict[str, str] = field(default_factory=dict)  # path -> reason
+    changed_topics: set[str] = field(default_factory=set)  # slugs whose feeds changed
 
     @property
     def summary(self) -> str:
@@ -104,7 +105,7 @@ class Ingestor:
                 parsed, rejected = await asyncio.to_thread(_parse_all, batch.pages)
                 rejected.update({p.path: p.reason for p in batch.problems})
                 decision = decide(parsed, await self.store.content_hashes(e.id for e in parsed))
-                await self.store.write_batch(
+                result.changed_topics |= await self.store.write_batch(
                     new=decision.new,
                     changed=decision.changed,
                     marks_=batch.marks,

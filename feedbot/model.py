@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from unidecode import unidecode
@@ -20,13 +21,15 @@ from unidecode import unidecode
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
+@lru_cache(maxsize=65536)  # topic names repeat across thousands of events
 def slugify(name: str) -> str:
     """The topic slug of a name, as SPEC section 2 defines it.
 
     ``"Côte d'Ivoire"`` -> ``"cote-d-ivoire"``; ``"Straße"`` -> ``"strasse"``.
     May return ``""`` for a name with no letters or digits at all.
     """
-    return _NOT_SLUG.sub("-", unidecode(name).lower()).strip("-")
+    ascii_name = name if name.isascii() else unidecode(name)
+    return _NOT_SLUG.sub("-", ascii_name.lower()).strip("-")
 
 
 class RelatedKind(StrEnum):

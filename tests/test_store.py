@@ -32,8 +32,8 @@ def simple(event_id: str, day: date, *topics: str) -> Event:
     )
 
 
-async def write(store: Store, *, new=(), changed=(), marks=None, rejected=None, now=T0) -> None:
-    await store.write_batch(
+async def write(store: Store, *, new=(), changed=(), marks=None, rejected=None, now=T0) -> set[str]:
+    return await store.write_batch(
         new=list(new),
         changed=list(changed),
         marks_=marks or {},
@@ -72,7 +72,8 @@ async def test_changed_event_moves_updated_but_not_first_seen(store: Store) -> N
     event = seed_event()
     await write(store, new=[event])
     edited = replace(event, title=event.title + " (edited)", topics=event.topics[:1])
-    await write(store, changed=[edited], now=T1)
+    affected = await write(store, changed=[edited], now=T1)
+    assert affected == {"lal-masjid-siege", "islamabad", "red-mosque"}  # two topics lost it
     stored = await store.get_event(event.id)
     assert stored is not None
     assert stored.event.title.endswith("(edited)")

@@ -72,6 +72,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self.backend = engine.dialect.name  # "sqlite" or "postgresql"
+        self._where = engine.url.render_as_string(hide_password=True)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -105,9 +106,10 @@ class Store:
             async with self._engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
-            raise StorageError(f"{self.backend} store: {exc.__class__.__name__}: {exc}") from exc
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise StorageError(f"store {self._where}: {reason}") from exc
         except OSError as exc:
-            raise StorageError(f"{self.backend} store unreachable: {exc}") from exc
+            raise StorageError(f"store {self._where} unreachable: {exc}") from exc
 
     async def _migrate(self) -> None:
         async with self._transaction() as connection:
@@ -172,13 +174,22 @@ class Store:
         rejected: Mapping[str, str],
         accepted_paths: Sequence[str],
         now: datetime,
-    ) -> None:
+    ) -> set[str]:
         """Store one batch of ingestion in one transaction: new and changed events
-        with their topics and links, the source marks, and the pages' rejections."""
+        with their topics and links, the source marks, and the pages' rejections.
+
+        Returns the slugs of every topic whose feed changed: the topics of the new
+        and changed events, and those a changed event no longer has.
+        """
+        affected = {t.slug for e in (*new, *changed) for t in e.topics}
         async with self._transaction() as connection:
             if changed:
                 changed_ids = [e.id for e in changed]
                 for chunk in _chunks(changed_ids):
+                    previous = await connection.execute(
+                        select(event_topics.c.slug).where(event_topics.c.event_id.in_(chunk))
+                    )
+                    affected.update(previous.scalars())
                     await connection.execute(
                         delete(event_topics).where(event_topics.c.event_id.in_(chunk))
                     )
@@ -245,6 +256,7 @@ class Store:
                     [{"path": p, "reason": r, "seen_at": now} for p, r in rejected.items()],
                     keys=["path"],
                 )
+        return affected
 
     async def record_poll(self, record: PollRecord) -> None:
         async with self._transaction() as connection:

@@ -1,0 +1,126 @@
+"""Ingestion benchmark: cold ingest, re-poll and peak memory on a synthetic archive.
+
+    python bench/ingest.py --events 100000 [--json]
+
+Writes the archive under bench/.cache/ when it is missing (bench/make_archive.py),
+then measures, in this process:
+
+- cold ingest: a first poll into a new SQLite file (read, parse, store);
+- re-poll: a poll when nothing changed, in the same process (the daemon's case)
+  and in a fresh Ingestor that must load its marks from the store (``feedbot poll``);
+- peak RSS of the process after those;
+- for reference, markdown-it-py tokenizing the same pages (already in memory),
+  i.e. what a general Markdown parser costs before any extraction or storage.
+
+Prints a table and, last, one JSON object. Targets: >= 5,000 events/s cold,
+<= 200 ms re-poll, <= 250 MB peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from make_archive import make_archive  # noqa: E402
+
+from feedbot.archive.local import LocalArchiveSource  # noqa: E402
+from feedbot.ingest import Ingestor  # noqa: E402
+from feedbot.store import Store  # noqa: E402
+
+
+def archive_for(events: int) -> Path:
+    root = HERE / ".cache" / f"archive-{events}"
+    done = root / ".complete"
+    if not done.exists():
+        print(f"writing a synthetic archive of {events} events to {root} ...", file=sys.stderr)
+        make_archive(root, events=events, seed=1)
+        done.write_text(str(events))
+    return root
+
+
+async def measure(root: Path, db: Path) -> dict[str, float]:
+    store = await Store.open(f"sqlite:///{db}")
+    source = LocalArchiveSource(root, lookback_days=1)
+    ingestor = Ingestor(store, source)
+    started = time.perf_counter()
+    cold = await ingestor.poll()
+    cold_s = time.perf_counter() - started
+    stored = await store.count_events()
+
+    warm_ms = []
+    for _ in range(5):
+        started = time.perf_counter()
+        again = await ingestor.poll()
+        warm_ms.append((time.perf_counter() - started) * 1000)
+        assert again.new == again.updated == 0, again.summary
+
+    started = time.perf_counter()
+    await Ingestor(store, LocalArchiveSource(root, lookback_days=1)).poll()
+    fresh_ms = (time.perf_counter() - started) * 1000
+    await store.close()
+    return {
+        "events": stored,
+        "rejected": len(cold.rejected),
+        "cold_s": cold_s,
+        "cold_events_per_s": stored / cold_s,
+        "repoll_ms": statistics.median(warm_ms),
+        "repoll_fresh_process_ms": fresh_ms,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def markdown_it_reference(root: Path) -> dict[str, float]:
+    from markdown_it import MarkdownIt
+
+    pages = [
+        p.read_text(encoding="utf-8") for p in (root / "news").glob("*/*/*/*.md") if p.name != "index.md"
+    ]
+    md = MarkdownIt()
+    started = time.perf_counter()
+    for text in pages:
+        md.parse(text)
+    seconds = time.perf_counter() - started
+    return {"markdown_it_tokenize_s": seconds, "markdown_it_pages_per_s": len(pages) / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true", help="end with one JSON line (always printed)")
+    args = parser.parse_args()
+
+    root = archive_for(args.events)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(measure(root, Path(tmp) / "bench.db"))
+    result.update(markdown_it_reference(root))
+
+    rows = [
+        ("events stored", f"{result['events']:,.0f}", ""),
+        ("cold ingest", f"{result['cold_s']:.1f} s", ""),
+        ("cold events/s", f"{result['cold_events_per_s']:,.0f}", ">= 5,000"),
+        ("re-poll, same process", f"{result['repoll_ms']:.0f} ms", "<= 200 ms"),
+        ("re-poll, fresh process", f"{result['repoll_fresh_process_ms']:.0f} ms", ""),
+        ("peak RSS", f"{result['peak_rss_mb']:.0f} MB", "<= 250 MB"),
+        ("markdown-it-py tokenize only", f"{result['markdown_it_tokenize_s']:.1f} s", "reference"),
+        ("markdown-it-py pages/s", f"{result['markdown_it_pages_per_s']:,.0f}", "reference"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>12}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>12}  {target}")
+    print(json.dumps({k: round(v, 2) for k, v in result.items()}))
+
+
+if __name__ == "__main__":
+    main()

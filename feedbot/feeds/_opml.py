@@ -1,0 +1,40 @@
+"""OPML 2.0 subscription lists (http://opml.org/spec2.opml), for import into readers.
+
+Written with :mod:`xml.etree.ElementTree`, which escapes markup; it does not
+refuse characters XML forbids, so every string is made XML-safe first. No
+``dateCreated``: the same topics always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from feedbot.feeds._text import xml_safe
+from feedbot.feeds.spec import FeedSpec
+from feedbot.model import Topic
+
+
+def opml_document(topics: Sequence[tuple[Topic, int]], base_url: str, title: str) -> bytes:
+    opml = ET.Element("opml", version="2.0")
+    head = ET.SubElement(opml, "head")
+    ET.SubElement(head, "title").text = xml_safe(title)
+    body = ET.SubElement(opml, "body")
+    for topic, count in topics:
+        spec = FeedSpec.for_topic(topic, base_url)
+        name = xml_safe(topic.name) or topic.slug
+        ET.SubElement(
+            body,
+            "outline",
+            {
+                "type": "rss",  # OPML 2.0's type for any feed subscription, Atom included
+                "text": name,
+                "title": name,
+                "description": f"{count} event{'' if count == 1 else 's'}",
+                "xmlUrl": spec.url(),
+                "htmlUrl": spec.html_url,
+            },
+        )
+    ET.indent(opml)
+    document: bytes = ET.tostring(opml, encoding="utf-8", xml_declaration=True)
+    return document + b"\n"

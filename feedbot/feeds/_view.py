@@ -1,0 +1,109 @@
+"""The format-neutral picture of one feed page, which every writer translates.
+
+:func:`build_view` decides everything the formats share -- ids, URLs, order,
+RFC 5005 paging links, timestamps, sanitized entry HTML -- so the Atom, RSS and
+JSON Feed writers only map fields. Every string in a view is XML-safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+
+from feedbot.feeds import urls
+from feedbot.feeds._text import safe_event, xml_safe
+from feedbot.feeds.content import entry_html
+from feedbot.feeds.spec import FeedSpec, feed_updated, newest_first, utc
+from feedbot.feeds.urls import FeedFormat
+from feedbot.model import StoredEvent
+
+AUTHOR = "feedbot"
+GENERATOR = "feedbot"
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    term: str  # the topic slug
+    label: str  # the topic name
+
+
+@dataclass(frozen=True, slots=True)
+class EntryView:
+    id: str
+    event_id: str
+    title: str
+    url: str
+    published: datetime
+    updated: datetime
+    content_html: str
+    categories: tuple[Category, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedView:
+    id: str
+    title: str
+    description: str
+    html_url: str
+    self_url: str
+    updated: datetime
+    paging: tuple[tuple[str, str], ...]
+    """RFC 5005 section 3 ``(rel, href)`` pairs: first, previous, next, last."""
+    entries: tuple[EntryView, ...]
+
+    def link(self, rel: str) -> str | None:
+        return next((href for r, href in self.paging if r == rel), None)
+
+
+def build_view(
+    spec: FeedSpec,
+    events: Sequence[StoredEvent],
+    page: int,
+    total: int,
+    fmt: FeedFormat,
+    *,
+    updated: datetime | None = None,
+) -> FeedView:
+    spec.check_page(page, total)
+    if len(events) > spec.page_size:
+        raise ValueError(f"{len(events)} events given for a page of {spec.page_size}")
+    title = xml_safe(spec.title) or spec.feed_id
+    return FeedView(
+        id=spec.feed_id,
+        title=title,
+        description=(
+            "Every event in the archive, newest first"
+            if spec.kind == "all"
+            else f"Events about {title}, newest first"
+        ),
+        html_url=spec.html_url,
+        self_url=spec.url(fmt, page),
+        updated=feed_updated(events) if updated is None else utc(updated),
+        paging=_paging(spec, fmt, page, spec.page_count(total)),
+        entries=tuple(_entry(stored, spec.base_url) for stored in newest_first(events)),
+    )
+
+
+def _paging(spec: FeedSpec, fmt: FeedFormat, page: int, pages: int) -> tuple[tuple[str, str], ...]:
+    links = [("first", spec.url(fmt, 1))]
+    if page > 1:
+        links.append(("previous", spec.url(fmt, page - 1)))
+    if page < pages:
+        links.append(("next", spec.url(fmt, page + 1)))
+    links.append(("last", spec.url(fmt, pages)))
+    return tuple(links)
+
+
+def _entry(stored: StoredEvent, base_url: str) -> EntryView:
+    event = safe_event(stored.event)
+    return EntryView(
+        id=urls.event_urn(event.id),
+        event_id=xml_safe(event.id),
+        title=event.title or event.id,
+        url=urls.event_url(base_url, event.id),
+        published=datetime.combine(event.date, time(), tzinfo=UTC),
+        updated=utc(stored.updated),
+        content_html=entry_html(event, base_url),
+        categories=tuple(Category(term=t.slug, label=t.name or t.slug) for t in event.topics),
+    )

@@ -1,0 +1,93 @@
+"""The public rendering functions: one feed page in, document bytes out.
+
+Pure and deterministic -- no clock, no I/O, no store: the same arguments always
+give the same bytes, so :func:`etag` of the body is a valid strong validator.
+``events`` is one page (at most ``spec.page_size`` events, in any order; they are
+sorted newest first here); ``total`` is the size of the whole feed, for paging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+from feedbot.feeds._feedgen import atom_document, rss_document
+from feedbot.feeds._jsonfeed import json_feed_document
+from feedbot.feeds._opml import opml_document
+from feedbot.feeds._view import build_view
+from feedbot.feeds.spec import FeedSpec
+from feedbot.feeds.urls import FeedFormat
+from feedbot.model import StoredEvent, Topic
+
+
+def render_atom(
+    spec: FeedSpec,
+    events: Sequence[StoredEvent],
+    page: int,
+    total: int,
+    *,
+    updated: datetime | None = None,
+) -> bytes:
+    """Page ``page`` of ``spec``'s Atom feed.
+
+    The feed's ``updated`` is the latest ``updated`` of ``events`` (or
+    :data:`~feedbot.feeds.spec.EPOCH` when empty) unless ``updated`` is given.
+    Raises :class:`~feedbot.feeds.spec.PageOutOfRange` for a page that does not exist.
+    """
+    return atom_document(build_view(spec, events, page, total, FeedFormat.ATOM, updated=updated))
+
+
+def render_rss(
+    spec: FeedSpec,
+    events: Sequence[StoredEvent],
+    page: int,
+    total: int,
+    *,
+    updated: datetime | None = None,
+) -> bytes:
+    """The RSS 2.0 twin of :func:`render_atom`."""
+    return rss_document(build_view(spec, events, page, total, FeedFormat.RSS, updated=updated))
+
+
+def render_json_feed(
+    spec: FeedSpec,
+    events: Sequence[StoredEvent],
+    page: int,
+    total: int,
+    *,
+    updated: datetime | None = None,
+) -> bytes:
+    """The JSON Feed 1.1 twin of :func:`render_atom` (paging through ``next_url``)."""
+    view = build_view(spec, events, page, total, FeedFormat.JSON, updated=updated)
+    return json_feed_document(view)
+
+
+def render_feed(
+    fmt: FeedFormat,
+    spec: FeedSpec,
+    events: Sequence[StoredEvent],
+    page: int,
+    total: int,
+    *,
+    updated: datetime | None = None,
+) -> bytes:
+    """Dispatch on ``fmt``: what a route serving ``<feed>.<ext>`` calls."""
+    render = {
+        FeedFormat.ATOM: render_atom,
+        FeedFormat.RSS: render_rss,
+        FeedFormat.JSON: render_json_feed,
+    }[fmt]
+    return render(spec, events, page, total, updated=updated)
+
+
+def render_opml(
+    topics: Sequence[tuple[Topic, int]], base_url: str, *, title: str = "feedbot topics"
+) -> bytes:
+    """OPML 2.0 listing the Atom feed of every ``(topic, event count)``, in the given order."""
+    return opml_document(topics, base_url, title)
+
+
+def etag(body: bytes) -> str:
+    """A strong HTTP entity tag for ``body``: its quoted BLAKE2b-128 digest."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'

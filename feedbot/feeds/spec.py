@@ -1,0 +1,123 @@
+"""What a feed is: :class:`FeedSpec`, and how its events split into pages.
+
+A feed lists its events newest first -- event date descending, then event id
+ascending (``ORDER BY date DESC, id ASC`` in SQL) -- in pages of ``page_size``.
+Page 1 holds the newest; page N holds entries ``(N-1)*page_size`` onwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from feedbot.errors import FeedbotError
+from feedbot.feeds import urls
+from feedbot.model import StoredEvent, Topic
+
+DEFAULT_PAGE_SIZE = 50
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""The ``updated`` of a feed with no entries: fixed, so empty feeds are stable too."""
+
+FeedKind = Literal["all", "topic"]
+
+
+class PageOutOfRange(FeedbotError, LookupError):
+    """A feed page number below 1 or past the last page (the web layer's 404)."""
+
+    def __init__(self, page: int, pages: int) -> None:
+        super().__init__(f"page {page} does not exist; the feed has {pages} page(s)")
+        self.page = page
+        self.pages = pages
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One feed: every event (``kind="all"``) or one topic's (``kind="topic"``).
+
+    ``base_url`` is the public root (``https://feeds.example.org``), with or
+    without a trailing slash; it only shapes links, never ids.
+    """
+
+    kind: FeedKind
+    slug: str | None
+    title: str
+    base_url: str
+    page_size: int = DEFAULT_PAGE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.kind == "topic" and not self.slug:
+            raise ValueError("a topic feed needs a slug")
+        if self.kind == "all" and self.slug is not None:
+            raise ValueError("the feed of all events takes no slug")
+        if self.kind not in ("all", "topic"):
+            raise ValueError(f"unknown feed kind {self.kind!r}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an absolute http(s) URL: {self.base_url!r}")
+        if self.page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {self.page_size}")
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+
+    @classmethod
+    def all_events(
+        cls, base_url: str, *, title: str = "All events", page_size: int = DEFAULT_PAGE_SIZE
+    ) -> FeedSpec:
+        return cls("all", None, title, base_url, page_size)
+
+    @classmethod
+    def for_topic(
+        cls, topic: Topic, base_url: str, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> FeedSpec:
+        return cls("topic", topic.slug, topic.name, base_url, page_size)
+
+    @property
+    def feed_id(self) -> str:
+        return urls.feed_urn(self.slug)
+
+    @property
+    def html_url(self) -> str:
+        return urls.topic_page_url(self.base_url, self.slug)
+
+    def url(self, fmt: urls.FeedFormat = urls.FeedFormat.ATOM, page: int = 1) -> str:
+        return urls.feed_url(self.base_url, self.slug, fmt, page)
+
+    def page_count(self, total: int) -> int:
+        """How many pages ``total`` events fill; an empty feed still has page 1."""
+        if total < 0:
+            raise ValueError(f"total must not be negative, not {total}")
+        return max(1, -(-total // self.page_size))
+
+    def check_page(self, page: int, total: int) -> None:
+        """Raise :class:`PageOutOfRange` unless ``page`` exists for ``total`` events."""
+        pages = self.page_count(total)
+        if not 1 <= page <= pages:
+            raise PageOutOfRange(page, pages)
+
+    def offset(self, page: int) -> int:
+        """How many events precede ``page`` (the SQL ``OFFSET``)."""
+        return (page - 1) * self.page_size
+
+
+def order_key(stored: StoredEvent) -> tuple[int, str]:
+    """Sort key for feed order: newest date first, then event id ascending."""
+    return (-stored.event.date.toordinal(), stored.event.id)
+
+
+def newest_first(events: Iterable[StoredEvent]) -> list[StoredEvent]:
+    return sorted(events, key=order_key)
+
+
+def feed_updated(events: Iterable[StoredEvent]) -> datetime:
+    """A feed's ``updated`` (and HTTP Last-Modified): its latest entry change, in UTC.
+
+    :data:`EPOCH` when there are no events.
+    """
+    return max((utc(e.updated) for e in events), default=EPOCH)
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; naive datetimes are a bug in the caller, not a guess here."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: feeds need aware UTC times")
+    return moment.astimezone(UTC)

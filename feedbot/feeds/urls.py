@@ -1,0 +1,84 @@
+"""Every id and URL feedbot publishes, in one place.
+
+Ids (``urn:feedbot:...``) depend on the event id or topic slug alone, never on the
+host, base URL, title or time, so a reader never sees an entry twice after a move.
+URLs are ``base_url`` plus a fixed path; the web layer routes the same paths:
+
+=========================================  ===================================
+``/feeds/all.<ext>[?page=N]``              every event (``ext``: atom, rss, json)
+``/feeds/topics/<slug>.<ext>[?page=N]``    one topic's events
+``/topics`` and ``/topics#<slug>``         the HTML topic list (one anchor per topic)
+``/events/<event id>``                     the HTML page of one event
+=========================================  ===================================
+
+Page 1 of a feed has no ``page`` parameter, so the URL people subscribe to is the
+one that carries the newest entries.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from urllib.parse import quote
+
+_ALL_SLUG_URN = "urn:feedbot:feed:all"
+# RFC 3986 pchar plus "/", so ordinary ids stay readable; everything else is
+# percent-encoded (lone surrogates too, which UTF-8 cannot otherwise carry).
+_PATH_SAFE = "/:@!$&'()*+,;=~"
+
+
+class FeedFormat(StrEnum):
+    """A feed format, named by its file extension."""
+
+    ATOM = "atom"
+    RSS = "rss"
+    JSON = "json"
+
+    @property
+    def media_type(self) -> str:
+        return _MEDIA_TYPES[self]
+
+
+_MEDIA_TYPES = {
+    FeedFormat.ATOM: "application/atom+xml; charset=utf-8",
+    FeedFormat.RSS: "application/rss+xml; charset=utf-8",
+    FeedFormat.JSON: "application/feed+json; charset=utf-8",
+}
+OPML_MEDIA_TYPE = "text/x-opml; charset=utf-8"
+
+
+def _quote(text: str) -> str:
+    return quote(text, safe=_PATH_SAFE, errors="surrogatepass")
+
+
+def _base(base_url: str) -> str:
+    return base_url.rstrip("/")
+
+
+def event_urn(event_id: str) -> str:
+    """The Atom id / RSS guid / JSON Feed id of an event's entry."""
+    return "urn:feedbot:event:" + _quote(event_id)
+
+
+def feed_urn(slug: str | None) -> str:
+    """The id of the feed of topic ``slug``, or of every event when ``None``."""
+    return _ALL_SLUG_URN if slug is None else "urn:feedbot:feed:topic:" + _quote(slug)
+
+
+def event_url(base_url: str, event_id: str) -> str:
+    """The public HTML page of an event."""
+    return f"{_base(base_url)}/events/{_quote(event_id)}"
+
+
+def feed_url(
+    base_url: str, slug: str | None, fmt: FeedFormat = FeedFormat.ATOM, page: int = 1
+) -> str:
+    """The URL of one page of a feed; page 1 is the bare, subscribable URL."""
+    path = "/feeds/all" if slug is None else f"/feeds/topics/{_quote(slug)}"
+    query = "" if page == 1 else f"?page={page}"
+    return f"{_base(base_url)}{path}.{fmt.value}{query}"
+
+
+def topic_page_url(base_url: str, slug: str | None) -> str:
+    """The HTML page a feed is the feed *of*: the topic list, at the topic's anchor."""
+    anchor = "" if slug is None else "#" + _quote(slug)
+    return f"{_base(base_url)}/topics{anchor}"
