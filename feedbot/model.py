@@ -130,14 +130,21 @@ class Event:
             topics=tuple(Topic(t["name"], t["slug"]) for t in data["topics"]),
         )
 
+    def canonical_json(self) -> str:
+        """The SPEC section 2 object as compact JSON, the same text for the same event."""
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+
     def content_hash(self) -> str:
         """A digest of everything a reader sees of the event.
 
         Two parses of pages that differ only in noise (CRLF, BOM, blank lines,
         trailing spaces) hash the same, so ``updated`` moves only on real changes.
         """
-        canonical = json.dumps(self.to_json(), ensure_ascii=False, sort_keys=True)
-        return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+        return content_hash(self.canonical_json())
+
+
+def content_hash(canonical_json: str) -> str:
+    return hashlib.blake2b(canonical_json.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from feedbot.errors import StorageError
-from feedbot.model import Event, StoredEvent, Topic
+from feedbot.model import Event, StoredEvent, Topic, content_hash
 from feedbot.store import schema
 from feedbot.store.schema import (
     event_links,
@@ -371,12 +371,13 @@ class Store:
 
 
 def _event_columns(item: Event) -> dict[str, Any]:
+    body = item.canonical_json()
     return {
         "date": item.date.isoformat(),
         "story": item.story,
         "title": item.title,
-        "body": json.dumps(item.to_json(), ensure_ascii=False, separators=(",", ":")),
-        "content_hash": item.content_hash(),
+        "body": body,
+        "content_hash": content_hash(body),
     }
 
 

@@ -1,0 +1,541 @@
+"""Reading the archive from an ``http://`` or ``https://`` base URL (SPEC section 1).
+
+This module owns :class:`HttpArchiveSource`: which day index pages a poll asks
+for, how event links are found in them, conditional GET, the size cap, timeouts,
+bounded concurrency, the retry policy, and the marks it leaves for the next poll.
+Like every source it never parses a page and never touches the store.
+
+Marks (keys start with ``http:``, values are compact JSON):
+
+- ``http:news/2007/07/9/index.md`` and ``http:news/2007/07/9/<slug>.md`` ->
+  ``{"e": ETag, "h": digest of the body, "m": Last-Modified}``, absent fields
+  left out. ``{}`` means "fetch it in full next time" (after a failure).
+  A day's index mark is written only when every page it links was fetched, so an
+  index 304 always means "every page of this day is already known".
+- ``http:poll`` -> ``{"day": "2007/07/9"}``: the last day a complete poll
+  covered. Without it the poll is a first poll and backfills; after downtime it
+  widens the window so that no day goes unseen.
+
+What a poll fetches, oldest day first, one :class:`PollBatch` per day:
+
+- the index of every day in the window: today and the ``lookback_days - 1``
+  days before it, stretched back to cover the days since the last poll, and
+  ``backfill_days`` on a first poll (also the cap on that stretch);
+- index 200: every linked page of that day, conditionally; index 304: every page
+  of that day known from the marks, conditionally, so an edited page is seen
+  while its day is in the window; index 404: an empty day;
+- a page whose body digest did not change is not offered again (a server that
+  ignores conditional requests costs bandwidth, not ingest work).
+
+Retries: 5xx, 429, timeouts, dropped connections and truncated bodies are tried
+again up to ``retries`` times, after ``backoff * 2**n`` seconds or the
+server's Retry-After, both capped at ``max_backoff``. Other answers are final.
+A page that still fails is a :class:`PageProblem`; when no day index at all can
+be read (or the host cannot be reached) the poll raises :class:`ArchiveError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from importlib.metadata import PackageNotFoundError, version
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from feedbot.archive.source import PageProblem, PollBatch, RawPage
+from feedbot.errors import ArchiveError
+
+log = logging.getLogger(__name__)
+
+_MARK_PREFIX = "http:"
+_POLL_MARK = _MARK_PREFIX + "poll"  # never clashes with a page: those start with "news/"
+_CHUNK_BYTES = 64 * 1024
+_NOT_URL = r"\s\"'<>()\[\]"
+# An event link anywhere in an index, whatever its markup (markdown, HTML, bare).
+# Found in two linear steps, the path first, then the scheme and host in the few
+# characters before it: one regex spanning both is quadratic on a long token,
+# and an index may be binary junk.
+_EVENT_PATH = re.compile(
+    r"\bnews/(?P<year>\d{4})/(?P<month>\d{2})/(?P<day>\d{1,2})/"
+    rf"(?P<slug>[^/?#{_NOT_URL}]+)\.md(?![^?#{_NOT_URL}])"
+)
+_URL_HEAD = re.compile(rf"[^{_NOT_URL}]*")
+_ORIGIN = re.compile(rf"(?:https?:)?//(?P<authority>[^/{_NOT_URL}]+)")
+_MAX_URL_HEAD = 512  # no archive base URL is longer
+_DAY_KEY = re.compile(r"^\s*(\d{4})/(\d{1,2})/(\d{1,2})\s*$")
+_SPACES = re.compile(r"\s+")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_user_agent() -> str:
+    try:
+        return f"feedbot/{version('feedbot')}"
+    except PackageNotFoundError:
+        return "feedbot"
+
+
+def day_key(day: date) -> str:
+    """The archive's folder key of a day: ``2007/07/9`` (no leading zero on the day)."""
+    return f"{day.year:04d}/{day.month:02d}/{day.day}"
+
+
+def _parse_day_key(key: str) -> date:
+    match = _DAY_KEY.match(key)
+    try:
+        if match is None:
+            raise ValueError
+        return date(*(int(part) for part in match.groups()))
+    except ValueError:
+        raise ValueError(f"not a day key (YYYY/MM/D): {key!r}") from None
+
+
+def _index_path(day: date) -> str:
+    return f"news/{day_key(day)}/index.md"
+
+
+def _one_line(text: object) -> str:
+    return _SPACES.sub(" ", str(text)).strip()
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """What is remembered of one fetched page; see the module docstring."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def load(cls, value: str | None) -> _Mark | None:
+        if value is None:
+            return None
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return _Mark()  # unreadable: known, but fetched in full
+        if not isinstance(data, dict):
+            return _Mark()
+        fields = (data.get("e"), data.get("m"), data.get("h"))
+        return cls(*(field if isinstance(field, str) else None for field in fields))
+
+    def dump(self) -> str:
+        data = {"e": self.etag, "m": self.last_modified, "h": self.digest}
+        return json.dumps(
+            {k: v for k, v in data.items() if v is not None}, separators=(",", ":"), sort_keys=True
+        )
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {}
+        if self.etag is not None:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified is not None:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+
+class _Outcome(enum.Enum):
+    OK = enum.auto()
+    NOT_MODIFIED = enum.auto()
+    MISSING = enum.auto()
+    FAILED = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    path: str
+    outcome: _Outcome
+    body: bytes = b""
+    etag: str | None = None
+    last_modified: str | None = None
+    reason: str = ""
+    unreachable: bool = False  # the host itself could not be reached
+    error: Exception | None = None  # the aiohttp error behind ``reason``, for chaining
+
+
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    reason: str
+    retry_after: float | None = None
+    unreachable: bool = False
+    error: Exception | None = None
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def _status_text(response: aiohttp.ClientResponse) -> str:
+    return f"HTTP {response.status} {response.reason or ''}".strip()
+
+
+class HttpArchiveSource:
+    """An archive served over HTTP(S) in the layout of SPEC section 1."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        lookback_days: int = 3,
+        backfill_days: int = 30,
+        max_concurrency: int = 8,
+        timeout: float = 10.0,
+        max_page_bytes: int = 1_048_576,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        clock: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        session: aiohttp.ClientSession | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        base = URL(base_url)
+        if base.scheme not in ("http", "https") or not base.host or base.query or base.fragment:
+            raise ArchiveError(f"{base_url}: not an http:// or https:// archive base URL")
+        for name, value in (
+            ("lookback_days", lookback_days),
+            ("backfill_days", backfill_days),
+            ("max_concurrency", max_concurrency),
+            ("max_page_bytes", max_page_bytes),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if retries < 0 or timeout <= 0 or backoff < 0 or max_backoff < 0:
+            raise ValueError("retries, backoff and max_backoff must be >= 0, timeout > 0")
+        # Pages are joined onto the base as strings, so the base must end in "/".
+        self._base = str(base) if str(base).endswith("/") else f"{base}/"
+        self._base_url = URL(self._base)
+        self.lookback_days = lookback_days
+        self.backfill_days = max(backfill_days, lookback_days)
+        self.max_page_bytes = max_page_bytes
+        self.retries = retries
+        self._backoff = float(backoff)
+        self._max_backoff = float(max_backoff)
+        # sock_connect makes an unanswered connect a ConnectionTimeoutError, which
+        # tells "host unreachable" apart from "page slow".
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
+        self._clock = clock
+        self._sleep = sleep
+        # One semaphore per source, so concurrent polls share the bound too.
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._session = session
+        self._owns_session = session is None
+        self._headers = {"User-Agent": user_agent or _default_user_agent()}
+
+    @property
+    def description(self) -> str:
+        shown = self._base_url
+        if shown.password is not None:
+            shown = shown.with_password("***")
+        return str(shown)
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def poll(
+        self, marks: Mapping[str, str], *, days: Collection[str] | None = None
+    ) -> AsyncIterator[PollBatch]:
+        """Yield one batch per day of the window (or of ``days``, exactly those
+        days whatever the window), oldest first; days with nothing new are skipped."""
+        today = self._today()
+        if days is not None:
+            window = sorted({_parse_day_key(key) for key in days})
+        else:
+            window = self._window(marks, today)
+        if not window:
+            return
+        session = self._client()
+        indexes = await self._fetch_indexes(session, window, marks)
+        for position, day in enumerate(window):
+            batch = await self._poll_day(session, day, indexes[_index_path(day)], marks)
+            if days is None and position == len(window) - 1:
+                _set_mark(batch.marks, marks, _POLL_MARK, _poll_mark(today))
+            if batch.pages or batch.problems or batch.marks:
+                yield batch
+
+    # -- which days ---------------------------------------------------------------
+
+    def _today(self) -> date:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("the clock must return timezone-aware datetimes")
+        return now.astimezone(UTC).date()
+
+    def _window(self, marks: Mapping[str, str], today: date) -> list[date]:
+        oldest = today - timedelta(days=self.backfill_days - 1)
+        last = _last_polled(marks.get(_POLL_MARK))
+        if last is None:
+            start = oldest
+        else:
+            # Look back from the last polled day as well as from today, so the days
+            # that passed while feedbot was down are not skipped (up to backfill_days).
+            # A last day in the future (the clock went back) counts as today.
+            start = max(oldest, min(last, today) - timedelta(days=self.lookback_days - 1))
+        return [start + timedelta(days=n) for n in range((today - start).days + 1)]
+
+    # -- the day indexes ----------------------------------------------------------
+
+    async def _fetch_indexes(
+        self, session: aiohttp.ClientSession, window: list[date], marks: Mapping[str, str]
+    ) -> dict[str, _Fetched]:
+        # The newest index goes first, alone: if the host refuses connections or its
+        # name does not resolve, one request (and its retries) says so, instead of
+        # every day of a backfill hammering a host that is down.
+        newest = await self._fetch(session, _index_path(window[-1]), marks)
+        if newest.unreachable:
+            raise self._unreadable(newest) from newest.error
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._fetch(session, _index_path(day), marks))
+                for day in window[:-1]
+            ]
+        results = {fetched.path: fetched for fetched in (t.result() for t in tasks)}
+        results[newest.path] = newest
+        if all(r.outcome is _Outcome.FAILED for r in results.values()):
+            raise self._unreadable(newest) from newest.error
+        if all(r.outcome is _Outcome.MISSING for r in results.values()) and len(window) > 1:
+            log.warning("%s: no day index found for %d days", self.description, len(window))
+        return results
+
+    def _unreadable(self, fetched: _Fetched) -> ArchiveError:
+        return ArchiveError(
+            f"cannot read the archive at {self.description}: {fetched.path}: {fetched.reason}"
+        )
+
+    # -- one day ------------------------------------------------------------------
+
+    async def _poll_day(
+        self,
+        session: aiohttp.ClientSession,
+        day: date,
+        index: _Fetched,
+        marks: Mapping[str, str],
+    ) -> PollBatch:
+        batch = PollBatch()
+        if index.outcome is _Outcome.FAILED:
+            batch.problems.append(PageProblem(index.path, index.reason))
+            return batch
+        if index.outcome is _Outcome.MISSING:
+            return batch
+        if index.outcome is _Outcome.OK:
+            paths = self._links(index.body, day)
+        else:
+            paths = _known_pages(marks, day)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._fetch(session, path, marks)) for path in paths]
+        for task in tasks:
+            self._take(batch, task.result(), marks)
+        if not batch.problems:
+            self._remember(batch, index, marks)
+        return batch
+
+    def _take(self, batch: PollBatch, fetched: _Fetched, marks: Mapping[str, str]) -> None:
+        key = _MARK_PREFIX + fetched.path
+        if fetched.outcome in (_Outcome.FAILED, _Outcome.MISSING):
+            batch.problems.append(PageProblem(fetched.path, fetched.reason))
+            # Forget the validators: the next poll fetches the page in full and
+            # offers it again, so the ingest pipeline can clear the problem.
+            _set_mark(batch.marks, marks, key, _Mark().dump())
+            return
+        old = _Mark.load(marks.get(key))
+        if fetched.outcome is _Outcome.OK:
+            digest = _digest(fetched.body)
+            if old is None or old.digest != digest:
+                batch.pages.append(RawPage(fetched.path, fetched.body))
+        self._remember(batch, fetched, marks)
+
+    def _remember(self, batch: PollBatch, fetched: _Fetched, marks: Mapping[str, str]) -> None:
+        key = _MARK_PREFIX + fetched.path
+        old = _Mark.load(marks.get(key)) or _Mark()
+        if fetched.outcome is _Outcome.OK:
+            new = _Mark(fetched.etag, fetched.last_modified, _digest(fetched.body))
+        elif fetched.outcome is _Outcome.NOT_MODIFIED:
+            # A 304 may carry fresher validators; the body, hence the digest, is unchanged.
+            new = _Mark(
+                fetched.etag or old.etag, fetched.last_modified or old.last_modified, old.digest
+            )
+        else:
+            return
+        _set_mark(batch.marks, marks, key, new.dump())
+
+    def _links(self, body: bytes, day: date) -> list[str]:
+        """The event pages of ``day`` that its index links to, in order, once each."""
+        text = body.decode("utf-8", errors="replace")
+        found: dict[str, None] = {}
+        for match in _EVENT_PATH.finditer(text):
+            before = text[max(0, match.start() - _MAX_URL_HEAD) : match.start()]
+            head = _URL_HEAD.match(before[::-1])
+            origin = _ORIGIN.search(head[0][::-1]) if head else None
+            if origin is not None and not self._same_host(origin["authority"]):
+                continue
+            try:
+                linked = date(int(match["year"]), int(match["month"]), int(match["day"]))
+            except ValueError:
+                continue
+            # Only this day's pages: other days are found through their own index.
+            if linked != day or match["slug"] == "index":
+                continue
+            found[f"news/{day_key(day)}/{match['slug']}.md"] = None
+        return list(found)
+
+    def _same_host(self, authority: str) -> bool:
+        try:
+            linked = URL(f"{self._base_url.scheme}://{authority}")
+        except ValueError:
+            return False
+        if (linked.host or "").lower() != (self._base_url.host or "").lower():
+            return False
+        return linked.explicit_port is None or linked.port == self._base_url.port
+
+    # -- one request, with retries ------------------------------------------------
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or (self._owns_session and self._session.closed):
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+            self._owns_session = True
+        return self._session
+
+    async def _fetch(
+        self, session: aiohttp.ClientSession, path: str, marks: Mapping[str, str]
+    ) -> _Fetched:
+        mark = _Mark.load(marks.get(_MARK_PREFIX + path))
+        headers = {**self._headers, **(mark.request_headers() if mark else {})}
+        url = URL(self._base + path)
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            # The slot is held per attempt, not across the backoff sleep.
+            async with self._slots:
+                result = await self._attempt(session, url, path, headers)
+            if isinstance(result, _Fetched):
+                return result
+            if attempt + 1 < attempts:
+                delay = self._delay(attempt, result.retry_after)
+                log.debug("%s: %s; retrying in %.1f s", url, result.reason, delay)
+                await self._sleep(delay)
+        tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+        return _Fetched(
+            path,
+            _Outcome.FAILED,
+            reason=f"{result.reason} (gave up after {tries})",
+            unreachable=result.unreachable,
+            error=result.error,
+        )
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self._max_backoff)
+        return min(self._backoff * 2.0**attempt, self._max_backoff)
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, url: URL, path: str, headers: Mapping[str, str]
+    ) -> _Fetched | _Retry:
+        try:
+            async with session.get(url, headers=headers, timeout=self._timeout) as response:
+                status = response.status
+                if status == 304:
+                    return self._fetched(path, _Outcome.NOT_MODIFIED, response.headers)
+                if status in (404, 410):
+                    return _Fetched(path, _Outcome.MISSING, reason=_status_text(response))
+                if status >= 500 or status == 429:
+                    retry_after = self._retry_after(response.headers.get("Retry-After"))
+                    return _Retry(_status_text(response), retry_after)
+                if not 200 <= status < 300:
+                    return _Fetched(path, _Outcome.FAILED, reason=_status_text(response))
+                body = await self._read_capped(response)
+                if body is None:
+                    reason = f"larger than {self.max_page_bytes} bytes"
+                    return _Fetched(path, _Outcome.FAILED, reason=reason)
+                return self._fetched(path, _Outcome.OK, response.headers, body)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            return _Retry(f"cannot connect: {_one_line(exc)}", unreachable=True, error=exc)
+        except TimeoutError as exc:
+            return _Retry(f"timed out after {self._timeout.total:g} s", error=exc)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            reason = _one_line(exc) or type(exc).__name__
+            return _Retry(f"connection failed: {reason}", error=exc)
+        except aiohttp.ClientError as exc:  # too many redirects, a bad URL: final
+            reason = _one_line(exc) or type(exc).__name__
+            return _Fetched(path, _Outcome.FAILED, reason=f"request failed: {reason}", error=exc)
+
+    @staticmethod
+    def _fetched(
+        path: str, outcome: _Outcome, headers: CIMultiDictProxy[str], body: bytes = b""
+    ) -> _Fetched:
+        return _Fetched(path, outcome, body, headers.get("ETag"), headers.get("Last-Modified"))
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes | None:
+        """The body, or ``None`` past ``max_page_bytes``; never buffers more than
+        the cap plus one chunk."""
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        length = response.content_length
+        if not encoded and length is not None and length > self.max_page_bytes:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+            size += len(chunk)
+            if size > self.max_page_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _retry_after(self, value: str | None) -> float | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max((when - self._clock()).total_seconds(), 0.0)
+
+
+def _last_polled(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+        return _parse_day_key(data["day"]) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _known_pages(marks: Mapping[str, str], day: date) -> list[str]:
+    """The pages of ``day`` fetched (or tried) before, from their marks."""
+    prefix = f"{_MARK_PREFIX}news/{day_key(day)}/"
+    return sorted(
+        key.removeprefix(_MARK_PREFIX)
+        for key in marks
+        if key.startswith(prefix)
+        and key.endswith(".md")
+        and not key.endswith("/index.md")
+        and "/" not in key[len(prefix) :]
+    )
+
+
+def _poll_mark(today: date) -> str:
+    return json.dumps({"day": day_key(today)}, separators=(",", ":"))
+
+
+def _set_mark(batch_marks: dict[str, str], marks: Mapping[str, str], key: str, value: str) -> None:
+    # Only changed marks travel: a poll where nothing moved yields no batch at all.
+    if marks.get(key) != value:
+        batch_marks[key] = value
