@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from feedbot.archive.parse import parse_page
 from feedbot.archive.source import ArchiveSource, RawPage
@@ -59,6 +59,7 @@ class PollResult:
     unchanged: int = 0
     rejected: dict[str, str] = field(default_factory=dict)  # path -> reason
     changed_topics: set[str] = field(default_factory=set)  # slugs whose feeds changed
+    alerts: int = 0  # deliveries queued
 
     @property
     def summary(self) -> str:
@@ -82,8 +83,10 @@ class Ingestor:
         source: ArchiveSource,
         *,
         clock: Callable[[], datetime] = _utc_now,
+        backfill_days: int = 0,
     ) -> None:
         self.store = store
+        self.backfill_days = backfill_days
         self.source = source
         self._clock = clock
         self._marks: dict[str, str] | None = None
@@ -101,18 +104,22 @@ class Ingestor:
         try:
             if self._marks is None:
                 self._marks = await self.store.load_marks()
+            alert_since = await self._alert_since(started)
             async for batch in self.source.poll(self._marks, days=days):
                 parsed, rejected = await asyncio.to_thread(_parse_all, batch.pages)
                 rejected.update({p.path: p.reason for p in batch.problems})
                 decision = decide(parsed, await self.store.content_hashes(e.id for e in parsed))
-                result.changed_topics |= await self.store.write_batch(
+                written = await self.store.write_batch(
                     new=decision.new,
                     changed=decision.changed,
                     marks_=batch.marks,
                     rejected=rejected,
                     accepted_paths=[page.path for page in batch.pages if page.path not in rejected],
                     now=self._clock(),
+                    alert_since=alert_since,
                 )
+                result.changed_topics |= written.topics
+                result.alerts += written.alerts
                 self._marks.update(batch.marks)
                 for path, reason in rejected.items():
                     log.warning("page rejected: %s: %s", path, reason)
@@ -126,7 +133,16 @@ class Ingestor:
             await self._record(started, result, error=str(exc))
             raise
         await self._record(started, result, error=None)
+        if alert_since is not None and days is None:
+            await self.store.mark_initial_sync_done(self._clock())
         return result
+
+    async def _alert_since(self, now: datetime) -> date | None:
+        """Until a first full poll has completed, alert only events dated within
+        ``backfill_days``, so a first start on a full archive floods nobody."""
+        if await self.store.initial_sync_done():
+            return None
+        return now.date() - timedelta(days=self.backfill_days)
 
     async def _record(self, started: datetime, result: PollResult, error: str | None) -> None:
         record = PollRecord(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -158,3 +158,46 @@ class StoredEvent:
     event: Event
     first_seen: datetime
     updated: datetime
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first or next attempt
+    DONE = "done"  # a 2xx arrived
+    FAILED = "failed"  # the retry schedule ran out, or the subscription went away
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A webhook subscriber: where to post, which topics, in what format.
+
+    ``topics`` holds slugs, or ``"*"`` for every event. ``keywords``, when given,
+    further require one of them in the event title (case-insensitive).
+    """
+
+    id: str
+    url: str
+    topics: tuple[str, ...] = ("*",)
+    format: str = "json"
+    secret: str | None = None
+    keywords: tuple[str, ...] = ()
+    active: bool = True
+    origin: str = "api"  # "config", "api" or "cli": config ones are reconciled at start-up
+    created_at: datetime | None = None
+    disabled_reason: str | None = None
+
+    def matched_topics(self, event: Event) -> tuple[str, ...] | None:
+        """The event's topic slugs this subscription wants, or ``None`` when the
+        event is not for it. A ``*`` subscription matches every event, with all
+        of its topics (possibly none)."""
+        if self.keywords:
+            title = event.title.casefold()
+            if not any(keyword.casefold() in title for keyword in self.keywords):
+                return None
+        if "*" in self.topics:
+            return event.topic_slugs
+        wanted = [slug for slug in event.topic_slugs if slug in self.topics]
+        return tuple(wanted) if wanted else None
+
+    def redacted(self) -> Subscription:
+        """The same subscription with its secret hidden, for logs and listings."""
+        return replace(self, secret="whsec_***" if self.secret else None)

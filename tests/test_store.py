@@ -33,7 +33,7 @@ def simple(event_id: str, day: date, *topics: str) -> Event:
 
 
 async def write(store: Store, *, new=(), changed=(), marks=None, rejected=None, now=T0) -> set[str]:
-    return await store.write_batch(
+    result = await store.write_batch(
         new=list(new),
         changed=list(changed),
         marks_=marks or {},
@@ -41,6 +41,7 @@ async def write(store: Store, *, new=(), changed=(), marks=None, rejected=None, 
         accepted_paths=[],
         now=now,
     )
+    return result.topics
 
 
 async def test_new_store_is_at_current_schema_version(store: Store) -> None:

@@ -1,5 +1,16 @@
 """Storing events, topics, source marks and poll history (SQLite or PostgreSQL)."""
 
-from feedbot.store.store import PollRecord, Store, TopicCount
+from feedbot.store.outbox import AttemptReport, Delivery, DeliveryJob, Outbox, delivery_id
+from feedbot.store.store import PollRecord, Store, TopicCount, WriteResult
 
-__all__ = ["PollRecord", "Store", "TopicCount"]
+__all__ = [
+    "AttemptReport",
+    "Delivery",
+    "DeliveryJob",
+    "Outbox",
+    "PollRecord",
+    "Store",
+    "TopicCount",
+    "WriteResult",
+    "delivery_id",
+]

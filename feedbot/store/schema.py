@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
     DateTime,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 
@@ -139,6 +141,62 @@ rejections = Table(
 )
 
 
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("topics", Text, nullable=False),  # JSON list of slugs, or ["*"]
+    Column("format", Text, nullable=False),
+    Column("secret", Text),
+    Column("keywords", Text, nullable=False),  # JSON list
+    Column("active", Boolean, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("failing_since", UTCDateTime),  # first failure since the last success
+    Column("disabled_reason", Text),
+)
+
+# The outbox. A row is written in the transaction that stores its event, so no
+# alert is ever lost between "stored" and "queued". ``id`` is the webhook-id:
+# derived from subscription and event, it stays the same across every retry and
+# replay, and the unique pair stops two writers from queueing one alert twice.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("subscription_id", String(40), nullable=False),
+    Column("event_id", String(512), nullable=False),
+    Column("matched_topics", Text, nullable=False),  # JSON list
+    Column("in_reply_to", Text, nullable=False),  # JSON list of event ids
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_attempt_at", UTCDateTime),
+    Column("last_status", Integer),  # HTTP status of the last attempt
+    Column("last_error", Text),
+    Column("done_at", UTCDateTime),
+    Column("claimed_by", String(64)),
+    Column("claim_expires", UTCDateTime),
+    UniqueConstraint("subscription_id", "event_id", name="uq_deliveries_subscription_event"),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_event", "event_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), nullable=False, index=True),
+    Column("subscription_id", String(40), nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status", Integer),  # HTTP status, None when no answer came
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", Text),
+)
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def step(connection: Connection) -> None:
         metadata.create_all(connection, tables=list(tables), checkfirst=True)
@@ -149,6 +207,7 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
+    _create(subscriptions, deliveries, attempts),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

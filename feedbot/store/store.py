@@ -10,22 +10,22 @@ chained; nothing above the store sees SQLAlchemy's exceptions.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, delete, event, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from feedbot.errors import StorageError
 from feedbot.model import Event, StoredEvent, Topic, content_hash
 from feedbot.store import schema
+from feedbot.store._db import Database, chunks
+from feedbot.store.outbox import Outbox, queue_alerts
 from feedbot.store.schema import (
     event_links,
     event_topics,
@@ -37,14 +37,20 @@ from feedbot.store.schema import (
     topics,
 )
 
-_CHUNK = 500  # ids per IN (...) clause: far below every backend's parameter limit
-
 
 @dataclass(frozen=True, slots=True)
 class TopicCount:
     topic: Topic
     events: int
     last_date: str  # ISO date of the topic's newest event
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    # Slugs of every topic whose feed changed: the topics of the new and changed
+    # events, and those a changed event no longer has.
+    topics: set[str]
+    alerts: int  # deliveries queued
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +76,9 @@ def async_url(url: str) -> str:
 
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self.backend = engine.dialect.name  # "sqlite" or "postgresql"
-        self._where = engine.url.render_as_string(hide_password=True)
+        self._db = Database(engine)
+        self.backend = self._db.backend
+        self.outbox = Outbox(self._db)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -98,21 +104,10 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self._engine.dispose()
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.begin() as connection:
-                yield connection
-        except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise StorageError(f"store {self._where}: {reason}") from exc
-        except OSError as exc:
-            raise StorageError(f"store {self._where} unreachable: {exc}") from exc
+        await self._db.engine.dispose()
 
     async def _migrate(self) -> None:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             if self.backend == "postgresql":
                 # Replicas starting together must not migrate twice.
                 await connection.execute(text("SELECT pg_advisory_xact_lock(7261001)"))
@@ -129,7 +124,7 @@ class Store:
             for step in schema.MIGRATIONS[current:]:
                 await connection.run_sync(step)
             if current != schema.SCHEMA_VERSION:
-                await self._upsert(
+                await self._db.upsert(
                     connection,
                     meta,
                     [{"key": "schema_version", "value": str(schema.SCHEMA_VERSION)}],
@@ -137,28 +132,28 @@ class Store:
                 )
 
     async def schema_version(self) -> int:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             row = await connection.execute(
                 select(meta.c.value).where(meta.c.key == "schema_version")
             )
             return int(row.scalar_one())
 
     async def ping(self) -> None:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             await connection.execute(select(1))
 
     # -- ingestion ---------------------------------------------------------------
 
     async def load_marks(self) -> dict[str, str]:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             rows = await connection.execute(select(marks.c.key, marks.c.value))
             return {key: value for key, value in rows}
 
     async def content_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         """The stored content hash of each of ``ids`` that the store knows."""
         found: dict[str, str] = {}
-        async with self._transaction() as connection:
-            for chunk in _chunks(list(ids)):
+        async with self._db.transaction() as connection:
+            for chunk in chunks(list(ids)):
                 rows = await connection.execute(
                     select(events.c.id, events.c.content_hash).where(events.c.id.in_(chunk))
                 )
@@ -174,18 +169,17 @@ class Store:
         rejected: Mapping[str, str],
         accepted_paths: Sequence[str],
         now: datetime,
-    ) -> set[str]:
+        alert_since: date | None = None,
+    ) -> WriteResult:
         """Store one batch of ingestion in one transaction: new and changed events
-        with their topics and links, the source marks, and the pages' rejections.
-
-        Returns the slugs of every topic whose feed changed: the topics of the new
-        and changed events, and those a changed event no longer has.
-        """
+        with their topics and links, the alerts the new events bring (dated on or
+        after ``alert_since``, or all when it is ``None``), the source marks, and
+        the pages' rejections."""
         affected = {t.slug for e in (*new, *changed) for t in e.topics}
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             if changed:
                 changed_ids = [e.id for e in changed]
-                for chunk in _chunks(changed_ids):
+                for chunk in chunks(changed_ids):
                     previous = await connection.execute(
                         select(event_topics.c.slug).where(event_topics.c.event_id.in_(chunk))
                     )
@@ -217,7 +211,7 @@ class Store:
                 for t in e.topics
             }
             if topic_rows:
-                await self._insert_missing(
+                await self._db.insert_missing(
                     connection, topics, list(topic_rows.values()), keys=["slug"]
                 )
                 await connection.execute(
@@ -241,29 +235,42 @@ class Store:
             if link_rows:
                 await connection.execute(event_links.insert(), list(link_rows.values()))
             if marks_:
-                await self._upsert(
+                await self._db.upsert(
                     connection,
                     marks,
                     [{"key": k, "value": v} for k, v in marks_.items()],
                     keys=["key"],
                 )
-            for chunk in _chunks(list(accepted_paths)):
+            for chunk in chunks(list(accepted_paths)):
                 await connection.execute(delete(rejections).where(rejections.c.path.in_(chunk)))
             if rejected:
-                await self._upsert(
+                await self._db.upsert(
                     connection,
                     rejections,
                     [{"path": p, "reason": r, "seen_at": now} for p, r in rejected.items()],
                     keys=["path"],
                 )
-        return affected
+            alerts = await queue_alerts(connection, new, now=now, alert_since=alert_since)
+        return WriteResult(affected, alerts)
+
+    async def initial_sync_done(self) -> bool:
+        """Whether a first poll of the archive has completed (see ``notify.backfill_days``)."""
+        async with self._db.transaction() as connection:
+            row = await connection.execute(select(meta.c.value).where(meta.c.key == "initial_sync"))
+            return row.scalar_one_or_none() is not None
+
+    async def mark_initial_sync_done(self, now: datetime) -> None:
+        async with self._db.transaction() as connection:
+            await self._db.insert_missing(
+                connection, meta, [{"key": "initial_sync", "value": now.isoformat()}], keys=["key"]
+            )
 
     async def record_poll(self, record: PollRecord) -> None:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             await connection.execute(polls.insert().values(asdict(record)))
 
     async def last_poll(self) -> PollRecord | None:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             row = (
                 (await connection.execute(select(polls).order_by(polls.c.id.desc()).limit(1)))
                 .mappings()
@@ -274,7 +281,7 @@ class Store:
         return PollRecord(**{f.name: row[f.name] for f in fields(PollRecord)})
 
     async def rejections(self) -> dict[str, str]:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             rows = await connection.execute(select(rejections.c.path, rejections.c.reason))
             return {path: reason for path, reason in rows}
 
@@ -286,11 +293,11 @@ class Store:
             if topic is None
             else select(func.count()).select_from(event_topics).where(event_topics.c.slug == topic)
         )
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             return int((await connection.execute(query)).scalar_one())
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             row = (
                 await connection.execute(
                     select(events.c.body, events.c.first_seen, events.c.updated).where(
@@ -314,7 +321,7 @@ class Store:
                 .order_by(event_topics.c.date.desc(), event_topics.c.event_id)
             )
         query = query.offset(offset).limit(limit)
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             return [_stored(row) for row in await connection.execute(query)]
 
     async def topic_counts(self) -> list[TopicCount]:
@@ -326,48 +333,18 @@ class Store:
             .group_by(topics.c.slug, topics.c.name)
             .order_by(last.desc(), topics.c.slug)
         )
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             return [
                 TopicCount(Topic(name=name, slug=slug), int(n), last_date)
                 for slug, name, n, last_date in await connection.execute(query)
             ]
 
     async def topic(self, slug: str) -> Topic | None:
-        async with self._transaction() as connection:
+        async with self._db.transaction() as connection:
             name = (
                 await connection.execute(select(topics.c.name).where(topics.c.slug == slug))
             ).scalar_one_or_none()
         return None if name is None else Topic(name=name, slug=slug)
-
-    # -- helpers -----------------------------------------------------------------
-
-    async def _upsert(
-        self,
-        connection: AsyncConnection,
-        table: Table,
-        rows: list[dict[str, Any]],
-        *,
-        keys: list[str],
-    ) -> None:
-        statement = self._dialect_insert(table)
-        columns = {c: statement.excluded[c] for c in rows[0] if c not in keys}
-        await connection.execute(
-            statement.on_conflict_do_update(index_elements=keys, set_=columns), rows
-        )
-
-    async def _insert_missing(
-        self,
-        connection: AsyncConnection,
-        table: Table,
-        rows: list[dict[str, Any]],
-        *,
-        keys: list[str],
-    ) -> None:
-        statement = self._dialect_insert(table)
-        await connection.execute(statement.on_conflict_do_nothing(index_elements=keys), rows)
-
-    def _dialect_insert(self, table: Table) -> Any:
-        return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
 
 
 def _event_columns(item: Event) -> dict[str, Any]:
@@ -386,11 +363,6 @@ def _stored(row: Any) -> StoredEvent:
     return StoredEvent(
         event=Event.from_json(json.loads(body)), first_seen=first_seen, updated=updated
     )
-
-
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,515 @@
+"""Subscriptions and the durable delivery outbox.
+
+Who gets an alert is decided by :meth:`Subscription.matched_topics` (pure, in the
+model); this module only records the answer. :func:`queue_alerts` runs inside the
+transaction that stores new events, so an event is never stored without its
+alerts queued. The deliverer then claims due deliveries under a lease (``FOR
+UPDATE SKIP LOCKED`` on PostgreSQL, so replicas share the queue), and reports each
+attempt back through :meth:`Outbox.finish_attempt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from feedbot.errors import StorageError
+from feedbot.model import DeliveryStatus, Event, Subscription
+from feedbot.store._db import Database, chunks
+from feedbot.store.schema import attempts, deliveries, event_links, events, subscriptions
+
+
+def delivery_id(subscription_id: str, event_id: str) -> str:
+    """The webhook-id of one alert: the same for every attempt and every replay."""
+    digest = hashlib.blake2b(f"{subscription_id}\n{event_id}".encode(), digest_size=12)
+    return "msg_" + digest.hexdigest()
+
+
+def new_subscription_id() -> str:
+    return "sub_" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One queued alert, as listings and the deliverer see it."""
+
+    id: str
+    subscription_id: str
+    event_id: str
+    matched_topics: tuple[str, ...]
+    in_reply_to: tuple[str, ...]
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    """A claimed delivery with everything needed to send it."""
+
+    delivery: Delivery
+    subscription: Subscription
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """What one attempt came to, as the deliverer decided it."""
+
+    attempted_at: datetime
+    latency_ms: int
+    status: int | None  # HTTP status; None when no answer came
+    error: str | None
+    outcome: DeliveryStatus  # DONE, PENDING (retry at next_attempt_at) or FAILED
+    next_attempt_at: datetime | None = None
+    disable_subscription: str | None = None  # a reason, to disable it (410, disable_after)
+
+
+async def queue_alerts(
+    connection: AsyncConnection,
+    new_events: Sequence[Event],
+    *,
+    now: datetime,
+    alert_since: date | None,
+) -> int:
+    """Queue a delivery for every active subscription each new event matches.
+
+    ``alert_since`` limits alerts to events dated on or after it (the first sync
+    of an archive alerts only recent events); ``None`` alerts every new event.
+    Returns how many deliveries were queued.
+    """
+    alerted = [e for e in new_events if alert_since is None or e.date >= alert_since]
+    if not alerted:
+        return 0
+    rows = (
+        await connection.execute(select(subscriptions).where(subscriptions.c.active))
+    ).mappings()
+    active = [_subscription(row) for row in rows]
+    if not active:
+        return 0
+    threads = await _threads(connection, alerted, [s.id for s in active])
+    queued: list[dict[str, Any]] = []
+    for event in sorted(alerted, key=lambda e: (e.date, e.id)):
+        for subscription in active:
+            matched = subscription.matched_topics(event)
+            if matched is None:
+                continue
+            key = subscription.id
+            replies = sorted(
+                threads.related.get(event.id, set()) & threads.alerted.setdefault(key, set())
+            )
+            threads.alerted[key].add(event.id)  # later events of this batch may reply to it
+            queued.append(
+                {
+                    "id": delivery_id(subscription.id, event.id),
+                    "subscription_id": subscription.id,
+                    "event_id": event.id,
+                    "matched_topics": json.dumps(list(matched)),
+                    "in_reply_to": json.dumps(replies),
+                    "status": DeliveryStatus.PENDING.value,
+                    "attempts": 0,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+            )
+    if queued:
+        await connection.execute(deliveries.insert(), queued)
+    return len(queued)
+
+
+@dataclass(slots=True)
+class _Threads:
+    related: dict[str, set[str]]  # event id -> ids it relates to, either direction
+    alerted: dict[str, set[str]]  # subscription id -> of those, the ids it was alerted about
+
+
+async def _threads(
+    connection: AsyncConnection, new_events: Sequence[Event], subscription_ids: list[str]
+) -> _Threads:
+    related: dict[str, set[str]] = {e.id: {r.id for r in e.related} for e in new_events}
+    ids = list(related)
+    for chunk in chunks(ids):
+        rows = await connection.execute(
+            select(event_links.c.target_id, event_links.c.event_id).where(
+                event_links.c.target_id.in_(chunk)
+            )
+        )
+        for target, source in rows:
+            related[target].add(source)
+    candidates = {rid for rids in related.values() for rid in rids}
+    alerted: dict[str, set[str]] = {}
+    for chunk in chunks(candidates):
+        rows = await connection.execute(
+            select(deliveries.c.subscription_id, deliveries.c.event_id).where(
+                deliveries.c.event_id.in_(chunk),
+                deliveries.c.subscription_id.in_(subscription_ids),
+            )
+        )
+        for subscription_id, event_id in rows:
+            alerted.setdefault(subscription_id, set()).add(event_id)
+    return _Threads(related, alerted)
+
+
+class Outbox:
+    """Subscriptions and deliveries. Reached as ``store.outbox``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- subscriptions -------------------------------------------------------------
+
+    async def add_subscription(self, subscription: Subscription, *, now: datetime) -> Subscription:
+        stored = _with_created(subscription, now)
+        async with self._db.transaction() as connection:
+            await connection.execute(subscriptions.insert().values(_subscription_row(stored)))
+        return stored
+
+    async def update_subscription(self, subscription: Subscription) -> Subscription:
+        async with self._db.transaction() as connection:
+            row = _subscription_row(subscription)
+            del row["created_at"]
+            if subscription.active:
+                row["disabled_reason"] = None
+                row["failing_since"] = None
+            result = await connection.execute(
+                update(subscriptions).where(subscriptions.c.id == subscription.id).values(row)
+            )
+            if result.rowcount == 0:
+                raise StorageError(f"no subscription {subscription.id}")
+        found = await self.subscription(subscription.id)
+        assert found is not None
+        return found
+
+    async def remove_subscription(self, subscription_id: str, *, now: datetime) -> bool:
+        """Delete a subscription; its pending deliveries fail with a reason."""
+        async with self._db.transaction() as connection:
+            result = await connection.execute(
+                delete(subscriptions).where(subscriptions.c.id == subscription_id)
+            )
+            await self._fail_pending(connection, subscription_id, "subscription removed", now)
+            return bool(result.rowcount)
+
+    async def subscription(self, subscription_id: str) -> Subscription | None:
+        async with self._db.transaction() as connection:
+            row = (
+                (
+                    await connection.execute(
+                        select(subscriptions).where(subscriptions.c.id == subscription_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _subscription(row)
+
+    async def subscriptions(self) -> list[Subscription]:
+        async with self._db.transaction() as connection:
+            rows = await connection.execute(
+                select(subscriptions).order_by(subscriptions.c.created_at, subscriptions.c.id)
+            )
+            return [_subscription(row) for row in rows.mappings()]
+
+    async def reconcile_config(
+        self, wanted: Sequence[Subscription], *, now: datetime
+    ) -> tuple[int, int, int]:
+        """Make the config file's subscriptions the stored ones of origin "config",
+        matched by URL: add the new, update the changed, remove the dropped.
+        Returns (added, updated, removed)."""
+        existing = {s.url: s for s in await self.subscriptions() if s.origin == "config"}
+        added = updated = removed = 0
+        for want in wanted:
+            have = existing.pop(want.url, None)
+            if have is None:
+                await self.add_subscription(
+                    _replace(want, id=want.id or new_subscription_id(), origin="config"), now=now
+                )
+                added += 1
+            elif (have.topics, have.format, have.secret, have.keywords) != (
+                want.topics,
+                want.format,
+                want.secret,
+                want.keywords,
+            ):
+                await self.update_subscription(
+                    _replace(
+                        have,
+                        topics=want.topics,
+                        format=want.format,
+                        secret=want.secret,
+                        keywords=want.keywords,
+                    )
+                )
+                updated += 1
+        for gone in existing.values():
+            await self.remove_subscription(gone.id, now=now)
+            removed += 1
+        return added, updated, removed
+
+    # -- deliveries ----------------------------------------------------------------
+
+    async def claim_due(
+        self, *, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[DeliveryJob]:
+        """Claim up to ``limit`` due deliveries for ``lease``; a claim whose lease ran
+        out (its worker died) is claimable again."""
+        due = (
+            select(deliveries.c.id)
+            .where(
+                deliveries.c.status == DeliveryStatus.PENDING.value,
+                deliveries.c.next_attempt_at <= now,
+                or_(deliveries.c.claim_expires.is_(None), deliveries.c.claim_expires < now),
+            )
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._db.transaction() as connection:
+            ids = list((await connection.execute(due)).scalars())
+            if not ids:
+                return []
+            await connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(claimed_by=worker, claim_expires=now + lease)
+            )
+            rows = await connection.execute(
+                select(deliveries, subscriptions, events.c.body)
+                .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+                .join(events, events.c.id == deliveries.c.event_id)
+                .where(deliveries.c.id.in_(ids))
+                .order_by(deliveries.c.next_attempt_at)
+            )
+            jobs = []
+            for row in rows:
+                mapping = row._mapping
+                jobs.append(
+                    DeliveryJob(
+                        delivery=_delivery(mapping),
+                        subscription=_subscription(mapping, prefix=True),
+                        event=Event.from_json(json.loads(mapping[events.c.body])),
+                    )
+                )
+            return jobs
+
+    async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> None:
+        """Record one attempt and its outcome, and release the claim."""
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                attempts.insert().values(
+                    delivery_id=delivery.id,
+                    subscription_id=delivery.subscription_id,
+                    attempted_at=report.attempted_at,
+                    status=report.status,
+                    latency_ms=report.latency_ms,
+                    error=report.error,
+                )
+            )
+            values: dict[str, Any] = {
+                "status": report.outcome.value,
+                "attempts": deliveries.c.attempts + 1,
+                "last_attempt_at": report.attempted_at,
+                "last_status": report.status,
+                "last_error": report.error,
+                "claimed_by": None,
+                "claim_expires": None,
+            }
+            if report.outcome is DeliveryStatus.DONE:
+                values["done_at"] = report.attempted_at
+            if report.next_attempt_at is not None:
+                values["next_attempt_at"] = report.next_attempt_at
+            await connection.execute(
+                update(deliveries).where(deliveries.c.id == delivery.id).values(values)
+            )
+            healthy = report.outcome is DeliveryStatus.DONE
+            await connection.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == delivery.subscription_id)
+                .values(
+                    failing_since=None
+                    if healthy
+                    else func.coalesce(subscriptions.c.failing_since, report.attempted_at)
+                )
+            )
+            if report.disable_subscription:
+                await connection.execute(
+                    update(subscriptions)
+                    .where(subscriptions.c.id == delivery.subscription_id)
+                    .values(active=False, disabled_reason=report.disable_subscription)
+                )
+                await self._fail_pending(
+                    connection,
+                    delivery.subscription_id,
+                    f"subscription disabled: {report.disable_subscription}",
+                    report.attempted_at,
+                )
+
+    async def failing_since(self, subscription_id: str) -> datetime | None:
+        async with self._db.transaction() as connection:
+            return (
+                await connection.execute(
+                    select(subscriptions.c.failing_since).where(
+                        subscriptions.c.id == subscription_id
+                    )
+                )
+            ).scalar_one_or_none()
+
+    async def deliveries(
+        self, *, status: DeliveryStatus | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        query = (
+            select(deliveries)
+            .order_by(deliveries.c.created_at.desc(), deliveries.c.id)
+            .limit(limit)
+        )
+        if status is not None:
+            query = query.where(deliveries.c.status == status.value)
+        async with self._db.transaction() as connection:
+            return [_delivery(row) for row in (await connection.execute(query)).mappings()]
+
+    async def count(self, status: DeliveryStatus) -> int:
+        async with self._db.transaction() as connection:
+            return int(
+                (
+                    await connection.execute(
+                        select(func.count()).where(deliveries.c.status == status.value)
+                    )
+                ).scalar_one()
+            )
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending delivery is due, for the worker's sleep."""
+        async with self._db.transaction() as connection:
+            due: datetime | None = (
+                await connection.execute(
+                    select(func.min(deliveries.c.next_attempt_at)).where(
+                        deliveries.c.status == DeliveryStatus.PENDING.value
+                    )
+                )
+            ).scalar_one_or_none()
+            return due
+
+    async def replay(self, ids: Iterable[str] | None = None, *, now: datetime) -> int:
+        """Put failed deliveries (all, or those of ``ids``) back in the queue, due now,
+        with a fresh retry schedule. Their webhook-id stays the same."""
+        condition = deliveries.c.status == DeliveryStatus.FAILED.value
+        if ids is not None:
+            condition = and_(condition, deliveries.c.id.in_(list(ids)))
+        async with self._db.transaction() as connection:
+            result = await connection.execute(
+                update(deliveries)
+                .where(condition)
+                .values(
+                    status=DeliveryStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    claimed_by=None,
+                    claim_expires=None,
+                )
+            )
+            return int(result.rowcount)
+
+    async def attempts_of(self, delivery_id: str) -> list[dict[str, Any]]:
+        async with self._db.transaction() as connection:
+            rows = await connection.execute(
+                select(attempts)
+                .where(attempts.c.delivery_id == delivery_id)
+                .order_by(attempts.c.id)
+            )
+            return [dict(row) for row in rows.mappings()]
+
+    async def _fail_pending(
+        self, connection: AsyncConnection, subscription_id: str, reason: str, now: datetime
+    ) -> None:
+        await connection.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.subscription_id == subscription_id,
+                deliveries.c.status == DeliveryStatus.PENDING.value,
+            )
+            .values(
+                status=DeliveryStatus.FAILED.value,
+                last_error=reason,
+                claimed_by=None,
+                claim_expires=None,
+                last_attempt_at=now,
+            )
+        )
+
+
+def _replace(subscription: Subscription, **changes: Any) -> Subscription:
+    from dataclasses import replace
+
+    return replace(subscription, **changes)
+
+
+def _with_created(subscription: Subscription, now: datetime) -> Subscription:
+    return _replace(
+        subscription,
+        id=subscription.id or new_subscription_id(),
+        created_at=subscription.created_at or now,
+    )
+
+
+def _subscription_row(subscription: Subscription) -> dict[str, Any]:
+    return {
+        "id": subscription.id,
+        "url": subscription.url,
+        "topics": json.dumps(list(subscription.topics)),
+        "format": subscription.format,
+        "secret": subscription.secret,
+        "keywords": json.dumps(list(subscription.keywords)),
+        "active": subscription.active,
+        "origin": subscription.origin,
+        "created_at": subscription.created_at,
+        "disabled_reason": subscription.disabled_reason,
+    }
+
+
+def _subscription(row: Any, *, prefix: bool = False) -> Subscription:
+    def col(name: str) -> Any:
+        return row[subscriptions.c[name]] if prefix else row[name]
+
+    return Subscription(
+        id=col("id"),
+        url=col("url"),
+        topics=tuple(json.loads(col("topics"))),
+        format=col("format"),
+        secret=col("secret"),
+        keywords=tuple(json.loads(col("keywords"))),
+        active=bool(col("active")),
+        origin=col("origin"),
+        created_at=col("created_at"),
+        disabled_reason=col("disabled_reason"),
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    def col(name: str) -> Any:
+        return row[deliveries.c[name]]
+
+    return Delivery(
+        id=col("id"),
+        subscription_id=col("subscription_id"),
+        event_id=col("event_id"),
+        matched_topics=tuple(json.loads(col("matched_topics"))),
+        in_reply_to=tuple(json.loads(col("in_reply_to"))),
+        status=DeliveryStatus(col("status")),
+        attempts=col("attempts"),
+        created_at=col("created_at"),
+        next_attempt_at=col("next_attempt_at"),
+        last_attempt_at=col("last_attempt_at"),
+        last_status=col("last_status"),
+        last_error=col("last_error"),
+    )

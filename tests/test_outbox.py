@@ -1,0 +1,238 @@
+"""Subscriptions and the delivery outbox, on every backend; matching is pure."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from feedbot.archive.local import LocalArchiveSource
+from feedbot.ingest import Ingestor
+from feedbot.model import DeliveryStatus, Event, Related, RelatedKind, Subscription, Topic
+from feedbot.store import AttemptReport, Store, delivery_id
+from tests.conftest import Clock, write_page
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=60)
+
+
+def event(event_id: str, *topics: str, title: str = "Something happens", related=()) -> Event:
+    return Event(
+        id=event_id,
+        date=date.fromisoformat("-".join(f"{int(p):02d}" for p in event_id.split("/")[:3])),
+        story=None,
+        title=title,
+        related=tuple(related),
+        topics=tuple(Topic.named(t) for t in topics),
+    )
+
+
+def sub(url: str = "https://hooks.example.org/a", topics=("*",), **kw) -> Subscription:
+    return Subscription(id="", url=url, topics=tuple(topics), **kw)
+
+
+async def store_new(store: Store, *events: Event, now: datetime = T0, alert_since=None) -> int:
+    result = await store.write_batch(
+        new=list(events),
+        changed=[],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=now,
+        alert_since=alert_since,
+    )
+    return result.alerts
+
+
+# -- who gets it (pure) ---------------------------------------------------------------
+
+
+def test_star_matches_everything_with_all_topics() -> None:
+    e = event("2020/01/1/a", "Flood", "Dhaka")
+    assert sub().matched_topics(e) == ("flood", "dhaka")
+    assert sub().matched_topics(event("2020/01/1/b")) == ()
+
+
+def test_topic_subscription_matches_only_its_topics() -> None:
+    s = sub(topics=("dhaka", "quake"))
+    assert s.matched_topics(event("2020/01/1/a", "Flood", "Dhaka")) == ("dhaka",)
+    assert s.matched_topics(event("2020/01/1/b", "Flood")) is None
+
+
+def test_keywords_filter_titles_case_insensitively() -> None:
+    s = sub(keywords=("EARTHQUAKE", "tsunami"))
+    assert s.matched_topics(event("2020/01/1/a", title="An earthquake strikes")) == ()
+    assert s.matched_topics(event("2020/01/1/b", title="Elections held")) is None
+
+
+def test_redacted_hides_the_secret() -> None:
+    assert sub(secret="whsec_abc").redacted().secret == "whsec_***"
+
+
+# -- the outbox -----------------------------------------------------------------------
+
+
+async def test_subscriptions_crud(store: Store) -> None:
+    added = await store.outbox.add_subscription(sub(secret="whsec_x"), now=T0)
+    assert added.id.startswith("sub_") and added.created_at == T0
+    assert await store.outbox.subscription(added.id) == added
+    changed = await store.outbox.update_subscription(replace(added, topics=("flood",)))
+    assert changed.topics == ("flood",)
+    assert [s.id for s in await store.outbox.subscriptions()] == [added.id]
+    assert await store.outbox.remove_subscription(added.id, now=T0)
+    assert await store.outbox.subscriptions() == []
+
+
+async def test_new_events_queue_one_delivery_per_matching_subscription(store: Store) -> None:
+    everything = await store.outbox.add_subscription(sub("https://a.example/"), now=T0)
+    floods = await store.outbox.add_subscription(sub("https://b.example/", ["flood"]), now=T0)
+    await store.outbox.add_subscription(sub("https://c.example/", ["quake"]), now=T0)
+    queued = await store_new(store, event("2020/01/1/a", "Flood"), event("2020/01/2/b", "Fire"))
+    assert queued == 3
+    pending = await store.outbox.deliveries(status=DeliveryStatus.PENDING)
+    assert {(d.subscription_id, d.event_id) for d in pending} == {
+        (everything.id, "2020/01/1/a"),
+        (everything.id, "2020/01/2/b"),
+        (floods.id, "2020/01/1/a"),
+    }
+    assert all(d.id == delivery_id(d.subscription_id, d.event_id) for d in pending)
+
+
+async def test_alert_since_limits_alerts_but_not_storage(store: Store) -> None:
+    await store.outbox.add_subscription(sub(), now=T0)
+    queued = await store_new(
+        store, event("2020/01/1/old"), event("2026/11/27/new"), alert_since=date(2026, 11, 27)
+    )
+    assert queued == 1
+    assert await store.count_events() == 2
+
+
+async def test_a_subscription_gets_only_events_seen_after_it(store: Store) -> None:
+    await store_new(store, event("2020/01/1/before"))
+    await store.outbox.add_subscription(sub(), now=T0)
+    await store_new(store, event("2020/01/2/after"))
+    assert [d.event_id for d in await store.outbox.deliveries()] == ["2020/01/2/after"]
+
+
+async def test_in_reply_to_threads_follow_ups_per_subscription(store: Store) -> None:
+    mine = await store.outbox.add_subscription(sub("https://a.example/", ["siege"]), now=T0)
+    await store_new(store, event("2007/07/3/clashes", "Siege"))
+    others = await store.outbox.add_subscription(sub("https://b.example/"), now=T0)
+    storm = event(
+        "2007/07/10/storm",
+        "Siege",
+        related=[
+            Related("2007/07/3/clashes", date(2007, 7, 3), "Clashes", (), RelatedKind.BACKGROUND)
+        ],
+    )
+    # An older page that lists the storm among its follow-ups, stored in the same batch.
+    talks = event(
+        "2007/07/9/talks",
+        "Siege",
+        related=[
+            Related("2007/07/10/storm", date(2007, 7, 10), "Storm", (), RelatedKind.FOLLOW_UP)
+        ],
+    )
+    await store_new(store, storm, talks)
+    by_key = {(d.subscription_id, d.event_id): d for d in await store.outbox.deliveries()}
+    assert by_key[(mine.id, "2007/07/10/storm")].in_reply_to == (
+        "2007/07/3/clashes",
+        "2007/07/9/talks",
+    )
+    assert by_key[(mine.id, "2007/07/9/talks")].in_reply_to == ()
+    assert by_key[(others.id, "2007/07/10/storm")].in_reply_to == ("2007/07/9/talks",)
+
+
+async def test_claims_are_leased_and_finished(store: Store) -> None:
+    s = await store.outbox.add_subscription(sub(secret="whsec_k"), now=T0)
+    await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"))
+    jobs = await store.outbox.claim_due(now=T0, limit=10, worker="w1", lease=LEASE)
+    assert len(jobs) == 2 and jobs[0].subscription.secret == "whsec_k"
+    assert jobs[0].event.id in {"2020/01/1/a", "2020/01/2/b"}
+    # Claimed: nobody else gets them until the lease runs out.
+    assert await store.outbox.claim_due(now=T0, limit=10, worker="w2", lease=LEASE) == []
+    done, retry = jobs
+    await store.outbox.finish_attempt(
+        done.delivery,
+        AttemptReport(T0, 12, 200, None, DeliveryStatus.DONE),
+    )
+    await store.outbox.finish_attempt(
+        retry.delivery,
+        AttemptReport(T0, 30, 503, "HTTP 503", DeliveryStatus.PENDING, T0 + timedelta(seconds=5)),
+    )
+    assert await store.outbox.failing_since(s.id) == T0
+    assert await store.outbox.claim_due(now=T0, limit=10, worker="w2", lease=LEASE) == []
+    later = await store.outbox.claim_due(
+        now=T0 + timedelta(seconds=5), limit=10, worker="w2", lease=LEASE
+    )
+    assert [j.delivery.id for j in later] == [retry.delivery.id]
+    assert later[0].delivery.attempts == 1 and later[0].delivery.last_status == 503
+    assert len(await store.outbox.attempts_of(retry.delivery.id)) == 1
+
+
+async def test_a_dead_workers_claim_is_taken_over(store: Store) -> None:
+    await store.outbox.add_subscription(sub(), now=T0)
+    await store_new(store, event("2020/01/1/a"))
+    assert await store.outbox.claim_due(now=T0, limit=1, worker="dead", lease=LEASE)
+    taken = await store.outbox.claim_due(now=T0 + LEASE * 2, limit=1, worker="alive", lease=LEASE)
+    assert len(taken) == 1
+
+
+async def test_failed_deliveries_replay_with_the_same_id(store: Store) -> None:
+    await store.outbox.add_subscription(sub(), now=T0)
+    await store_new(store, event("2020/01/1/a"))
+    (job,) = await store.outbox.claim_due(now=T0, limit=1, worker="w", lease=LEASE)
+    await store.outbox.finish_attempt(
+        job.delivery, AttemptReport(T0, 5, 500, "HTTP 500", DeliveryStatus.FAILED)
+    )
+    assert await store.outbox.count(DeliveryStatus.FAILED) == 1
+    assert await store.outbox.replay(now=T0) == 1
+    (again,) = await store.outbox.claim_due(now=T0, limit=1, worker="w", lease=LEASE)
+    assert again.delivery.id == job.delivery.id and again.delivery.attempts == 0
+
+
+async def test_gone_disables_the_subscription_and_fails_its_queue(store: Store) -> None:
+    s = await store.outbox.add_subscription(sub(), now=T0)
+    await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"))
+    job, _other = await store.outbox.claim_due(now=T0, limit=1, worker="w", lease=LEASE) + [None]
+    await store.outbox.finish_attempt(
+        job.delivery,
+        AttemptReport(
+            T0, 5, 410, "HTTP 410", DeliveryStatus.FAILED, disable_subscription="HTTP 410 Gone"
+        ),
+    )
+    stored = await store.outbox.subscription(s.id)
+    assert stored is not None and not stored.active and stored.disabled_reason == "HTTP 410 Gone"
+    assert await store.outbox.count(DeliveryStatus.PENDING) == 0
+    assert await store_new(store, event("2020/01/3/c")) == 0
+
+
+async def test_config_subscriptions_are_reconciled_by_url(store: Store) -> None:
+    api = await store.outbox.add_subscription(sub("https://api.example/"), now=T0)
+    await store.outbox.reconcile_config(
+        [sub("https://a.example/"), sub("https://b.example/", ["flood"])], now=T0
+    )
+    counts = await store.outbox.reconcile_config(
+        [sub("https://b.example/", ["quake"]), sub("https://c.example/")], now=T0
+    )
+    assert counts == (1, 1, 1)
+    by_url = {s.url: s for s in await store.outbox.subscriptions()}
+    assert set(by_url) == {api.url, "https://b.example/", "https://c.example/"}
+    assert by_url["https://b.example/"].topics == ("quake",)
+
+
+async def test_first_sync_alerts_only_recent_events_then_everything(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = Clock(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    await store.outbox.add_subscription(sub(), now=clock())
+    write_page(tmp_path, "2007/07/9", "old", "Old news")
+    write_page(tmp_path, "2026/11/26", "yesterday", "Yesterday's news")
+    ingestor = Ingestor(
+        store, LocalArchiveSource(tmp_path, clock=clock), clock=clock, backfill_days=2
+    )
+    first = await ingestor.poll()
+    assert (first.new, first.alerts) == (2, 1)
+    write_page(tmp_path, "2001/09/11", "late", "An old page added later")
+    second = await ingestor.poll()
+    assert (second.new, second.alerts) == (1, 1)  # after the first sync, any new event
