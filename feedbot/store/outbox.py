@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -62,6 +62,7 @@ class DeliveryJob:
     delivery: Delivery
     subscription: Subscription
     event: Event
+    subscription_failing_since: datetime | None = None  # its first failure since a success
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,17 +261,27 @@ class Outbox:
     # -- deliveries ----------------------------------------------------------------
 
     async def claim_due(
-        self, *, now: datetime, limit: int, worker: str, lease: timedelta
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        worker: str,
+        lease: timedelta,
+        exclude_subscriptions: Collection[str] = (),
     ) -> list[DeliveryJob]:
         """Claim up to ``limit`` due deliveries for ``lease``; a claim whose lease ran
-        out (its worker died) is claimable again."""
+        out (its worker died) is claimable again. Deliveries of
+        ``exclude_subscriptions`` (whose host is busy) are left for later."""
+        conditions = [
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+            deliveries.c.next_attempt_at <= now,
+            or_(deliveries.c.claim_expires.is_(None), deliveries.c.claim_expires < now),
+        ]
+        if exclude_subscriptions:
+            conditions.append(deliveries.c.subscription_id.not_in(list(exclude_subscriptions)))
         due = (
             select(deliveries.c.id)
-            .where(
-                deliveries.c.status == DeliveryStatus.PENDING.value,
-                deliveries.c.next_attempt_at <= now,
-                or_(deliveries.c.claim_expires.is_(None), deliveries.c.claim_expires < now),
-            )
+            .where(*conditions)
             .order_by(deliveries.c.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -299,6 +310,7 @@ class Outbox:
                         delivery=_delivery(mapping),
                         subscription=_subscription(mapping, prefix=True),
                         event=Event.from_json(json.loads(mapping[events.c.body])),
+                        subscription_failing_since=mapping[subscriptions.c.failing_since],
                     )
                 )
             return jobs
@@ -354,6 +366,15 @@ class Outbox:
                     f"subscription disabled: {report.disable_subscription}",
                     report.attempted_at,
                 )
+
+    async def release(self, delivery_id: str) -> None:
+        """Give a claimed delivery back unattempted."""
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(claimed_by=None, claim_expires=None)
+            )
 
     async def failing_since(self, subscription_id: str) -> datetime | None:
         async with self._db.transaction() as connection:

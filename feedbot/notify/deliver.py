@@ -1,0 +1,291 @@
+"""The delivery worker: claims due deliveries from the outbox and posts them.
+
+One :class:`Deliverer` per process, over one ``aiohttp.ClientSession``. It keeps
+at most ``max_in_flight`` requests going, and at most ``per_host`` to any one host:
+deliveries of a saturated host are simply not claimed, so a slow or dead
+receiver ties up its own slots and never anyone else's. Every attempt is bounded
+by a timeout, follows no redirects, reads at most a small part of the answer, and
+is recorded in the outbox with its outcome; the outbox is the only state, so a
+crash at any point loses nothing (an alert in flight is sent again, with the
+same webhook-id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from feedbot.errors import FeedbotError
+from feedbot.model import DeliveryStatus
+from feedbot.notify.retry import RetryPolicy, parse_retry_after
+from feedbot.store import AttemptReport, DeliveryJob, Outbox
+
+log = logging.getLogger(__name__)
+
+MAX_ANSWER_BYTES = 64 * 1024  # what is read of a receiver's answer, for the error text
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What to send for one attempt: the body and its headers (signature included)."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+# Builds the request of one attempt; the daemon composes formats and signing here.
+RequestBuilder = Callable[[DeliveryJob, datetime], Request]
+
+
+@dataclass(frozen=True, slots=True)
+class DelivererSettings:
+    max_in_flight: int = 64
+    per_host: int = 8
+    timeout: float = 10.0  # seconds for a whole attempt
+    lease: timedelta = timedelta(seconds=120)  # must outlast an attempt
+    idle_poll: float = 1.0  # seconds between outbox checks when nothing wakes us
+    user_agent: str = "feedbot"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        outbox: Outbox,
+        session: aiohttp.ClientSession,
+        build_request: RequestBuilder,
+        *,
+        settings: DelivererSettings | None = None,
+        policy: RetryPolicy | None = None,
+        worker_id: str = "feedbot",
+        clock: Callable[[], datetime] = _utc_now,
+        rng: random.Random | None = None,
+        on_attempt: Callable[[DeliveryJob, AttemptReport], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.session = session
+        self.build_request = build_request
+        self.settings = settings or DelivererSettings()
+        self.policy = policy or RetryPolicy()
+        self.worker_id = worker_id
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._on_attempt = on_attempt
+        self._wake = asyncio.Event()
+        self._in_flight: dict[asyncio.Task[None], str] = {}  # task -> host
+        self._host_load: dict[str, int] = {}
+        self._host_subscriptions: dict[str, set[str]] = {}
+
+    def wake(self) -> None:
+        """New deliveries were queued: look at the outbox now, not at the next tick."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set, then return (in-flight attempts go on;
+        :meth:`drain` waits for them)."""
+        while not stop.is_set():
+            try:
+                claimed = await self._claim()
+            except FeedbotError as exc:
+                log.error("cannot claim deliveries: %s", exc)
+                claimed = 0
+            if claimed and self.in_flight < self.settings.max_in_flight:
+                continue  # there may be more due right now
+            await self._idle(stop)
+
+    async def drain(self, grace: float) -> int:
+        """Wait up to ``grace`` seconds for in-flight attempts, then cancel the
+        rest (their claims run out and they are retried). Returns how many were cut."""
+        tasks = list(self._in_flight)
+        if not tasks:
+            return 0
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        # A finishing attempt sets _wake too, freeing a slot to claim into.
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(
+                waiters, timeout=self.settings.idle_poll, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            self._wake.clear()
+
+    async def _claim(self) -> int:
+        free = self.settings.max_in_flight - self.in_flight
+        if free <= 0:
+            return 0
+        saturated = {
+            subscription
+            for host, load in self._host_load.items()
+            if load >= self.settings.per_host
+            for subscription in self._host_subscriptions.get(host, ())
+        }
+        jobs = await self.outbox.claim_due(
+            now=self._clock(),
+            limit=free,
+            worker=self.worker_id,
+            lease=self.settings.lease,
+            exclude_subscriptions=saturated,
+        )
+        for job in jobs:
+            host = _host_of(job.subscription.url)
+            if self._host_load.get(host, 0) >= self.settings.per_host:
+                # Claimed before its host filled up: let the claim lapse quickly.
+                await self.outbox.release(job.delivery.id)
+                continue
+            self._host_load[host] = self._host_load.get(host, 0) + 1
+            self._host_subscriptions.setdefault(host, set()).add(job.subscription.id)
+            task = asyncio.create_task(self._deliver(job), name=f"deliver {job.delivery.id}")
+            self._in_flight[task] = host
+            task.add_done_callback(self._finished)
+        return len(jobs)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        host = self._in_flight.pop(task)
+        self._host_load[host] -= 1
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+
+    async def _deliver(self, job: DeliveryJob) -> None:
+        report = await self.attempt(job)
+        await self.outbox.finish_attempt(job.delivery, report)
+        level = logging.INFO if report.outcome is DeliveryStatus.DONE else logging.WARNING
+        log.log(
+            level,
+            "delivery %s to %s (%s) for event %s: %s",
+            job.delivery.id,
+            job.subscription.id,
+            _host_of(job.subscription.url),
+            job.event.id,
+            report.error or f"HTTP {report.status}",
+        )
+        if self._on_attempt is not None:
+            result = self._on_attempt(job, report)
+            if result is not None:
+                await result
+
+    async def attempt(self, job: DeliveryJob) -> AttemptReport:
+        """Make one attempt and decide its outcome (does not record it)."""
+        attempted_at = self._clock()
+        started = time.perf_counter()
+        status: int | None = None
+        retry_after: float | None = None
+        error: str | None = None
+        try:
+            request = self.build_request(job, attempted_at)
+        except FeedbotError as exc:
+            # A payload that cannot be built (a broken template) will not build later.
+            return AttemptReport(
+                attempted_at, 0, None, f"cannot build payload: {exc}", DeliveryStatus.FAILED
+            )
+        try:
+            async with self.session.post(
+                job.subscription.url,
+                data=request.body,
+                headers={"User-Agent": self.settings.user_agent, **request.headers},
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+            ) as response:
+                status = response.status
+                answer = await response.content.read(MAX_ANSWER_BYTES)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), attempted_at)
+                if not 200 <= status < 300:
+                    error = _describe_answer(response, answer)
+        except TimeoutError:
+            error = f"timed out after {self.settings.timeout:g} s"
+        except aiohttp.ClientError as exc:
+            error = _describe_client_error(exc)
+        except OSError as exc:  # the SSRF guard refuses at connect time
+            error = str(exc)
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        return self._decide(job, attempted_at, latency_ms, status, error, retry_after)
+
+    def _decide(
+        self,
+        job: DeliveryJob,
+        attempted_at: datetime,
+        latency_ms: int,
+        status: int | None,
+        error: str | None,
+        retry_after: float | None,
+    ) -> AttemptReport:
+        if error is None:
+            return AttemptReport(attempted_at, latency_ms, status, None, DeliveryStatus.DONE)
+        if status == 410:
+            return AttemptReport(
+                attempted_at,
+                latency_ms,
+                status,
+                error,
+                DeliveryStatus.FAILED,
+                disable_subscription="the receiver answered 410 Gone",
+            )
+        if error.startswith("refused:"):
+            return AttemptReport(attempted_at, latency_ms, status, error, DeliveryStatus.FAILED)
+        attempts_made = job.delivery.attempts + 1
+        next_at = self.policy.next_attempt(attempts_made, attempted_at, self._rng, retry_after)
+        failing_since = job.subscription_failing_since
+        disable = None
+        if self.policy.should_disable(failing_since, attempted_at):
+            disable = f"failing since {failing_since:%Y-%m-%d %H:%M} UTC"
+        if next_at is None or disable:
+            return AttemptReport(
+                attempted_at,
+                latency_ms,
+                status,
+                error,
+                DeliveryStatus.FAILED,
+                disable_subscription=disable,
+            )
+        return AttemptReport(
+            attempted_at, latency_ms, status, error, DeliveryStatus.PENDING, next_at
+        )
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _describe_answer(response: aiohttp.ClientResponse, answer: bytes) -> str:
+    text = f"HTTP {response.status} {response.reason or ''}".strip()
+    if 300 <= response.status < 400:
+        return f"{text}: redirect to {response.headers.get('Location', '?')} not followed"
+    snippet = "".join(
+        c if c.isprintable() else " " for c in answer[:200].decode("utf-8", errors="replace")
+    ).strip()
+    return f"{text}: {snippet}" if snippet else text
+
+
+def _describe_client_error(exc: aiohttp.ClientError) -> str:
+    cause = exc.__cause__ or getattr(exc, "os_error", None)
+    if cause is not None and str(cause).startswith("refused:"):
+        return str(cause)
+    with contextlib.suppress(Exception):
+        if str(exc):
+            return f"{exc.__class__.__name__}: {exc}"
+    return exc.__class__.__name__

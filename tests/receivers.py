@@ -1,0 +1,71 @@
+"""Real webhook receivers on loopback for the delivery tests: each records what it
+got and answers as the test scripts it (status, headers, delays, junk)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.monotonic()
+
+
+@dataclass
+class Receiver:
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    # Called per request; returns the response. Default: 204.
+    answer: Callable[[web.Request, int], Awaitable[web.StreamResponse]] | None = None
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [r.body for r in self.received]
+
+
+@asynccontextmanager
+async def running_receiver(path: str = "/hook") -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        receiver.received.append(Received(dict(request.headers), body, time.monotonic()))
+        if receiver.answer is not None:
+            return await receiver.answer(request, len(receiver.received))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post(path, handle)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    receiver.url = f"http://127.0.0.1:{port}{path}"
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+def status(code: int, headers: dict[str, str] | None = None, body: bytes = b""):
+    async def answer(_request: web.Request, _n: int) -> web.StreamResponse:
+        return web.Response(status=code, headers=headers, body=body)
+
+    return answer
+
+
+def hang(seconds: float):
+    async def answer(_request: web.Request, _n: int) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return web.Response(status=204)
+
+    return answer

@@ -1,0 +1,271 @@
+"""The delivery worker against real receivers on loopback; clock and randomness injected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from feedbot.model import DeliveryStatus, Event, Subscription
+from feedbot.notify.deliver import Deliverer, DelivererSettings, Request
+from feedbot.notify.retry import RetryPolicy
+from feedbot.store import DeliveryJob, Store
+from tests.conftest import Clock
+from tests.receivers import hang, running_receiver, status
+
+T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+
+def plain_request(job: DeliveryJob, attempted_at: datetime) -> Request:
+    body = json.dumps({"event": job.event.id}).encode()
+    return Request(
+        body,
+        {
+            "content-type": "application/json",
+            "webhook-id": job.delivery.id,
+            "webhook-timestamp": str(int(attempted_at.timestamp())),
+        },
+    )
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+def fast_store_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'deliver.db'}"
+
+
+@pytest.fixture
+async def store(fast_store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(fast_store_url)
+    yield opened
+    await opened.close()
+
+
+async def subscribe(store: Store, url: str, clock: Clock) -> Subscription:
+    return await store.outbox.add_subscription(Subscription(id="", url=url), now=clock())
+
+
+async def new_events(store: Store, clock: Clock, *ids: str) -> None:
+    events = [Event(id=i, date=date(2026, 11, 27), story=None, title=f"Event {i}") for i in ids]
+    await store.write_batch(
+        new=events, changed=[], marks_={}, rejected={}, accepted_paths=[], now=clock()
+    )
+
+
+def deliverer(store: Store, session: aiohttp.ClientSession, clock: Clock, **settings) -> Deliverer:
+    return Deliverer(
+        store.outbox,
+        session,
+        plain_request,
+        settings=DelivererSettings(idle_poll=0.05, **settings),
+        policy=RetryPolicy(jitter=0),
+        clock=clock,
+        rng=random.Random(1),
+    )
+
+
+async def until(predicate, seconds: float = 5.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not await predicate():
+            await asyncio.sleep(0.02)
+
+
+async def run_until(worker: Deliverer, predicate, seconds: float = 5.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await until(predicate, seconds)
+    finally:
+        stop.set()
+        await task
+        await worker.drain(0)
+
+
+async def test_delivers_and_records_the_attempt(store: Store, session, clock: Clock) -> None:
+    async with running_receiver() as receiver:
+        await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+        worker = deliverer(store, session, clock)
+
+        async def delivered() -> bool:
+            return await store.outbox.count(DeliveryStatus.DONE) == 1
+
+        await run_until(worker, delivered)
+    (delivery,) = await store.outbox.deliveries()
+    assert receiver.received[0].headers["webhook-id"] == delivery.id
+    assert json.loads(receiver.bodies[0]) == {"event": "2026/11/27/a"}
+    (attempt,) = await store.outbox.attempts_of(delivery.id)
+    assert attempt["status"] == 204 and attempt["error"] is None
+
+
+async def test_retry_on_schedule_with_the_same_webhook_id(
+    store: Store, session, clock: Clock
+) -> None:
+    async with running_receiver() as receiver:
+        receiver.answer = status(500, body=b"database down")
+        await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+        worker = deliverer(store, session, clock)
+
+        async def attempted() -> bool:
+            return len((await store.outbox.deliveries())[0].last_error or "") > 0
+
+        await run_until(worker, attempted)
+        (delivery,) = await store.outbox.deliveries()
+        assert delivery.status is DeliveryStatus.PENDING
+        assert delivery.last_error == "HTTP 500 Internal Server Error: database down"
+        assert delivery.next_attempt_at == T0 + timedelta(seconds=5)
+        # Not due yet: nothing is sent however long the worker runs.
+        receiver.answer = None
+        await asyncio.wait_for(worker._claim(), 1)
+        assert len(receiver.received) == 1
+        clock.advance(5)
+
+        async def delivered() -> bool:
+            return await store.outbox.count(DeliveryStatus.DONE) == 1
+
+        await run_until(worker, delivered)
+    assert [r.headers["webhook-id"] for r in receiver.received] == [delivery.id] * 2
+
+
+async def test_retry_after_is_honoured(store: Store, session, clock: Clock) -> None:
+    async with running_receiver() as receiver:
+        receiver.answer = status(429, {"Retry-After": "600"})
+        await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+
+        async def attempted() -> bool:
+            return (await store.outbox.deliveries())[0].attempts == 1
+
+        await run_until(deliverer(store, session, clock), attempted)
+    (delivery,) = await store.outbox.deliveries()
+    assert delivery.next_attempt_at == T0 + timedelta(seconds=600)
+
+
+async def test_schedule_runs_out_into_the_failed_list(store: Store, session, clock: Clock) -> None:
+    async with running_receiver() as receiver:
+        receiver.answer = status(503)
+        await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+        worker = Deliverer(
+            store.outbox,
+            session,
+            plain_request,
+            settings=DelivererSettings(idle_poll=0.02),
+            policy=RetryPolicy(schedule=(5, 60), jitter=0),
+            clock=clock,
+        )
+        for expected_attempts in (1, 2, 3):
+
+            async def attempted(n: int = expected_attempts) -> bool:
+                return (await store.outbox.deliveries())[0].attempts == n
+
+            await run_until(worker, attempted)
+            clock.advance(3600)
+    (delivery,) = await store.outbox.deliveries()
+    assert delivery.status is DeliveryStatus.FAILED
+    assert len(receiver.received) == 3
+
+
+async def test_gone_disables_the_subscription(store: Store, session, clock: Clock) -> None:
+    async with running_receiver() as receiver:
+        receiver.answer = status(410)
+        subscription = await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+
+        async def failed() -> bool:
+            return await store.outbox.count(DeliveryStatus.FAILED) == 1
+
+        await run_until(deliverer(store, session, clock), failed)
+    stored = await store.outbox.subscription(subscription.id)
+    assert stored is not None and not stored.active
+    assert stored.disabled_reason == "the receiver answered 410 Gone"
+
+
+async def test_redirects_are_not_followed(store: Store, session, clock: Clock) -> None:
+    async with running_receiver() as receiver:
+        receiver.answer = status(302, {"Location": "http://127.0.0.1:1/elsewhere"})
+        await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+
+        async def attempted() -> bool:
+            return (await store.outbox.deliveries())[0].attempts == 1
+
+        await run_until(deliverer(store, session, clock), attempted)
+    (delivery,) = await store.outbox.deliveries()
+    assert "redirect to http://127.0.0.1:1/elsewhere not followed" in (delivery.last_error or "")
+
+
+async def _huge(_request: web.Request, _n: int) -> web.StreamResponse:
+    return web.Response(status=500, body=b"\xff\x00" * 5_000_000)
+
+
+async def _hang_up(request: web.Request, _n: int) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.close()
+    return web.Response(status=204)
+
+
+async def _garbage(request: web.Request, _n: int) -> web.StreamResponse:
+    assert request.transport is not None
+    request.transport.write(b"NOT HTTP AT ALL\r\n\r\n")
+    request.transport.close()
+    return web.Response(status=204)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (_huge, "HTTP 500 Internal Server Error"),
+        (_hang_up, "ServerDisconnectedError"),
+        (_garbage, "ClientResponseError"),
+    ],
+)
+async def test_bad_answers_are_recorded_failures(
+    store: Store, session, clock: Clock, answer, expected: str
+) -> None:
+    async with running_receiver() as receiver:
+        receiver.answer = answer
+        await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+
+        async def attempted() -> bool:
+            return (await store.outbox.deliveries())[0].attempts == 1
+
+        await run_until(deliverer(store, session, clock), attempted)
+    (delivery,) = await store.outbox.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING
+    assert expected in (delivery.last_error or ""), delivery.last_error
+    assert len(delivery.last_error or "") < 400
+
+
+async def test_a_hanging_receiver_delays_no_other(store: Store, session, clock: Clock) -> None:
+    async with running_receiver() as slow, running_receiver() as fast:
+        slow.answer = hang(30)
+        await subscribe(store, slow.url, clock)
+        await subscribe(store, fast.url, clock)
+        await new_events(store, clock, *[f"2026/11/27/e{i}" for i in range(40)])
+        worker = deliverer(store, session, clock, max_in_flight=16, per_host=4, timeout=30)
+        started = time.monotonic()
+
+        async def fast_has_all() -> bool:
+            return len(fast.received) == 40
+
+        await run_until(worker, fast_has_all, seconds=10)
+        elapsed = time.monotonic() - started
+    # The slow host holds at most per_host slots; every fast delivery went through.
+    assert len(slow.received) <= 4
+    assert elapsed < 3, f"fast receiver waited {elapsed:.1f} s behind a hanging one"
+    assert max(r.at for r in fast.received) - started < 3
