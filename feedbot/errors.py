@@ -35,3 +35,28 @@ class ArchiveError(FeedbotError):
 
 class StorageError(FeedbotError):
     """The store failed (unreachable database, failed migration, broken schema)."""
+
+
+class NotifyError(FeedbotError):
+    """An alert could not be built or sent (a payload template failed, a body too big)."""
+
+
+class TargetRefused(NotifyError, OSError):
+    """A webhook target resolves to an address the SSRF guard does not allow.
+
+    Also an :class:`OSError`, so that when aiohttp's resolver or socket factory
+    raises it, aiohttp wraps it as a ``ClientConnectorError`` (or
+    ``ClientConnectorDNSError``) whose ``os_error`` is this exception and whose
+    message carries ours: ``refused: example.test resolves to 127.0.0.1 (loopback)``.
+    """
+
+    def __init__(self, message: str) -> None:
+        OSError.__init__(self, None, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    # OSError.__reduce__ would rebuild us with (errno, strerror): keep ours.
+    def __reduce__(self) -> tuple[type[TargetRefused], tuple[str]]:
+        return (type(self), (self.message,))

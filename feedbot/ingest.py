@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from feedbot.archive.parse import parse_page
-from feedbot.archive.source import ArchiveSource, RawPage
+from feedbot.archive.source import ArchiveSource, PollBatch, RawPage
 from feedbot.errors import FeedbotError, ParseError
-from feedbot.model import Event
+from feedbot.model import EventRecord
 from feedbot.store import PollRecord, Store
 
 log = logging.getLogger(__name__)
@@ -27,26 +30,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    new: tuple[Event, ...]
-    changed: tuple[Event, ...]
+    new: tuple[EventRecord, ...]
+    changed: tuple[EventRecord, ...]
     unchanged: int
 
 
-def decide(parsed: Iterable[Event], known_hashes: Mapping[str, str]) -> Decision:
+def decide(parsed: Iterable[EventRecord], known_hashes: Mapping[str, str]) -> Decision:
     """Split ``parsed`` into new, changed and unchanged events.
 
     The same id twice in one batch keeps the last one read.
     """
-    latest = {event.id: event for event in parsed}
-    new: list[Event] = []
-    changed: list[Event] = []
+    latest = {record.id: record for record in parsed}
+    new: list[EventRecord] = []
+    changed: list[EventRecord] = []
     unchanged = 0
-    for event in latest.values():
-        known = known_hashes.get(event.id)
+    for record in latest.values():
+        known = known_hashes.get(record.id)
         if known is None:
-            new.append(event)
-        elif known != event.content_hash():
-            changed.append(event)
+            new.append(record)
+        elif known != record.content_hash:
+            changed.append(record)
         else:
             unchanged += 1
     return Decision(tuple(new), tuple(changed), unchanged)
@@ -105,30 +108,20 @@ class Ingestor:
             if self._marks is None:
                 self._marks = await self.store.load_marks()
             alert_since = await self._alert_since(started)
-            async for batch in self.source.poll(self._marks, days=days):
-                parsed, rejected = await asyncio.to_thread(_parse_all, batch.pages)
-                rejected.update({p.path: p.reason for p in batch.problems})
-                decision = decide(parsed, await self.store.content_hashes(e.id for e in parsed))
-                written = await self.store.write_batch(
-                    new=decision.new,
-                    changed=decision.changed,
-                    marks_=batch.marks,
-                    rejected=rejected,
-                    accepted_paths=[page.path for page in batch.pages if page.path not in rejected],
-                    now=self._clock(),
-                    alert_since=alert_since,
-                )
-                result.changed_topics |= written.topics
-                result.alerts += written.alerts
-                self._marks.update(batch.marks)
-                for path, reason in rejected.items():
-                    log.warning("page rejected: %s: %s", path, reason)
-                result.new += len(decision.new)
-                result.updated += len(decision.changed)
-                result.unchanged += decision.unchanged
-                result.rejected.update(rejected)
-                if progress is not None:
-                    progress(len(batch.pages) + len(batch.problems))
+            # A pipeline of one: batch N is parsed (in worker processes when large)
+            # while batch N-1 is being stored.
+            parsed_batch: tuple[PollBatch, list[EventRecord], dict[str, str]] | None = None
+            async with _Parser() as parser:
+                async for batch in self.source.poll(self._marks, days=days):
+                    parsing = asyncio.ensure_future(parser.parse(batch.pages))
+                    try:
+                        if parsed_batch is not None:
+                            await self._store(*parsed_batch, result, alert_since, progress)
+                    finally:
+                        parsed, rejected = await parsing
+                    parsed_batch = (batch, parsed, rejected)
+                if parsed_batch is not None:
+                    await self._store(*parsed_batch, result, alert_since, progress)
         except FeedbotError as exc:
             await self._record(started, result, error=str(exc))
             raise
@@ -136,6 +129,39 @@ class Ingestor:
         if alert_since is not None and days is None:
             await self.store.mark_initial_sync_done(self._clock())
         return result
+
+    async def _store(
+        self,
+        batch: PollBatch,
+        parsed: list[EventRecord],
+        rejected: dict[str, str],
+        result: PollResult,
+        alert_since: date | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        assert self._marks is not None
+        rejected.update({p.path: p.reason for p in batch.problems})
+        decision = decide(parsed, await self.store.content_hashes(e.id for e in parsed))
+        written = await self.store.write_batch(
+            new=decision.new,
+            changed=decision.changed,
+            marks_=batch.marks,
+            rejected=rejected,
+            accepted_paths=[page.path for page in batch.pages if page.path not in rejected],
+            now=self._clock(),
+            alert_since=alert_since,
+        )
+        self._marks.update(batch.marks)
+        for path, reason in rejected.items():
+            log.warning("page rejected: %s: %s", path, reason)
+        result.new += len(decision.new)
+        result.updated += len(decision.changed)
+        result.unchanged += decision.unchanged
+        result.rejected.update(rejected)
+        result.changed_topics |= written.topics
+        result.alerts += written.alerts
+        if progress is not None:
+            progress(len(batch.pages) + len(batch.problems))
 
     async def _alert_since(self, now: datetime) -> date | None:
         """Until a first full poll has completed, alert only events dated within
@@ -163,12 +189,50 @@ class Ingestor:
             log.exception("could not record the failed poll")  # the original error wins
 
 
-def _parse_all(pages: Sequence[RawPage]) -> tuple[list[Event], dict[str, str]]:
-    parsed: list[Event] = []
+class _Parser:
+    """Parses batches of pages off the event loop.
+
+    Small batches (a watch event, a re-poll) are parsed in a thread. Large ones
+    (a first ingest) go to worker processes, one per core, because parsing is
+    CPU-bound Python and a thread would only contend for the GIL with the store.
+    The pool starts on the first large batch and ends with the poll.
+    """
+
+    LARGE = 256  # pages
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def __aenter__(self) -> _Parser:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def parse(self, pages: Sequence[RawPage]) -> tuple[list[EventRecord], dict[str, str]]:
+        if len(pages) < self.LARGE:
+            return await asyncio.to_thread(_parse_all, pages)
+        if self._pool is None:
+            # forkserver: never fork a process that runs threads (aiosqlite's).
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+        loop = asyncio.get_running_loop()
+        halves = [pages[: len(pages) // 2], pages[len(pages) // 2 :]]
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._pool, _parse_all, half) for half in halves)
+        )
+        parsed = [event for events, _ in results for event in events]
+        rejected = {path: reason for _, bad in results for path, reason in bad.items()}
+        return parsed, rejected
+
+
+def _parse_all(pages: Sequence[RawPage]) -> tuple[list[EventRecord], dict[str, str]]:
+    parsed: list[EventRecord] = []
     rejected: dict[str, str] = {}
     for page in pages:
         try:
-            parsed.append(parse_page(page.body, page.path))
+            parsed.append(EventRecord.of(parse_page(page.body, page.path)))
         except ParseError as exc:
             rejected[page.path] = exc.reason
     return parsed, rejected

@@ -201,3 +201,37 @@ class Subscription:
     def redacted(self) -> Subscription:
         """The same subscription with its secret hidden, for logs and listings."""
         return replace(self, secret="whsec_***" if self.secret else None)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event in the flat form the store writes, computed once where the page is
+    parsed (in a worker process on a first ingest, where handing back plain
+    strings costs far less than handing back an object graph).
+    """
+
+    id: str
+    date: str  # ISO date
+    story: str | None
+    title: str
+    body: str  # Event.canonical_json()
+    content_hash: str
+    topics: tuple[tuple[str, str], ...]  # (slug, name), in order
+    related: tuple[tuple[str, str], ...]  # (event id, kind), one per id
+
+    @classmethod
+    def of(cls, event: Event) -> EventRecord:
+        body = event.canonical_json()
+        return cls(
+            id=event.id,
+            date=event.date.isoformat(),
+            story=event.story,
+            title=event.title,
+            body=body,
+            content_hash=content_hash(body),
+            topics=tuple((t.slug, t.name) for t in event.topics),
+            related=tuple({r.id: (r.id, r.kind.value) for r in event.related}.values()),
+        )
+
+    def to_event(self) -> Event:
+        return Event.from_json(json.loads(self.body))

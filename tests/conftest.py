@@ -8,7 +8,6 @@ skipped with the reason shown; CI always has one.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from feedbot.model import DeliveryStatus, Event, Subscription
+from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
 from feedbot.notify.deliver import Deliverer, DelivererSettings, Request
 from feedbot.notify.retry import RetryPolicy
 from feedbot.store import DeliveryJob, Store
@@ -60,7 +60,12 @@ async def subscribe(store: Store, url: str, clock: Clock) -> Subscription:
 async def new_events(store: Store, clock: Clock, *ids: str) -> None:
     events = [Event(id=i, date=date(2026, 11, 27), story=None, title=f"Event {i}") for i in ids]
     await store.write_batch(
-        new=events, changed=[], marks_={}, rejected={}, accepted_paths=[], now=clock()
+        new=[EventRecord.of(e) for e in events],
+        changed=[],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=clock(),
     )
 
 
@@ -78,7 +83,7 @@ def deliverer(store: Store, session: aiohttp.ClientSession, clock: Clock, **sett
 
 async def until(predicate, seconds: float = 5.0) -> None:
     async with asyncio.timeout(seconds):
-        while not await predicate():
+        while not await predicate():  # noqa: ASYNC110 - polling the store is the point
             await asyncio.sleep(0.02)
 
 

@@ -11,18 +11,18 @@ import pytest
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.errors import ArchiveError
 from feedbot.ingest import Ingestor, decide
-from feedbot.model import Event
+from feedbot.model import Event, EventRecord
 from feedbot.store import Store
 from tests.conftest import Clock, write_page
 
 
-def event(event_id: str, title: str = "t") -> Event:
-    return Event(id=event_id, date=date(2020, 1, 1), story=None, title=title)
+def event(event_id: str, title: str = "t") -> EventRecord:
+    return EventRecord.of(Event(id=event_id, date=date(2020, 1, 1), story=None, title=title))
 
 
 def test_decide_splits_new_changed_unchanged() -> None:
     a, b, c = event("a"), event("b"), event("c")
-    known = {"a": a.content_hash(), "b": "stale-hash"}
+    known = {"a": a.content_hash, "b": "stale-hash"}
     decision = decide([a, b, c], known)
     assert decision.new == (c,)
     assert decision.changed == (b,)

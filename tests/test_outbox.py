@@ -8,7 +8,15 @@ from pathlib import Path
 
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.ingest import Ingestor
-from feedbot.model import DeliveryStatus, Event, Related, RelatedKind, Subscription, Topic
+from feedbot.model import (
+    DeliveryStatus,
+    Event,
+    EventRecord,
+    Related,
+    RelatedKind,
+    Subscription,
+    Topic,
+)
 from feedbot.store import AttemptReport, Store, delivery_id
 from tests.conftest import Clock, write_page
 
@@ -33,7 +41,7 @@ def sub(url: str = "https://hooks.example.org/a", topics=("*",), **kw) -> Subscr
 
 async def store_new(store: Store, *events: Event, now: datetime = T0, alert_since=None) -> int:
     result = await store.write_batch(
-        new=list(events),
+        new=[EventRecord.of(e) for e in events],
         changed=[],
         marks_={},
         rejected={},

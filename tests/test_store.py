@@ -9,7 +9,7 @@ import pytest
 
 from feedbot.archive.parse import parse_page
 from feedbot.errors import StorageError
-from feedbot.model import Event, Topic
+from feedbot.model import Event, EventRecord, Topic
 from feedbot.store import PollRecord, Store
 from feedbot.store.schema import SCHEMA_VERSION
 from tests.conftest import Clock, seed_bytes
@@ -34,8 +34,8 @@ def simple(event_id: str, day: date, *topics: str) -> Event:
 
 async def write(store: Store, *, new=(), changed=(), marks=None, rejected=None, now=T0) -> set[str]:
     result = await store.write_batch(
-        new=list(new),
-        changed=list(changed),
+        new=[EventRecord.of(e) for e in new],
+        changed=[EventRecord.of(e) for e in changed],
         marks_=marks or {},
         rejected=rejected or {},
         accepted_paths=[],

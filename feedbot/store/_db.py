@@ -3,7 +3,7 @@ at the boundary, and the upserts that differ between SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -59,6 +59,42 @@ class Database:
     ) -> None:
         statement = self._insert(table)
         await connection.execute(statement.on_conflict_do_nothing(index_elements=keys), rows)
+
+    async def bulk_insert(
+        self, connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Insert many rows through the driver's executemany directly.
+
+        SQLAlchemy's executemany processes every parameter of every row in Python,
+        which costs more than SQLite's own work on a first ingest of a large
+        archive; here each column's bind processor runs once per value and the
+        rest is the driver's. Same result as ``connection.execute(table.insert(), rows)``.
+        """
+        if not rows:
+            return
+        names = list(rows[0])
+        dialect = connection.dialect
+        processors = [table.c[name].type.bind_processor(dialect) for name in names]
+        if dialect.paramstyle == "numeric_dollar":
+            marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+        elif dialect.paramstyle == "qmark":
+            marks = ", ".join("?" for _ in names)
+        else:  # an unexpected driver: the ordinary path
+            await connection.execute(table.insert(), list(rows))
+            return
+        preparer = dialect.identifier_preparer
+        columns = ", ".join(preparer.quote(name) for name in names)
+        sql = f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES ({marks})"
+        await connection.exec_driver_sql(
+            sql,
+            [
+                tuple(
+                    value if process is None else process(value)
+                    for value, process in zip((row[n] for n in names), processors, strict=True)
+                )
+                for row in rows
+            ],
+        )
 
     def _insert(self, table: Table) -> Any:
         return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)

@@ -15,7 +15,7 @@ import json
 import secrets
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -79,19 +79,10 @@ class AttemptReport:
 
 
 async def queue_alerts(
-    connection: AsyncConnection,
-    new_events: Sequence[Event],
-    *,
-    now: datetime,
-    alert_since: date | None,
+    connection: AsyncConnection, alerted: Sequence[Event], *, now: datetime
 ) -> int:
-    """Queue a delivery for every active subscription each new event matches.
-
-    ``alert_since`` limits alerts to events dated on or after it (the first sync
-    of an archive alerts only recent events); ``None`` alerts every new event.
-    Returns how many deliveries were queued.
-    """
-    alerted = [e for e in new_events if alert_since is None or e.date >= alert_since]
+    """Queue a delivery for every active subscription each of ``alerted`` (new
+    events) matches. Returns how many deliveries were queued."""
     if not alerted:
         return 0
     rows = (

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from feedbot.errors import StorageError
-from feedbot.model import Event, StoredEvent, Topic, content_hash
+from feedbot.model import Event, EventRecord, StoredEvent, Topic
 from feedbot.store import schema
 from feedbot.store._db import Database, chunks
 from feedbot.store.outbox import Outbox, queue_alerts
@@ -163,8 +163,8 @@ class Store:
     async def write_batch(
         self,
         *,
-        new: Sequence[Event],
-        changed: Sequence[Event],
+        new: Sequence[EventRecord],
+        changed: Sequence[EventRecord],
         marks_: Mapping[str, str],
         rejected: Mapping[str, str],
         accepted_paths: Sequence[str],
@@ -175,65 +175,47 @@ class Store:
         with their topics and links, the alerts the new events bring (dated on or
         after ``alert_since``, or all when it is ``None``), the source marks, and
         the pages' rejections."""
-        affected = {t.slug for e in (*new, *changed) for t in e.topics}
+        affected = {slug for e in (*new, *changed) for slug, _name in e.topics}
         async with self._db.transaction() as connection:
             if changed:
-                changed_ids = [e.id for e in changed]
-                for chunk in chunks(changed_ids):
-                    previous = await connection.execute(
-                        select(event_topics.c.slug).where(event_topics.c.event_id.in_(chunk))
-                    )
-                    affected.update(previous.scalars())
-                    await connection.execute(
-                        delete(event_topics).where(event_topics.c.event_id.in_(chunk))
-                    )
-                    await connection.execute(
-                        delete(event_links).where(event_links.c.event_id.in_(chunk))
-                    )
-                for item in changed:
+                affected |= await self._forget_topics_and_links(connection, changed)
+                for record in changed:
                     await connection.execute(
                         events.update()
-                        .where(events.c.id == item.id)
-                        .values({**_event_columns(item), "updated": now})
+                        .where(events.c.id == record.id)
+                        .values({**_event_columns(record), "updated": now})
                     )
             if new:
-                await connection.execute(
-                    events.insert(),
-                    [
-                        {**_event_columns(e), "id": e.id, "first_seen": now, "updated": now}
-                        for e in new
-                    ],
+                await self._db.bulk_insert(
+                    connection,
+                    events,
+                    [{**_event_columns(e), "first_seen": now, "updated": now} for e in new],
                 )
             both = [*new, *changed]
             topic_rows = {
-                t.slug: {"slug": t.slug, "name": t.name, "first_seen": now}
+                slug: {"slug": slug, "name": name, "first_seen": now}
                 for e in both
-                for t in e.topics
+                for slug, name in e.topics
             }
             if topic_rows:
                 await self._db.insert_missing(
                     connection, topics, list(topic_rows.values()), keys=["slug"]
                 )
-                await connection.execute(
-                    event_topics.insert(),
+                await self._db.bulk_insert(
+                    connection,
+                    event_topics,
                     [
-                        {
-                            "slug": t.slug,
-                            "event_id": e.id,
-                            "date": e.date.isoformat(),
-                            "position": i,
-                        }
+                        {"slug": slug, "date": e.date, "event_id": e.id, "position": i}
                         for e in both
-                        for i, t in enumerate(e.topics)
+                        for i, (slug, _name) in enumerate(e.topics)
                     ],
                 )
-            link_rows = {
-                (e.id, r.id): {"event_id": e.id, "target_id": r.id, "kind": r.kind.value}
+            link_rows = [
+                {"event_id": e.id, "target_id": target, "kind": kind}
                 for e in both
-                for r in e.related
-            }
-            if link_rows:
-                await connection.execute(event_links.insert(), list(link_rows.values()))
+                for target, kind in e.related
+            ]
+            await self._db.bulk_insert(connection, event_links, link_rows)
             if marks_:
                 await self._db.upsert(
                     connection,
@@ -241,7 +223,7 @@ class Store:
                     [{"key": k, "value": v} for k, v in marks_.items()],
                     keys=["key"],
                 )
-            for chunk in chunks(list(accepted_paths)):
+            for chunk in chunks(accepted_paths):
                 await connection.execute(delete(rejections).where(rejections.c.path.in_(chunk)))
             if rejected:
                 await self._db.upsert(
@@ -250,8 +232,33 @@ class Store:
                     [{"path": p, "reason": r, "seen_at": now} for p, r in rejected.items()],
                     keys=["path"],
                 )
-            alerts = await queue_alerts(connection, new, now=now, alert_since=alert_since)
+            cutoff = None if alert_since is None else alert_since.isoformat()
+            alerted = [r.to_event() for r in new if cutoff is None or r.date >= cutoff]
+            alerts = await queue_alerts(connection, alerted, now=now)
         return WriteResult(affected, alerts)
+
+    async def _forget_topics_and_links(
+        self, connection: AsyncConnection, changed: Sequence[EventRecord]
+    ) -> set[str]:
+        """Delete the topic rows and links of events about to be rewritten; return
+        the topics they had."""
+        previous: set[str] = set()
+        ids = [record.id for record in changed]
+        for chunk in chunks(ids):
+            rows = await connection.execute(select(events.c.body).where(events.c.id.in_(chunk)))
+            for (body,) in rows:
+                old = Event.from_json(json.loads(body))
+                previous.update(old.topic_slugs)
+                for slug in old.topic_slugs:
+                    await connection.execute(
+                        delete(event_topics).where(
+                            event_topics.c.slug == slug,
+                            event_topics.c.date == old.date.isoformat(),
+                            event_topics.c.event_id == old.id,
+                        )
+                    )
+            await connection.execute(delete(event_links).where(event_links.c.event_id.in_(chunk)))
+        return previous
 
     async def initial_sync_done(self) -> bool:
         """Whether a first poll of the archive has completed (see ``notify.backfill_days``)."""
@@ -347,14 +354,14 @@ class Store:
         return None if name is None else Topic(name=name, slug=slug)
 
 
-def _event_columns(item: Event) -> dict[str, Any]:
-    body = item.canonical_json()
+def _event_columns(record: EventRecord) -> dict[str, Any]:
     return {
-        "date": item.date.isoformat(),
-        "story": item.story,
-        "title": item.title,
-        "body": body,
-        "content_hash": content_hash(body),
+        "id": record.id,
+        "date": record.date,
+        "story": record.story,
+        "title": record.title,
+        "body": record.body,
+        "content_hash": record.content_hash,
     }
 
 
@@ -372,4 +379,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # 64 MiB of page cache (the default is 2 MiB): a first ingest inserts into
+    # indexes far larger than that, and every miss is a read.
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
