@@ -12,13 +12,20 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from feedbot import __version__
 from feedbot.archive.parse import parse_page
-from feedbot.errors import ArchiveError, ConfigError, FeedbotError, ParseError, StorageError
+from feedbot.errors import ArchiveError, ConfigError, ParseError, StorageError
+from feedbot.model import DeliveryStatus
 from feedbot.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from feedbot.store import Store
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -60,6 +67,53 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon")
     run.set_defaults(handler=_cmd_run)
+
+    subs = commands.add_parser("subscriptions", help="manage webhook subscriptions")
+    subs_commands = subs.add_subparsers(required=True, metavar="ACTION")
+    add = subs_commands.add_parser("add", help="subscribe a webhook URL")
+    add.add_argument("url")
+    add.add_argument(
+        "--topic",
+        dest="topics",
+        action="append",
+        metavar="SLUG",
+        help="a topic slug, or '*' (repeatable; default '*')",
+    )
+    add.add_argument("--format", default="json", help="json | slack | discord | template:PATH")
+    add.add_argument("--secret", help="whsec_... signing secret ('new' makes one)")
+    add.add_argument(
+        "--keyword",
+        dest="keywords",
+        action="append",
+        default=[],
+        help="only events whose title holds one of these (repeatable)",
+    )
+    add.set_defaults(handler=_cmd_subscriptions_add)
+    subs_commands.add_parser("list", help="list subscriptions").set_defaults(
+        handler=_cmd_subscriptions_list
+    )
+    remove = subs_commands.add_parser("remove", help="remove a subscription")
+    remove.add_argument("id")
+    remove.set_defaults(handler=_cmd_subscriptions_remove)
+    test = subs_commands.add_parser("test", help="send a signed ping")
+    test.add_argument("id")
+    test.set_defaults(handler=_cmd_subscriptions_test)
+
+    deliveries = commands.add_parser("deliveries", help="inspect and replay deliveries")
+    deliveries_commands = deliveries.add_subparsers(required=True, metavar="ACTION")
+    listing = deliveries_commands.add_parser("list", help="list recent deliveries")
+    listing.add_argument("--status", choices=[s.value for s in DeliveryStatus])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(handler=_cmd_deliveries_list)
+    replay = deliveries_commands.add_parser("replay", help="queue failed deliveries again")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="default: every failed delivery")
+    replay.set_defaults(handler=_cmd_deliveries_replay)
+
+    sink = commands.add_parser("sink", help="a local webhook receiver that prints alerts")
+    sink.add_argument("--host", default="127.0.0.1")
+    sink.add_argument("--port", type=int, default=9000)
+    sink.add_argument("--secret", help="verify signatures with this whsec_ secret")
+    sink.set_defaults(handler=_cmd_sink)
     return parser
 
 
@@ -124,9 +178,157 @@ async def _run(settings: Settings) -> int:
     source = make_source(settings)
     try:
         await Daemon(settings, store, source).run_until_signalled()
-    except FeedbotError as exc:
-        print(f"feedbot: {exc}", file=sys.stderr)
+    except OSError as exc:
+        where = f"{settings.server.host}:{settings.server.port}"
+        print(f"feedbot: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     finally:
         await store.close()
+    return EXIT_OK
+
+
+@asynccontextmanager
+async def _opened_store(args: argparse.Namespace) -> AsyncIterator[tuple[Settings, Store]]:
+    from feedbot.store import Store
+
+    settings = _settings(args)
+    store = await Store.open(settings.store.url)
+    try:
+        yield settings, store
+    finally:
+        await store.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
+    async def add() -> int:
+        from feedbot.daemon import target_policy
+        from feedbot.notify.outbound import build_subscription
+        from feedbot.notify.signing import new_secret
+
+        async with _opened_store(args) as (settings, store):
+            secret = new_secret() if args.secret == "new" else args.secret
+            subscription = build_subscription(
+                url=args.url,
+                topics=args.topics or ["*"],
+                format=args.format,
+                secret=secret,
+                keywords=args.keywords,
+                origin="cli",
+                policy=target_policy(settings),
+            )
+            stored = await store.outbox.add_subscription(subscription, now=_now())
+        print(stored.id)
+        if args.secret == "new":
+            print(f"secret: {secret}  (shown once; the receiver needs it to verify)")
+        return EXIT_OK
+
+    return asyncio.run(add())
+
+
+def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
+    async def listing() -> int:
+        async with _opened_store(args) as (_settings, store):
+            for sub in await store.outbox.subscriptions():
+                state = "active" if sub.active else f"disabled ({sub.disabled_reason})"
+                signed = "signed" if sub.secret else "unsigned"
+                print(
+                    f"{sub.id}  {sub.url}  topics={','.join(sub.topics)}  "
+                    f"format={sub.format}  {signed}  {sub.origin}  {state}"
+                )
+        return EXIT_OK
+
+    return asyncio.run(listing())
+
+
+def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:
+    async def remove() -> int:
+        async with _opened_store(args) as (_settings, store):
+            if not await store.outbox.remove_subscription(args.id, now=_now()):
+                print(f"feedbot: no subscription {args.id}", file=sys.stderr)
+                return EXIT_FAILED
+        print(f"removed {args.id}")
+        return EXIT_OK
+
+    return asyncio.run(remove())
+
+
+def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
+    async def ping() -> int:
+        import aiohttp
+
+        from feedbot.notify.outbound import ping_request
+        from feedbot.notify.ssrf import make_connector
+
+        async with _opened_store(args) as (settings, store):
+            subscription = await store.outbox.subscription(args.id)
+            if subscription is None:
+                print(f"feedbot: no subscription {args.id}", file=sys.stderr)
+                return EXIT_FAILED
+            request = ping_request(subscription, f"msg_ping_{int(_now().timestamp())}", _now())
+        connector = make_connector(
+            allow_private=settings.notify.allow_private_targets,
+            allow_cidrs=settings.notify.allow_cidrs,
+        )
+        try:
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.post(
+                    subscription.url,
+                    data=request.body,
+                    headers=request.headers,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=settings.notify.timeout),
+                ) as response,
+            ):
+                print(f"{subscription.url}: HTTP {response.status} {response.reason or ''}")
+                return EXIT_OK if 200 <= response.status < 300 else EXIT_FAILED
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            print(f"{subscription.url}: {exc or exc.__class__.__name__}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return asyncio.run(ping())
+
+
+def _cmd_deliveries_list(args: argparse.Namespace) -> int:
+    async def listing() -> int:
+        async with _opened_store(args) as (_settings, store):
+            status = DeliveryStatus(args.status) if args.status else None
+            for d in await store.outbox.deliveries(status=status, limit=args.limit):
+                last = f"HTTP {d.last_status}" if d.last_status else (d.last_error or "-")
+                print(
+                    f"{d.id}  {d.status.value:<7}  attempts={d.attempts}  "
+                    f"{d.subscription_id}  {d.event_id}  last: {last}"
+                )
+        return EXIT_OK
+
+    return asyncio.run(listing())
+
+
+def _cmd_deliveries_replay(args: argparse.Namespace) -> int:
+    async def replay() -> int:
+        async with _opened_store(args) as (_settings, store):
+            count = await store.outbox.replay(args.ids or None, now=_now())
+        print(f"{count} deliveries queued again")
+        return EXIT_OK
+
+    return asyncio.run(replay())
+
+
+def _cmd_sink(args: argparse.Namespace) -> int:
+    from feedbot.notify.signing import validate_secret
+    from feedbot.sink import run_sink
+
+    secret = validate_secret(args.secret) if args.secret else None
+    try:
+        asyncio.run(run_sink(args.host, args.port, secret))
+    except OSError as exc:
+        print(
+            f"feedbot: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
     return EXIT_OK

@@ -1,10 +1,16 @@
-"""Wires the archive source, the store and the poll schedule under one lifecycle.
+"""Wires the archive, the store, the feeds, the web app and the notifier under one lifecycle.
 
-``feedbot run`` and ``feedbot poll`` both come through here. The daemon runs one
-APScheduler 3.x job that polls every ``archive.poll_interval`` seconds (never two
-at once, with jitter) and, for a local folder, a file-system watch that polls
-just the changed day folders within a fraction of a second. Both go through one
-lock, so a watch-triggered poll and a scheduled one never overlap.
+``feedbot run`` comes through :class:`Daemon`. Start-up is ordered: the config
+file's subscriptions are reconciled, the web server binds (a port in use stops
+start-up), the delivery worker starts, then the poll schedule (APScheduler 3.x:
+every ``archive.poll_interval`` seconds, never two at once, with jitter) and,
+for a local folder, the file-system watch that polls just the changed days
+within a fraction of a second. Every poll goes through one lock.
+
+Shutdown (SIGTERM or SIGINT) runs the other way: no new polls or claims, the
+running poll is given a moment and then cancelled (its batch is one transaction,
+so nothing is half-stored), deliveries in flight get up to
+``server.shutdown_timeout`` seconds, then the web server and the store close.
 """
 
 from __future__ import annotations
@@ -12,19 +18,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from feedbot import __version__
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import ArchiveSource
-from feedbot.errors import ArchiveError, FeedbotError
+from feedbot.errors import ArchiveError, ConfigError, FeedbotError
+from feedbot.feeds.cache import FeedCache
 from feedbot.ingest import Ingestor, PollResult
+from feedbot.notify.deliver import Deliverer, DelivererSettings
+from feedbot.notify.outbound import RequestFactory, config_subscriptions
+from feedbot.notify.retry import RetryPolicy
+from feedbot.notify.ssrf import TargetPolicy, make_connector
 from feedbot.settings import Settings
 from feedbot.store import Store
+from feedbot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +73,50 @@ def make_source(settings: Settings, clock: Callable[[], datetime] = _utc_now) ->
     )
 
 
+def target_policy(settings: Settings) -> TargetPolicy:
+    try:
+        return TargetPolicy.build(
+            allow_private=settings.notify.allow_private_targets,
+            allow_cidrs=settings.notify.allow_cidrs,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"notify.{exc}") from None
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        schedule=tuple(settings.notify.retry_schedule),
+        disable_after=timedelta(days=settings.notify.disable_after),
+    )
+
+
 class Daemon:
     def __init__(self, settings: Settings, store: Store, source: ArchiveSource) -> None:
         self.settings = settings
         self.store = store
         self.source = source
-        self.ingestor = Ingestor(store, source)
+        self.policy = target_policy(settings)
+        self.ingestor = Ingestor(store, source, backfill_days=settings.notify.backfill_days)
+        self.cache = FeedCache(store, settings.public_base_url, page_size=settings.feeds.page_size)
+        self.web = WebServer(settings, store, self.cache)
+        self.deliverer: Deliverer | None = None
+        self.last_poll: PollResult | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._poll_lock = asyncio.Lock()
+        self._poll_task: asyncio.Task[object] | None = None
         self._failures = 0
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
+    # -- polling ---------------------------------------------------------------------
+
     async def poll(self, days: set[str] | None = None) -> PollResult | None:
         """One poll, serialised with every other; failures are logged, not raised."""
+        if self._stop.is_set():
+            return None
         async with self._poll_lock:
+            self._poll_task = asyncio.current_task()
             try:
                 result = await self.ingestor.poll(days=days)
             except FeedbotError as exc:
@@ -83,14 +128,19 @@ class Daemon:
                 )
                 self._reschedule(delay)
                 return None
+            finally:
+                self._poll_task = None
         if self._failures:
             log.info("poll recovered after %d failed attempts", self._failures)
             self._failures = 0
-        log.info(
-            "poll of %s: %s",
-            "days " + ", ".join(sorted(days)) if days else "archive",
-            result.summary,
-        )
+        self.last_poll = result
+        if result.changed_topics:
+            self.cache.invalidate(result.changed_topics)
+        if result.alerts and self.deliverer is not None:
+            self.deliverer.wake()
+        if result.new or result.updated or result.rejected or days is None:
+            where = "days " + ", ".join(sorted(days)) if days else "archive"
+            log.info("poll of %s: %s, %d alerts queued", where, result.summary, result.alerts)
         return result
 
     def _reschedule(self, delay: float) -> None:
@@ -114,8 +164,45 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=5)
 
+    # -- lifecycle -------------------------------------------------------------------
+
     async def start(self) -> None:
-        archive = self.settings.archive
+        settings = self.settings
+        wanted = config_subscriptions(settings.subscriptions, self.policy)
+        added, updated, removed = await self.store.outbox.reconcile_config(wanted, now=_utc_now())
+        if added or updated or removed:
+            log.info(
+                "subscriptions from the config: %d added, %d updated, %d removed",
+                added,
+                updated,
+                removed,
+            )
+        await self.web.start()
+
+        notify = settings.notify
+        connector = make_connector(
+            allow_private=notify.allow_private_targets,
+            allow_cidrs=notify.allow_cidrs,
+            limit=notify.max_in_flight,
+        )
+        self._session = aiohttp.ClientSession(connector=connector)
+        self.deliverer = Deliverer(
+            self.store.outbox,
+            self._session,
+            RequestFactory(settings.public_base_url),
+            settings=DelivererSettings(
+                max_in_flight=notify.max_in_flight,
+                per_host=notify.per_host,
+                timeout=notify.timeout,
+                user_agent=f"feedbot/{__version__}",
+            ),
+            policy=retry_policy(settings),
+            worker_id=f"{socket.gethostname()}:{id(self):x}",
+            rng=random.Random(),
+        )
+        self._tasks.append(asyncio.create_task(self.deliverer.run(self._stop), name="deliver"))
+
+        archive = settings.archive
         self._scheduler.add_job(
             self._scheduled_poll,
             "interval",
@@ -130,25 +217,45 @@ class Daemon:
         if archive.watch and isinstance(self.source, LocalArchiveSource):
             self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
         log.info(
-            "feedbot running: archive %s, store %s", self.source.description, self.store.backend
+            "feedbot %s running: archive %s, store %s, feeds at %s",
+            __version__,
+            self.source.description,
+            self.store.backend,
+            self.web.url,
         )
 
     async def stop(self) -> None:
+        grace = self.settings.server.shutdown_timeout
         self._stop.set()
-        self._scheduler.shutdown(wait=False)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        running_poll = self._poll_task
+        if running_poll is not None:
+            # A batch in progress is one transaction: cancelling loses nothing.
+            done, _ = await asyncio.wait({running_poll}, timeout=min(1.0, grace))
+            if not done:
+                running_poll.cancel()
+                await asyncio.gather(running_poll, return_exceptions=True)
         for task in self._tasks:
-            task.cancel()
+            if task.get_name() == "watch":
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        async with self._poll_lock:  # let a running poll finish its batch
-            await self.source.aclose()
+        if self.deliverer is not None:
+            cut = await self.deliverer.drain(grace)
+            if cut:
+                log.warning("%d deliveries cut off by shutdown; they will be retried", cut)
+        await self.web.stop()
+        if self._session is not None:
+            await self._session.close()
+        await self.source.aclose()
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
-        await self.start()
         try:
+            await self.start()
             await stopping.wait()
             log.info("stopping")
         finally:

@@ -10,6 +10,7 @@ config works from any working directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -66,8 +67,28 @@ class FeedSettings(_Section):
 
 
 class NotifySettings(_Section):
-    backfill_days: int = Field(0, ge=0)
-    allow_private_targets: bool = False
+    backfill_days: int = Field(0, ge=0, description="first poll: alert events this recent")
+    allow_private_targets: bool = Field(False, description="allow loopback/private targets")
+    allow_cidrs: list[str] = Field(default_factory=list, description="networks to allow")
+    max_in_flight: int = Field(64, ge=1, le=10_000, description="requests in flight at once")
+    per_host: int = Field(8, ge=1, le=1000, description="requests in flight to one host")
+    timeout: float = Field(10.0, gt=0, le=300, description="seconds per attempt")
+    retry_schedule: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="seconds before each retry",
+    )
+    disable_after: float = Field(5.0, gt=0, description="days of failure before disabling")
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            ipaddress.ip_network(value, strict=False)  # a ValueError names the value
+        return values
+
+
+class AdminSettings(_Section):
+    token: SecretStr | None = Field(None, description="bearer token; unset: admin API off")
 
 
 class SubscriptionSettings(_Section):
@@ -75,6 +96,7 @@ class SubscriptionSettings(_Section):
     topics: list[str] = Field(default_factory=lambda: ["*"])
     format: str = "json"
     secret: SecretStr | None = None
+    keywords: list[str] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -90,6 +112,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     feeds: FeedSettings = FeedSettings()
     notify: NotifySettings = NotifySettings()
+    admin: AdminSettings = AdminSettings()
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
 
     @classmethod

@@ -1,0 +1,147 @@
+"""Composing deliveries: validated subscriptions in, signed requests out.
+
+:func:`build_subscription` is the one gate every subscription passes (config
+file, admin API, CLI): each field is checked and a bad one is refused with a
+:class:`~feedbot.errors.ConfigError` that names it. :class:`RequestFactory` turns
+a claimed delivery into the body of its format and the Standard Webhooks headers
+of one attempt; the body is the same on every attempt (its timestamp is the
+moment the alert was queued), the signature is made anew with the attempt's time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from feedbot.errors import ConfigError, TargetRefused
+from feedbot.model import Subscription
+from feedbot.notify.deliver import Request
+from feedbot.notify.formats import (
+    CompiledTemplate,
+    PayloadFormat,
+    PayloadKind,
+    compile_template,
+    iso_utc,
+    parse_format,
+    render_payload,
+)
+from feedbot.notify.signing import validate_secret, webhook_headers
+from feedbot.notify.ssrf import TargetPolicy, check_url
+from feedbot.settings import SubscriptionSettings
+from feedbot.store import DeliveryJob
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+PING_TYPE = "feedbot.ping"
+
+
+def build_subscription(
+    *,
+    url: str,
+    topics: Iterable[str] = ("*",),
+    format: str = "json",
+    secret: str | None = None,
+    keywords: Iterable[str] = (),
+    origin: str = "api",
+    policy: TargetPolicy | None = None,
+    subscription_id: str = "",
+) -> Subscription:
+    """A subscription with every field checked; raises ConfigError naming the field."""
+    url = url.strip()
+    try:
+        check_url(url, policy or TargetPolicy.build())
+    except TargetRefused as exc:
+        raise ConfigError(f"url: {exc} (set notify.allow_private_targets to allow it)") from None
+    wanted = tuple(dict.fromkeys(t.strip().lower() for t in topics))
+    if not wanted:
+        raise ConfigError("topics: give at least one topic slug, or '*' for every event")
+    for slug in wanted:
+        if slug != "*" and not _SLUG.match(slug):
+            raise ConfigError(f"topics: {slug!r} is not a topic slug (a-z, 0-9 and '-')")
+    payload_format = parse_format(format.strip())
+    if payload_format.kind is PayloadKind.TEMPLATE:
+        assert payload_format.template_path is not None
+        compile_template(payload_format.template_path)  # refuse a broken template now
+    return Subscription(
+        id=subscription_id,
+        url=url,
+        topics=("*",) if "*" in wanted else wanted,
+        format=str(payload_format),
+        secret=validate_secret(secret) if secret else None,
+        keywords=tuple(k.strip() for k in keywords if k.strip()),
+        origin=origin,
+    )
+
+
+class RequestFactory:
+    """Builds the request of one delivery attempt (a ``RequestBuilder``)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self._templates: dict[Path, CompiledTemplate] = {}
+
+    def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Request:
+        payload_format = parse_format(job.subscription.format)
+        template = None
+        if payload_format.kind is PayloadKind.TEMPLATE:
+            template = self._template(payload_format)
+        payload = render_payload(
+            payload_format,
+            job.event,
+            base_url=self.base_url,
+            matched_topics=job.delivery.matched_topics,
+            in_reply_to=job.delivery.in_reply_to,
+            timestamp=job.delivery.created_at,
+            template=template,
+        )
+        headers = webhook_headers(
+            job.delivery.id, attempted_at, payload.body, job.subscription.secret
+        )
+        return Request(payload.body, {"Content-Type": payload.content_type, **headers})
+
+    def _template(self, payload_format: PayloadFormat) -> CompiledTemplate:
+        path = payload_format.template_path
+        assert path is not None
+        if path not in self._templates:
+            self._templates[path] = compile_template(path)
+        return self._templates[path]
+
+
+def ping_request(subscription: Subscription, msg_id: str, now: datetime) -> Request:
+    """A signed test message, for ``feedbot subscriptions test``."""
+    body = json.dumps(
+        {
+            "type": PING_TYPE,
+            "timestamp": iso_utc(now),
+            "data": {"subscription": subscription.id, "topics": list(subscription.topics)},
+        },
+        separators=(",", ":"),
+    ).encode()
+    headers = webhook_headers(msg_id, now, body, subscription.secret)
+    return Request(body, {"Content-Type": "application/json", **headers})
+
+
+def config_subscriptions(
+    entries: Sequence[SubscriptionSettings], policy: TargetPolicy
+) -> list[Subscription]:
+    """The config file's ``[[subscriptions]]``, validated; an error names the
+    entry and field (``subscriptions[2].secret: ...``)."""
+    built = []
+    for index, entry in enumerate(entries):
+        try:
+            built.append(
+                build_subscription(
+                    url=entry.url,
+                    topics=entry.topics,
+                    format=entry.format,
+                    secret=entry.secret.get_secret_value() if entry.secret else None,
+                    keywords=entry.keywords,
+                    origin="config",
+                    policy=policy,
+                )
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"subscriptions[{index}].{exc}") from None
+    return built
