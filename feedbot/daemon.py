@@ -177,6 +177,11 @@ class Daemon:
                 updated,
                 removed,
             )
+        if self.store.backend == "sqlite":
+            # One process per SQLite file: claims left over are a crashed run's.
+            released = await self.store.outbox.release_all_claims()
+            if released:
+                log.info("%d deliveries claimed by a previous run are queued again", released)
         await self.web.start()
 
         notify = settings.notify

@@ -358,6 +358,17 @@ class Outbox:
                     report.attempted_at,
                 )
 
+    async def release_all_claims(self) -> int:
+        """Drop every claim: for a single-process store at start-up, where any
+        claim left is a dead process's, so its deliveries need not wait out the lease."""
+        async with self._db.transaction() as connection:
+            result = await connection.execute(
+                update(deliveries)
+                .where(deliveries.c.claimed_by.is_not(None))
+                .values(claimed_by=None, claim_expires=None)
+            )
+            return int(result.rowcount)
+
     async def release(self, delivery_id: str) -> None:
         """Give a claimed delivery back unattempted."""
         async with self._db.transaction() as connection:

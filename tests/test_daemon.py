@@ -1,0 +1,163 @@
+"""``feedbot run`` as a real process: first start, instant pickup, SIGTERM, kill -9.
+
+Each test runs the daemon as a subprocess with a temporary config, archive and
+SQLite file, and a real webhook receiver on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.conftest import write_page
+from tests.receivers import Receiver, running_receiver
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(tmp_path: Path, archive: Path, hook: str, port: int, **notify: object) -> Path:
+    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in notify.items())
+    path = tmp_path / "feedbot.toml"
+    path.write_text(
+        f"""
+[archive]
+source = "{archive}"
+poll_interval = 3600
+[store]
+url = "sqlite:///{tmp_path / "daemon.db"}"
+[server]
+host = "127.0.0.1"
+port = {port}
+shutdown_timeout = 5
+[notify]
+allow_private_targets = true
+{extra}
+[[subscriptions]]
+url = "{hook}"
+topics = ["*"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@asynccontextmanager
+async def daemon(config: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "feedbot",
+        "--config",
+        str(config),
+        "run",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_healthy(port, process)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def wait_healthy(port: int, process: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            if process.returncode is not None:
+                output = await process.stdout.read() if process.stdout else b""
+                raise AssertionError(f"feedbot run exited early:\n{output.decode()}")
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("feedbot run never became healthy")
+
+
+async def until(predicate, seconds: float) -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"not within {seconds} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+def event_ids(receiver: Receiver) -> list[str]:
+    return [json.loads(body)["data"]["event"]["id"] for body in receiver.bodies]
+
+
+async def test_first_start_is_quiet_then_a_new_page_arrives_within_2s(
+    tmp_path: Path, archive: Path
+) -> None:
+    port = free_port()
+    async with running_receiver() as receiver:
+        config = write_config(tmp_path, archive, receiver.url, port, backfill_days=0)
+        async with daemon(config, port) as process:
+            await asyncio.sleep(1.0)  # the first poll has run: backfill_days = 0 alerts nobody
+            assert receiver.received == []
+            write_page(archive, "2026/11/27", "dam-burst", "A dam bursts", story="Floods")
+            took = await until(lambda: len(receiver.received) == 1, seconds=2)
+            assert event_ids(receiver) == ["2026/11/27/dam-burst"]
+            async with aiohttp.ClientSession() as session:
+                url = f"http://127.0.0.1:{port}/feeds/topics/floods.atom"
+                async with session.get(url) as response:
+                    assert response.status == 200
+                    assert "A dam bursts" in await response.text()
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=6) == 0
+            assert time.monotonic() - started < 5
+    assert took < 2
+
+
+async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path) -> None:
+    port = free_port()
+    async with running_receiver() as receiver:
+
+        async def slow(_request: web.Request, _n: int) -> web.StreamResponse:
+            await asyncio.sleep(0.05)
+            return web.Response(status=204)
+
+        receiver.answer = slow
+        config = write_config(tmp_path, archive, receiver.url, port, backfill_days=0, per_host=2)
+        async with daemon(config, port) as process:
+            await asyncio.sleep(0.5)
+            for i in range(60):
+                write_page(archive, "2026/11/27", f"burst-{i:02d}", f"Burst event {i}")
+            await until(lambda: len(receiver.received) >= 10, seconds=10)
+            os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
+        delivered_before = len(receiver.received)
+        assert delivered_before < 60, "the burst finished before the kill; nothing was tested"
+        async with daemon(config, port):
+            await until(lambda: len(set(event_ids(receiver))) == 60, seconds=20)
+    ids = event_ids(receiver)
+    assert set(ids) == {f"2026/11/27/burst-{i:02d}" for i in range(60)}
+    # Duplicates (sent before the kill, recorded after) keep their webhook-id.
+    webhook_ids: dict[str, set[str]] = {}
+    for event_id, received in zip(ids, receiver.received, strict=True):
+        webhook_ids.setdefault(event_id, set()).add(received.headers["webhook-id"])
+    assert all(len(v) == 1 for v in webhook_ids.values())
