@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 from feedbot import __version__
 from feedbot.archive.parse import parse_page
 from feedbot.errors import ArchiveError, ConfigError, ParseError, StorageError
+from feedbot.logs import setup_logging
 from feedbot.model import DeliveryStatus
 from feedbot.settings import Settings, load_settings
 
@@ -33,11 +33,7 @@ EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level, args.log_format)
     try:
         code: int = args.handler(args)
     except (ConfigError, StorageError) as exc:
@@ -55,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "text"],
+        help="auto: text on a terminal, JSON lines otherwise",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     parse = commands.add_parser("parse", help="parse archive pages and print their events")
@@ -67,6 +69,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon")
     run.set_defaults(handler=_cmd_run)
+
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(required=True, metavar="ACTION")
+    check = config_commands.add_parser(
+        "check", help="validate the config and print it, secrets redacted"
+    )
+    check.set_defaults(handler=_cmd_config_check)
 
     subs = commands.add_parser("subscriptions", help="manage webhook subscriptions")
     subs_commands = subs.add_subparsers(required=True, metavar="ACTION")
@@ -147,21 +156,34 @@ def _cmd_poll(args: argparse.Namespace) -> int:
 
 
 async def _poll(settings: Settings) -> int:
+    from tqdm import tqdm
+
     from feedbot.daemon import make_source
     from feedbot.ingest import Ingestor
     from feedbot.store import Store
 
     store = await Store.open(settings.store.url)
     source = make_source(settings)
+    # A first ingest of a large archive takes a while: show progress on a terminal.
+    bar = tqdm(unit=" pages", disable=not sys.stderr.isatty(), leave=False, mininterval=0.5)
     try:
-        result = await Ingestor(store, source).poll()
+        result = await Ingestor(store, source, backfill_days=settings.notify.backfill_days).poll(
+            progress=bar.update
+        )
     except ArchiveError as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
+        bar.close()
         await source.aclose()
         await store.close()
     print(result.summary)
+    return EXIT_OK
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    print(json.dumps(settings.redacted(), indent=2))
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ import logging
 import random
 import signal
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from feedbot.archive.source import ArchiveSource
 from feedbot.errors import ArchiveError, ConfigError, FeedbotError
 from feedbot.feeds.cache import FeedCache
 from feedbot.ingest import Ingestor, PollResult
+from feedbot.metrics import Metrics
 from feedbot.notify.deliver import Deliverer, DelivererSettings
 from feedbot.notify.outbound import RequestFactory, config_subscriptions
 from feedbot.notify.retry import RetryPolicy
@@ -98,6 +100,7 @@ class Daemon:
         self.policy = target_policy(settings)
         self.ingestor = Ingestor(store, source, backfill_days=settings.notify.backfill_days)
         self.cache = FeedCache(store, settings.public_base_url, page_size=settings.feeds.page_size)
+        self.metrics = Metrics()
         self.web = WebServer(settings, store, self.cache)
         self.deliverer: Deliverer | None = None
         self.last_poll: PollResult | None = None
@@ -120,6 +123,7 @@ class Daemon:
             try:
                 result = await self.ingestor.poll(days=days)
             except FeedbotError as exc:
+                self.metrics.record_poll(None, ended_at=time.time())
                 self._failures += 1
                 delay = _RETRY_DELAYS[min(self._failures, len(_RETRY_DELAYS)) - 1]
                 delay = min(delay, self.settings.archive.poll_interval)
@@ -134,6 +138,7 @@ class Daemon:
             log.info("poll recovered after %d failed attempts", self._failures)
             self._failures = 0
         self.last_poll = result
+        self.metrics.record_poll(result, ended_at=time.time())
         if result.changed_topics:
             self.cache.invalidate(result.changed_topics)
         if result.alerts and self.deliverer is not None:
@@ -156,7 +161,7 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 async for days in self.source.changed_days(stop=self._stop):
-                    await self.poll(days)
+                    await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:
                 log.warning("watch unavailable, polling only: %s", exc)
             except Exception:
@@ -204,6 +209,7 @@ class Daemon:
             policy=retry_policy(settings),
             worker_id=f"{socket.gethostname()}:{id(self):x}",
             rng=random.Random(),
+            on_attempt=self.metrics.record_attempt,
         )
         self._tasks.append(asyncio.create_task(self.deliverer.run(self._stop), name="deliver"))
 

@@ -153,7 +153,7 @@ class Ingestor:
         )
         self._marks.update(batch.marks)
         for path, reason in rejected.items():
-            log.warning("page rejected: %s: %s", path, reason)
+            log.warning("page rejected: %s: %s", path, reason, extra={"path": path})
         result.new += len(decision.new)
         result.updated += len(decision.changed)
         result.unchanged += decision.unchanged

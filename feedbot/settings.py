@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from feedbot.errors import ConfigError
 
 ENV_PREFIX = "FEEDBOT_"
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
 
 
 class _Section(BaseModel):
@@ -127,6 +129,13 @@ class Settings(BaseSettings):
         # The environment overrides the file (which arrives as init arguments).
         return (env_settings, init_settings)
 
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by a mask (and a
+        password in a store URL hidden), for ``feedbot config check``."""
+        data = self.model_dump(mode="json")  # SecretStr dumps as "**********"
+        data["store"]["url"] = _URL_PASSWORD.sub(r"\1***@", data["store"]["url"])
+        return data
+
     @property
     def public_base_url(self) -> str:
         if self.server.base_url:
@@ -172,9 +181,9 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
     archive = settings.archive
     if not archive.is_url and not Path(archive.source).is_absolute():
-        archive = archive.model_copy(update={"source": str(base / archive.source)})
+        archive = archive.model_copy(update={"source": os.path.normpath(base / archive.source)})
     store = settings.store
     prefix, _, file = store.url.partition(":///")
     if prefix.startswith("sqlite") and file and not file.startswith((":memory:", "/")):
-        store = store.model_copy(update={"url": f"{prefix}:///{base / file}"})
+        store = store.model_copy(update={"url": f"{prefix}:///{os.path.normpath(base / file)}"})
     return settings.model_copy(update={"archive": archive, "store": store})

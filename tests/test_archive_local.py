@@ -74,13 +74,19 @@ async def test_watch_names_the_changed_day_within_a_second(archive: Path, clock:
     stop = asyncio.Event()
     seen: list[set[str]] = []
 
+    ready = asyncio.Event()
+
     async def watch() -> None:
         async for days in source.changed_days(stop=stop):
+            if not ready.is_set():
+                assert days == set()  # the watch is in place
+                ready.set()
+                continue
             seen.append(days)
             stop.set()
 
     task = asyncio.create_task(watch())
-    await asyncio.sleep(0.3)  # let the watcher start
+    await asyncio.wait_for(ready.wait(), timeout=5)
     started = asyncio.get_running_loop().time()
     write_page(archive, "2007/07/12", "new", "New page")
     await asyncio.wait_for(task, timeout=5)

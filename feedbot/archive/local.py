@@ -88,22 +88,28 @@ class LocalArchiveSource:
     async def changed_days(self, stop: asyncio.Event | None = None) -> AsyncIterator[set[str]]:
         """Yield the day keys under which pages were added, changed or removed.
 
-        Uses inotify through watchfiles; where that is unavailable (some network
-        and container file systems) watchfiles falls back to polling the tree.
+        The first yield is an empty set, as soon as the watch is in place: a page
+        written while it was being set up was seen by no one, so the caller polls
+        once then. Uses inotify through watchfiles; where that is unavailable
+        (some network and container file systems) watchfiles polls the tree.
         """
         import watchfiles  # imported here: only the daemon's watch needs it
 
         self._require_folder()
+        ready = False
         async for changes in watchfiles.awatch(
             self.news,
             stop_event=stop,
             debounce=150,
             step=50,
+            rust_timeout=500,
+            yield_on_timeout=True,
             recursive=True,
             watch_filter=lambda _change, path: path.endswith(".md"),
         ):
             days = {key for _change, path in changes if (key := self._day_key_of(path))}
-            if days:
+            if days or not ready:
+                ready = True
                 yield days
 
     # -- the walk (runs in a worker thread) ---------------------------------------

@@ -176,12 +176,17 @@ class Deliverer:
         level = logging.INFO if report.outcome is DeliveryStatus.DONE else logging.WARNING
         log.log(
             level,
-            "delivery %s to %s (%s) for event %s: %s",
-            job.delivery.id,
-            job.subscription.id,
+            "delivery to %s: %s, %s",
             _host_of(job.subscription.url),
-            job.event.id,
             report.error or f"HTTP {report.status}",
+            report.outcome.value,
+            extra={
+                "delivery_id": job.delivery.id,
+                "subscription_id": job.subscription.id,
+                "event_id": job.event.id,
+                "attempt": job.delivery.attempts + 1,
+                "latency_ms": report.latency_ms,
+            },
         )
         if self._on_attempt is not None:
             result = self._on_attempt(job, report)

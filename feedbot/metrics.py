@@ -1,0 +1,83 @@
+"""Prometheus metrics: what the daemon counts, in one registry per daemon.
+
+The parts that do the work (the ingest pipeline, the deliverer, the web app)
+know nothing of Prometheus: the daemon records their results here (a poll's
+counts, an attempt's report), and the web layer counts its own requests. The
+outbox backlog is read from the store at scrape time by :meth:`Metrics.refresh`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from feedbot.ingest import PollResult
+from feedbot.model import DeliveryStatus
+from feedbot.store import AttemptReport, DeliveryJob, Store
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_OUTCOMES = {
+    DeliveryStatus.DONE: "delivered",
+    DeliveryStatus.PENDING: "retry",
+    DeliveryStatus.FAILED: "failed",
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.polls = Counter("feedbot_polls", "Archive polls, by status", ["status"], registry=r)
+        self.pages = Counter("feedbot_pages", "Pages ingested, by result", ["result"], registry=r)
+        self.last_poll = Gauge(
+            "feedbot_last_poll_timestamp_seconds", "When the last poll ended", registry=r
+        )
+        self.feed_requests = Counter(
+            "feedbot_feed_requests",
+            "Feed requests, by format and HTTP status",
+            ["format", "status"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "feedbot_deliveries", "Delivery attempts, by outcome", ["outcome"], registry=r
+        )
+        self.delivery_latency = Histogram(
+            "feedbot_delivery_latency_seconds",
+            "Time from an event being stored to its alert's 2xx",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 86400),
+            registry=r,
+        )
+        self.subscription_failures = Counter(
+            "feedbot_subscription_failures",
+            "Failed delivery attempts, by subscription",
+            ["subscription"],
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "feedbot_outbox_backlog", "Deliveries waiting, by status", ["status"], registry=r
+        )
+
+    def record_poll(self, result: PollResult | None, *, ended_at: float) -> None:
+        self.polls.labels("ok" if result is not None else "failed").inc()
+        self.last_poll.set(ended_at)
+        if result is not None:
+            self.pages.labels("new").inc(result.new)
+            self.pages.labels("updated").inc(result.updated)
+            self.pages.labels("unchanged").inc(result.unchanged)
+            self.pages.labels("rejected").inc(len(result.rejected))
+
+    def record_attempt(self, job: DeliveryJob, report: AttemptReport) -> None:
+        self.deliveries.labels(_OUTCOMES[report.outcome]).inc()
+        if report.outcome is DeliveryStatus.DONE:
+            waited = report.attempted_at - job.delivery.created_at
+            self.delivery_latency.observe(waited.total_seconds() + report.latency_ms / 1000)
+        else:
+            self.subscription_failures.labels(job.subscription.id).inc()
+
+    async def refresh(self, store: Store) -> None:
+        for status in (DeliveryStatus.PENDING, DeliveryStatus.FAILED):
+            self.backlog.labels(status.value).set(await store.outbox.count(status))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
