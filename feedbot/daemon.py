@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import secrets
 import signal
 import socket
 import time
@@ -42,6 +44,7 @@ from feedbot.notify.retry import RetryPolicy
 from feedbot.notify.ssrf import TargetPolicy, make_connector
 from feedbot.settings import Settings
 from feedbot.store import Store
+from feedbot.store.replicas import Change
 from feedbot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,8 @@ class Daemon:
         self.deliverer: Deliverer | None = None
         self.last_poll: PollResult | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._is_poller = False
         self._poll_lock = asyncio.Lock()
         self._poll_task: asyncio.Task[object] | None = None
         self._failures = 0
@@ -115,8 +120,9 @@ class Daemon:
     # -- polling ---------------------------------------------------------------------
 
     async def poll(self, days: set[str] | None = None) -> PollResult | None:
-        """One poll, serialised with every other; failures are logged, not raised."""
-        if self._stop.is_set():
+        """One poll, serialised with every other; failures are logged, not raised.
+        Only the replica holding the poller role polls."""
+        if self._stop.is_set() or not self._is_poller:
             return None
         async with self._poll_lock:
             self._poll_task = asyncio.current_task()
@@ -147,6 +153,34 @@ class Daemon:
             where = "days " + ", ".join(sorted(days)) if days else "archive"
             log.info("poll of %s: %s, %d alerts queued", where, result.summary, result.alerts)
         return result
+
+    async def _keep_poller_role(self) -> None:
+        """Take or renew the poller role (always ours on SQLite). A replica that
+        just took it over polls at once, from the marks now in the store."""
+        lease = timedelta(seconds=self.settings.store.lease_seconds)
+        try:
+            holding = await self.store.replicas.hold("poller", self.worker_id, lease)
+        except FeedbotError as exc:
+            log.error("cannot renew the poller role: %s", exc)
+            holding = False
+        if holding and not self._is_poller:
+            if self.store.replicas.shared:
+                log.info("this replica is now the poller", extra={"worker": self.worker_id})
+            self.ingestor.forget_marks()
+            self._is_poller = True
+            self._scheduler.add_job(self._scheduled_poll, id="takeover-poll")
+        elif not holding and self._is_poller:
+            log.warning("this replica lost the poller role", extra={"worker": self.worker_id})
+            self._is_poller = False
+
+    def _on_change(self, change: Change) -> None:
+        """Another replica stored something: drop stale feeds, look at the outbox."""
+        if change.all_topics:
+            self.cache.clear()
+        elif change.topics:
+            self.cache.invalidate(change.topics)
+        if change.alerts and self.deliverer is not None:
+            self.deliverer.wake()
 
     def _reschedule(self, delay: float) -> None:
         job = self._scheduler.get_job("poll")
@@ -204,15 +238,27 @@ class Daemon:
                 max_in_flight=notify.max_in_flight,
                 per_host=notify.per_host,
                 timeout=notify.timeout,
+                # A claim must outlast an attempt, or another replica sends it too.
+                lease=timedelta(seconds=max(settings.store.lease_seconds, 3 * notify.timeout)),
                 user_agent=f"feedbot/{__version__}",
             ),
             policy=retry_policy(settings),
-            worker_id=f"{socket.gethostname()}:{id(self):x}",
+            worker_id=self.worker_id,
             rng=random.Random(),
             on_attempt=self.metrics.record_attempt,
         )
         self._tasks.append(asyncio.create_task(self.deliverer.run(self._stop), name="deliver"))
 
+        await self.store.replicas.listen(self._on_change)
+        await self._keep_poller_role()
+        self._scheduler.add_job(
+            self._keep_poller_role,
+            "interval",
+            seconds=settings.store.lease_seconds / 3,
+            id="poller-role",
+            max_instances=1,
+            coalesce=True,
+        )
         archive = settings.archive
         self._scheduler.add_job(
             self._scheduled_poll,
@@ -222,7 +268,6 @@ class Daemon:
             id="poll",
             max_instances=1,
             coalesce=True,
-            next_run_time=_utc_now(),  # the first poll at once
         )
         self._scheduler.start()
         if archive.watch and isinstance(self.source, LocalArchiveSource):
@@ -256,6 +301,9 @@ class Daemon:
             if cut:
                 log.warning("%d deliveries cut off by shutdown; they will be retried", cut)
         await self.web.stop()
+        if self._is_poller:
+            with contextlib.suppress(FeedbotError):
+                await self.store.replicas.release("poller", self.worker_id)
         if self._session is not None:
             await self._session.close()
         await self.source.aclose()

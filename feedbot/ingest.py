@@ -94,6 +94,11 @@ class Ingestor:
         self._clock = clock
         self._marks: dict[str, str] | None = None
 
+    def forget_marks(self) -> None:
+        """Reload the source marks from the store on the next poll (another replica
+        may have polled since they were read)."""
+        self._marks = None
+
     async def poll(
         self,
         *,

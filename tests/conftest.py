@@ -53,6 +53,15 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+async def pg_url() -> str:
+    """The PostgreSQL server, emptied of feedbot's tables, for multi-replica tests."""
+    reason = await _reset_postgres()
+    if reason is not None:
+        pytest.skip(reason)
+    return PG_URL
+
+
+@pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
     opened = await Store.open(store_url)
     yield opened

@@ -198,6 +198,17 @@ attempts = Table(
 )
 
 
+# Roles that one replica at a time holds (the poller), each under a lease that
+# its holder renews; a holder that dies loses the role when the lease runs out.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def step(connection: Connection) -> None:
         metadata.create_all(connection, tables=list(tables), checkfirst=True)
@@ -209,6 +220,7 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
     _create(subscriptions, deliveries, attempts),
+    _create(leases),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

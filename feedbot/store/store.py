@@ -26,6 +26,7 @@ from feedbot.model import Event, EventRecord, StoredEvent, Topic
 from feedbot.store import schema
 from feedbot.store._db import Database, chunks
 from feedbot.store.outbox import Outbox, queue_alerts
+from feedbot.store.replicas import Change, Replicas
 from feedbot.store.schema import (
     event_links,
     event_topics,
@@ -79,6 +80,7 @@ class Store:
         self._db = Database(engine)
         self.backend = self._db.backend
         self.outbox = Outbox(self._db)
+        self.replicas = Replicas(self._db)
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -104,6 +106,7 @@ class Store:
         return store
 
     async def close(self) -> None:
+        await self.replicas.close()
         await self._db.engine.dispose()
 
     async def _migrate(self) -> None:
@@ -235,6 +238,7 @@ class Store:
             cutoff = None if alert_since is None else alert_since.isoformat()
             alerted = [r.to_event() for r in new if cutoff is None or r.date >= cutoff]
             alerts = await queue_alerts(connection, alerted, now=now)
+            await self.replicas.publish(connection, Change(frozenset(affected), alerts=alerts))
         return WriteResult(affected, alerts)
 
     async def _forget_topics_and_links(
