@@ -92,3 +92,23 @@ async def test_watch_names_the_changed_day_within_a_second(archive: Path, clock:
     await asyncio.wait_for(task, timeout=5)
     assert seen == [{"2007/07/12"}]
     assert asyncio.get_running_loop().time() - started < 1.0
+
+
+async def test_watch_sees_a_page_in_a_brand_new_month(tmp_path: Path, clock: Clock) -> None:
+    write_page(tmp_path, "2007/07/9", "first", "First")
+    source = LocalArchiveSource(tmp_path, clock=clock)
+    stop = asyncio.Event()
+    seen: set[str] = set()
+
+    async def watch() -> None:
+        async for days in source.changed_days(stop=stop):
+            seen.update(days)
+            if "2026/12/1" in seen:
+                stop.set()
+
+    task = asyncio.create_task(watch())
+    await asyncio.sleep(0.6)
+    # Folder and page in one go: the page may come before the watch on the folder.
+    write_page(tmp_path, "2026/12/1", "new-month", "A page in a new month")
+    await asyncio.wait_for(task, timeout=5)
+    assert "2026/12/1" in seen

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -105,12 +106,34 @@ class LocalArchiveSource:
             rust_timeout=500,
             yield_on_timeout=True,
             recursive=True,
-            watch_filter=lambda _change, path: path.endswith(".md"),
         ):
-            days = {key for _change, path in changes if (key := self._day_key_of(path))}
+            days = set().union(*(self._days_under(path) for _change, path in changes))
             if days or not ready:
                 ready = True
                 yield days
+
+    def _days_under(self, path: str) -> set[str]:
+        """The day keys a changed path concerns: its own day for a page, and every
+        day below it for a new year, month or day folder, because a page written
+        right after its folder was made may come before the watch on that folder."""
+        try:
+            parts = Path(path).relative_to(self.news).parts
+        except ValueError:
+            return set()
+        numeric = list(itertools.takewhile(str.isdigit, parts[:3]))
+        if len(numeric) == 3:
+            if len(parts) == 3 or parts[3].endswith(".md"):
+                return {"/".join(numeric)}
+            return set()
+        if len(numeric) < len(parts):
+            return set()  # a file beside the day folders: not a page
+        folder = self.news.joinpath(*numeric)
+        found: set[str] = set()
+        for day in folder.glob("/".join(["[0-9]*"] * (3 - len(numeric)))):
+            key = "/".join(day.relative_to(self.news).parts)
+            if day.is_dir() and all(part.isdigit() for part in key.split("/")):
+                found.add(key)
+        return found
 
     # -- the walk (runs in a worker thread) ---------------------------------------
 
@@ -171,15 +194,6 @@ class LocalArchiveSource:
                     continue
                 batch.pages.append(RawPage(path, body))
         return batch
-
-    def _day_key_of(self, path: str) -> str | None:
-        try:
-            parts = Path(path).relative_to(self.news).parts
-        except ValueError:
-            return None
-        if len(parts) < 3 or not all(part.isdigit() for part in parts[:3]):
-            return None
-        return "/".join(parts[:3])
 
 
 def _numeric_dirs(folder: Path) -> list[Path]:

@@ -85,6 +85,11 @@ class Deliverer:
         self._on_attempt = on_attempt
         self._wake = asyncio.Event()
         self._in_flight: dict[asyncio.Task[None], str] = {}  # task -> host
+        # Finished attempts wait here to be recorded together: one transaction for
+        # many attempts, not one commit each.
+        self._results: list[tuple[DeliveryJob, AttemptReport]] = []
+        self._results_waiting = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
         self._host_load: dict[str, int] = {}
         self._host_subscriptions: dict[str, set[str]] = {}
 
@@ -99,6 +104,8 @@ class Deliverer:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then return (in-flight attempts go on;
         :meth:`drain` waits for them)."""
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._record_results(), name="record attempts")
         while not stop.is_set():
             try:
                 claimed = await self._claim()
@@ -113,12 +120,17 @@ class Deliverer:
         """Wait up to ``grace`` seconds for in-flight attempts, then cancel the
         rest (their claims run out and they are retried). Returns how many were cut."""
         tasks = list(self._in_flight)
-        if not tasks:
-            return 0
-        _done, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        pending: set[asyncio.Task[None]] = set()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        await self._flush()
         return len(pending)
 
     async def _idle(self, stop: asyncio.Event) -> None:
@@ -172,7 +184,34 @@ class Deliverer:
 
     async def _deliver(self, job: DeliveryJob) -> None:
         report = await self.attempt(job)
-        await self.outbox.finish_attempt(job.delivery, report)
+        self._results.append((job, report))
+        self._results_waiting.set()
+
+    async def _record_results(self) -> None:
+        while True:
+            await self._results_waiting.wait()
+            self._results_waiting.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._results = self._results, []
+        if not batch:
+            return
+        try:
+            await self.outbox.finish_attempts([(job.delivery, report) for job, report in batch])
+        except FeedbotError as exc:
+            # Unrecorded attempts keep their claim until the lease ends, then are
+            # tried again (with the same webhook-id): at least once, never lost.
+            log.error("cannot record %d delivery attempts: %s", len(batch), exc)
+            return
+        for job, report in batch:
+            self._log(job, report)
+            if self._on_attempt is not None:
+                result = self._on_attempt(job, report)
+                if result is not None:
+                    await result
+
+    def _log(self, job: DeliveryJob, report: AttemptReport) -> None:
         level = logging.INFO if report.outcome is DeliveryStatus.DONE else logging.WARNING
         log.log(
             level,
@@ -188,10 +227,6 @@ class Deliverer:
                 "latency_ms": report.latency_ms,
             },
         )
-        if self._on_attempt is not None:
-            result = self._on_attempt(job, report)
-            if result is not None:
-                await result
 
     async def attempt(self, job: DeliveryJob) -> AttemptReport:
         """Make one attempt and decide its outcome (does not record it)."""

@@ -18,13 +18,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedbot.errors import StorageError
 from feedbot.model import DeliveryStatus, Event, Subscription
 from feedbot.store._db import Database, chunks
-from feedbot.store.schema import attempts, deliveries, event_links, events, subscriptions
+from feedbot.store.schema import (
+    UTCDateTime,
+    attempts,
+    deliveries,
+    event_links,
+    events,
+    subscriptions,
+)
 
 
 def delivery_id(subscription_id: str, event_id: str) -> str:
@@ -308,55 +315,98 @@ class Outbox:
 
     async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> None:
         """Record one attempt and its outcome, and release the claim."""
+        await self.finish_attempts([(delivery, report)])
+
+    async def finish_attempts(self, results: Sequence[tuple[Delivery, AttemptReport]]) -> None:
+        """Record many attempts in one transaction (the deliverer batches them: one
+        commit per attempt would cap throughput at the disk's flush rate)."""
+        if not results:
+            return
         async with self._db.transaction() as connection:
-            await connection.execute(
-                attempts.insert().values(
-                    delivery_id=delivery.id,
-                    subscription_id=delivery.subscription_id,
-                    attempted_at=report.attempted_at,
-                    status=report.status,
-                    latency_ms=report.latency_ms,
-                    error=report.error,
-                )
+            await self._db.bulk_insert(
+                connection,
+                attempts,
+                [
+                    {
+                        "delivery_id": delivery.id,
+                        "subscription_id": delivery.subscription_id,
+                        "attempted_at": report.attempted_at,
+                        "status": report.status,
+                        "latency_ms": report.latency_ms,
+                        "error": report.error,
+                    }
+                    for delivery, report in results
+                ],
             )
-            values: dict[str, Any] = {
-                "status": report.outcome.value,
-                "attempts": deliveries.c.attempts + 1,
-                "last_attempt_at": report.attempted_at,
-                "last_status": report.status,
-                "last_error": report.error,
-                "claimed_by": None,
-                "claim_expires": None,
-            }
-            if report.outcome is DeliveryStatus.DONE:
-                values["done_at"] = report.attempted_at
-            if report.next_attempt_at is not None:
-                values["next_attempt_at"] = report.next_attempt_at
             await connection.execute(
-                update(deliveries).where(deliveries.c.id == delivery.id).values(values)
-            )
-            healthy = report.outcome is DeliveryStatus.DONE
-            await connection.execute(
-                update(subscriptions)
-                .where(subscriptions.c.id == delivery.subscription_id)
+                update(deliveries)
+                .where(deliveries.c.id == bindparam("delivery"))
                 .values(
-                    failing_since=None
-                    if healthy
-                    else func.coalesce(subscriptions.c.failing_since, report.attempted_at)
-                )
+                    status=bindparam("outcome"),
+                    attempts=deliveries.c.attempts + 1,
+                    last_attempt_at=bindparam("attempted_at"),
+                    last_status=bindparam("http_status"),
+                    last_error=bindparam("error"),
+                    done_at=bindparam("done_at"),
+                    next_attempt_at=func.coalesce(
+                        bindparam("next_at", type_=UTCDateTime()), deliveries.c.next_attempt_at
+                    ),
+                    claimed_by=None,
+                    claim_expires=None,
+                ),
+                [
+                    {
+                        "delivery": delivery.id,
+                        "outcome": report.outcome.value,
+                        "attempted_at": report.attempted_at,
+                        "http_status": report.status,
+                        "error": report.error,
+                        "done_at": report.attempted_at
+                        if report.outcome is DeliveryStatus.DONE
+                        else None,
+                        "next_at": report.next_attempt_at,
+                    }
+                    for delivery, report in results
+                ],
             )
-            if report.disable_subscription:
-                await connection.execute(
-                    update(subscriptions)
-                    .where(subscriptions.c.id == delivery.subscription_id)
-                    .values(active=False, disabled_reason=report.disable_subscription)
-                )
-                await self._fail_pending(
-                    connection,
-                    delivery.subscription_id,
-                    f"subscription disabled: {report.disable_subscription}",
-                    report.attempted_at,
-                )
+            # Touch a subscription row only when its health changes: every success
+            # writing it would make all deliveries of a subscription, across
+            # replicas, queue on that one row's lock.
+            latest: dict[str, AttemptReport] = {}
+            for delivery, report in results:
+                latest[delivery.subscription_id] = report
+            for subscription_id, report in latest.items():
+                if report.outcome is DeliveryStatus.DONE:
+                    await connection.execute(
+                        update(subscriptions)
+                        .where(
+                            subscriptions.c.id == subscription_id,
+                            subscriptions.c.failing_since.is_not(None),
+                        )
+                        .values(failing_since=None)
+                    )
+                else:
+                    await connection.execute(
+                        update(subscriptions)
+                        .where(
+                            subscriptions.c.id == subscription_id,
+                            subscriptions.c.failing_since.is_(None),
+                        )
+                        .values(failing_since=report.attempted_at)
+                    )
+            for delivery, report in results:
+                if report.disable_subscription:
+                    await connection.execute(
+                        update(subscriptions)
+                        .where(subscriptions.c.id == delivery.subscription_id)
+                        .values(active=False, disabled_reason=report.disable_subscription)
+                    )
+                    await self._fail_pending(
+                        connection,
+                        delivery.subscription_id,
+                        f"subscription disabled: {report.disable_subscription}",
+                        report.attempted_at,
+                    )
 
     async def release_all_claims(self) -> int:
         """Drop every claim: for a single-process store at start-up, where any
