@@ -63,3 +63,4 @@ def setup_logging(level: str = "info", log_format: LogFormat = "auto") -> None:
     # aiohttp's access log is one line per request: useful, but not at info by default.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
