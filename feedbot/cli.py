@@ -77,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_cmd_config_check)
 
+    feeds = commands.add_parser("feeds", help="publish the feeds")
+    feeds_commands = feeds.add_subparsers(required=True, metavar="ACTION")
+    export = feeds_commands.add_parser(
+        "export", help="write every feed, the OPML list and the topic page for a static host"
+    )
+    export.add_argument("dest", type=Path, metavar="DIR")
+    export.add_argument(
+        "--complete",
+        action="store_true",
+        help="write each feed whole in one document instead of its first page",
+    )
+    export.set_defaults(handler=_cmd_feeds_export)
+
     subs = commands.add_parser("subscriptions", help="manage webhook subscriptions")
     subs_commands = subs.add_subparsers(required=True, metavar="ACTION")
     add = subs_commands.add_parser("add", help="subscribe a webhook URL")
@@ -249,6 +262,28 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return asyncio.run(add())
+
+
+def _cmd_feeds_export(args: argparse.Namespace) -> int:
+    async def export() -> int:
+        from feedbot.feeds.export import export_feeds
+
+        async with _opened_store(args) as (settings, store):
+            try:
+                result = await export_feeds(
+                    store,
+                    settings.public_base_url,
+                    settings.feeds.page_size,
+                    args.dest,
+                    complete=args.complete,
+                )
+            except OSError as exc:
+                print(f"feedbot: cannot write to {args.dest}: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+        print(f"wrote {result.files} files ({result.topics} topics) to {args.dest}")
+        return EXIT_OK
+
+    return asyncio.run(export())
 
 
 def _cmd_subscriptions_list(args: argparse.Namespace) -> int:

@@ -49,7 +49,10 @@ class ArchiveSettings(_Section):
 class StoreSettings(_Section):
     url: str = Field("sqlite:///data/feedbot.db", description="sqlite:///PATH or postgresql://...")
     lease_seconds: float = Field(
-        15.0, ge=2, le=3600, description="PostgreSQL: a dead replica loses the poller role after this"
+        15.0,
+        ge=2,
+        le=3600,
+        description="PostgreSQL: a dead replica loses the poller role after this",
     )
 
     @field_validator("url")

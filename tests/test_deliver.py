@@ -83,7 +83,7 @@ def deliverer(store: Store, session: aiohttp.ClientSession, clock: Clock, **sett
 
 async def until(predicate, seconds: float = 5.0) -> None:
     async with asyncio.timeout(seconds):
-        while not await predicate():  # noqa: ASYNC110 - polling the store is the point
+        while not await predicate():
             await asyncio.sleep(0.02)
 
 

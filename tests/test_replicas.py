@@ -69,7 +69,7 @@ async def test_changes_reach_the_other_replicas_on_commit(two_stores) -> None:
     )
     async with asyncio.timeout(5):
         while not seen:
-            await asyncio.sleep(0.02)  # noqa: ASYNC110 - waiting on another connection
+            await asyncio.sleep(0.02)
     assert seen == [Change(topics=frozenset({"floods"}), alerts=0)]
 
 
