@@ -34,7 +34,6 @@ from feedbot.model import Event, Related, RelatedKind, Source, Topic, slugify
 # C0 controls but tab and newline, DEL, C1 controls, and the non-characters XML
 # forbids; archive text may hold any of them and no feed may.
 _FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
-_SPACES = re.compile(r"\s+")
 
 # Every pattern is anchored or starts at a rare character, and no two adjacent
 # parts can match the same text, so none of them backtracks quadratically on a
@@ -143,13 +142,14 @@ def parse_page(data: bytes | str, path: str) -> Event:
                 if cut and not title.rstrip(_CLOSING_MARKS).endswith(_SENTENCE_END):
                     raise ParseError(path, "truncated page: it ends inside the summary line")
             continue
-        if m := _SECTION_LINE.match(line):
-            section = m.group(1).lower().rstrip("s")  # "source" or "related"
-            item = None
-            continue
-        if _OTHER_HEADING.match(line):
-            section = item = None
-            continue
+        if "#" in line[:4]:  # cheap test first: most lines are list items
+            if m := _SECTION_LINE.match(line):
+                section = m.group(1).lower().rstrip("s")  # "source" or "related"
+                item = None
+                continue
+            if _OTHER_HEADING.match(line):
+                section = item = None
+                continue
         if not line.strip():
             item = None  # a blank line ends an item; the next line starts anew
             continue
@@ -209,7 +209,8 @@ def _decode(data: bytes | str) -> tuple[str, bool]:
 
 
 def _clean(text: str) -> str:
-    return _SPACES.sub(" ", text).strip()
+    """Whitespace runs (any Unicode space, as ``\\s`` in a regex) made one space, trimmed."""
+    return " ".join(text.split())
 
 
 def _valid_date(year: str, month: str, day: str, path: str) -> date:

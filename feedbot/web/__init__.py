@@ -1,0 +1,9 @@
+"""The web layer: the aiohttp app of SPEC section 3 and the server that runs it.
+
+The only package that imports ``aiohttp.web``; nothing else in feedbot imports it.
+"""
+
+from feedbot.web.app import CACHE, SETTINGS, STORE, create_app
+from feedbot.web.server import WebServer
+
+__all__ = ["CACHE", "SETTINGS", "STORE", "WebServer", "create_app"]

@@ -1,0 +1,162 @@
+"""The aiohttp application: the routes of SPEC section 3 and the health check.
+
+=========================================  ======================================
+``/feeds/all.{atom,rss,json}[?page=N]``    every event
+``/feeds/topics/<slug>.{atom,rss,json}``   one topic's events (``?page=N`` too)
+``/topics`` (and ``/``)                    HTML topic list
+``/topics.opml``                           OPML of every topic feed
+``/events/<id>``                           HTML page of one event
+``/healthz``                               liveness: 200 "ok"
+=========================================  ======================================
+
+Handlers only parse and validate the request and pick a document; rendering and
+caching live in :mod:`feedbot.feeds.cache`, HTTP semantics in :mod:`.http`. A
+slug is checked against the slug grammar before anything else, so no request
+path reaches the store or the file system unvalidated.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import re
+from collections.abc import Sequence
+
+from aiohttp import hdrs, web
+
+from feedbot.feeds import FeedFormat, PageOutOfRange, feed_url, topic_page_url
+from feedbot.feeds.cache import FeedCache, UnknownTopic, filter_script, render_event_page
+from feedbot.settings import Settings
+from feedbot.store import Store, TopicCount
+from feedbot.web.http import document_response, error_middleware, not_found
+
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+MAX_SLUG = 200  # far above any real slug; a longer one is not worth a lookup
+MAX_EVENT_ID = 1024
+_PAGE = re.compile(r"[0-9]{1,9}")
+_SUGGESTIONS = 5
+_EXTENSIONS = frozenset(fmt.value for fmt in FeedFormat)
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+CACHE = web.AppKey("cache", FeedCache)
+
+
+def is_slug(text: str) -> bool:
+    return len(text) <= MAX_SLUG and SLUG.fullmatch(text) is not None
+
+
+def create_app(settings: Settings, store: Store, cache: FeedCache) -> web.Application:
+    """The application; links in documents use ``cache.base_url``."""
+    app = web.Application(middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app[CACHE] = cache
+    routes = _Routes(store, cache)
+    app.router.add_get("/feeds/all.{fmt:atom|rss|json}", routes.all_feed)
+    app.router.add_get("/feeds/topics/{file}", routes.topic_feed)
+    app.router.add_get("/topics", routes.topics)
+    app.router.add_get("/", routes.topics)
+    app.router.add_get("/topics.opml", routes.opml)
+    app.router.add_get("/events/{id:.+}", routes.event)
+    app.router.add_get("/healthz", routes.healthz)
+    return app
+
+
+def _script_source(script: str) -> str:
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+class _Routes:
+    def __init__(self, store: Store, cache: FeedCache) -> None:
+        self.store = store
+        self.cache = cache
+        # Archive text is escaped by the templates; this policy is the second
+        # line: the one script allowed is the topic filter, by its hash.
+        self.html_csp = (
+            f"default-src 'none'; script-src {_script_source(filter_script())}; "
+            "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'"
+        )
+
+    async def all_feed(self, request: web.Request) -> web.StreamResponse:
+        return await self._feed(request, None, FeedFormat(request.match_info["fmt"]))
+
+    async def topic_feed(self, request: web.Request) -> web.StreamResponse:
+        slug, dot, extension = request.match_info["file"].rpartition(".")
+        if not dot or extension not in _EXTENSIONS:
+            raise not_found("404 Not Found: feeds end in .atom, .rss or .json.")
+        if not is_slug(slug):
+            raise not_found(
+                "404 Not Found: not a topic slug (lowercase letters and digits, "
+                f"joined by single hyphens). Every topic: {self._topics_url()}"
+            )
+        return await self._feed(request, slug, FeedFormat(extension))
+
+    async def _feed(
+        self, request: web.Request, slug: str | None, fmt: FeedFormat
+    ) -> web.StreamResponse:
+        raw_page = request.query.get("page")
+        if raw_page is None:
+            page = 1
+        elif _PAGE.fullmatch(raw_page):
+            page = int(raw_page)
+        else:
+            raise web.HTTPBadRequest(text="400 Bad Request: page must be a positive integer.\n")
+        try:
+            document = await self.cache.feed(slug, fmt, page)
+        except PageOutOfRange as exc:
+            raise not_found(f"404 Not Found: {exc}.") from None
+        except UnknownTopic:
+            assert slug is not None
+            raise not_found(await self._unknown_topic(slug)) from None
+        return document_response(request, document)
+
+    async def _unknown_topic(self, slug: str) -> str:
+        counts = await self.cache.topic_counts()
+        lines = [f'404 Not Found: there is no topic "{slug}".']
+        close = closest_topics(slug, counts)
+        if close:
+            lines.append("Closest topics:")
+            lines += [
+                f"  {c.topic.slug}  ({c.topic.name}, {c.events} events)  "
+                f"{feed_url(self.cache.base_url, c.topic.slug)}"
+                for c in close
+            ]
+        lines.append(f"Every topic: {self._topics_url()}")
+        return "\n".join(lines)
+
+    def _topics_url(self) -> str:
+        return topic_page_url(self.cache.base_url, None)
+
+    async def topics(self, request: web.Request) -> web.StreamResponse:
+        return document_response(request, await self.cache.topics_page(), csp=self.html_csp)
+
+    async def opml(self, request: web.Request) -> web.StreamResponse:
+        return document_response(request, await self.cache.opml())
+
+    async def event(self, request: web.Request) -> web.StreamResponse:
+        event_id = request.match_info["id"]
+        stored = None
+        if len(event_id) <= MAX_EVENT_ID:
+            stored = await self.store.get_event(event_id)
+        if stored is None:
+            raise not_found(f"404 Not Found: no such event. Every topic: {self._topics_url()}")
+        document = render_event_page(stored, self.cache.base_url)
+        return document_response(request, document, csp=self.html_csp)
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok\n", headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
+def closest_topics(slug: str, counts: Sequence[TopicCount]) -> list[TopicCount]:
+    """The topics whose slug or name is most like ``slug``, best first."""
+    by_slug = {c.topic.slug: c for c in counts}
+    by_name = {c.topic.name.lower(): c for c in counts}
+    found: dict[str, TopicCount] = {}
+    for text, index in ((slug, by_slug), (slug.replace("-", " "), by_name)):
+        for match in difflib.get_close_matches(text, index, n=_SUGGESTIONS, cutoff=0.6):
+            found.setdefault(index[match].topic.slug, index[match])
+    return list(found.values())[:_SUGGESTIONS]

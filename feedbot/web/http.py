@@ -1,0 +1,135 @@
+"""HTTP semantics of the web app: conditional GET, gzip, caching headers, errors.
+
+:func:`document_response` turns a rendered :class:`~feedbot.feeds.cache.Document`
+into a response: 304 when the client's validator matches (``If-None-Match``,
+else ``If-Modified-Since``, as RFC 9110 section 13.2.2 orders them), the
+precompressed gzip body when ``Accept-Encoding`` allows it, and always ETag,
+Last-Modified, ``Vary: Accept-Encoding`` and Cache-Control. HEAD comes for free:
+aiohttp sends the headers of the GET, Content-Length included, and no body.
+
+:func:`error_middleware` is the one place an unexpected exception becomes a
+response: a plain 500 (503 when the store is down) whose body says nothing of the
+code, while the traceback goes to the server's log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from email.utils import format_datetime
+from functools import lru_cache
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from feedbot.errors import StorageError
+from feedbot.feeds.cache import Document
+
+log = logging.getLogger(__name__)
+
+CACHE_CONTROL = "public, max-age=300"
+# Nothing a feed or the OPML list holds may run or load anything if a browser
+# renders it; HTML pages get their own, narrower policy.
+DOCUMENT_CSP = "default-src 'none'; sandbox"
+
+
+@lru_cache(maxsize=256)
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (RFC 9110 section 12.5.3).
+
+    ``gzip;q=0`` refuses it; ``*`` allows it unless gzip itself is refused.
+    """
+    wildcard: bool | None = None
+    for item in accept_encoding.split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip().lower()
+        allowed = _q(params) > 0
+        if coding in ("gzip", "x-gzip"):
+            return allowed
+        if coding == "*":
+            wildcard = allowed
+    return bool(wildcard)
+
+
+def _q(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+@lru_cache(maxsize=4096)
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment, usegmt=True)
+
+
+def is_not_modified(request: web.Request, document: Document) -> bool:
+    """RFC 9110 section 13.1: does the client already hold this document?"""
+    if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
+        return False
+    if hdrs.IF_NONE_MATCH in request.headers:
+        tags = request.if_none_match or ()
+        # Weak comparison, as If-None-Match requires; either representation's tag
+        # names the same content, so a cache holding the other coding revalidates.
+        current = (document.etag.strip('"'), document.gzip_etag.strip('"'))
+        return any(tag.value == "*" or tag.value in current for tag in tags)
+    since = request.if_modified_since
+    if since is None or document.last_modified is None:
+        return False
+    return document.last_modified.replace(microsecond=0) <= since
+
+
+def document_response(
+    request: web.Request,
+    document: Document,
+    *,
+    csp: str = DOCUMENT_CSP,
+    cache_control: str = CACHE_CONTROL,
+) -> web.Response:
+    gzipped = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+    headers = {
+        hdrs.ETAG: document.gzip_etag if gzipped else document.etag,
+        hdrs.CACHE_CONTROL: cache_control,
+        hdrs.VARY: hdrs.ACCEPT_ENCODING,
+        hdrs.CONTENT_SECURITY_POLICY: csp,
+        hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
+    }
+    if document.last_modified is not None:
+        headers[hdrs.LAST_MODIFIED] = http_date(document.last_modified)
+    if is_not_modified(request, document):
+        return web.Response(status=304, headers=headers)
+    headers[hdrs.CONTENT_TYPE] = document.media_type
+    if gzipped:
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+        return web.Response(body=document.gzip_body, headers=headers)
+    return web.Response(body=document.body, headers=headers)
+
+
+def not_found(text: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=text + "\n", headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except StorageError as exc:
+        log.error("store unavailable serving %s %s: %s", request.method, request.path, exc)
+        return _failure(503, "503 Service Unavailable: the event store is unavailable.")
+    except Exception:
+        # The client learns nothing about the code; the log gets everything.
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return _failure(500, "500 Internal Server Error: the error has been logged.")
+
+
+def _failure(status: int, text: str) -> web.Response:
+    headers = {hdrs.CACHE_CONTROL: "no-store"}
+    if status == 503:
+        headers[hdrs.RETRY_AFTER] = "30"
+    return web.Response(status=status, text=text + "\n", headers=headers)

@@ -1,0 +1,76 @@
+"""Running the web app: :class:`WebServer` binds it to ``server.host``/``server.port``.
+
+The daemon starts it beside the poll scheduler and stops it on shutdown; tests
+start it on port 0 and read the bound port back.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from feedbot.feeds.cache import FeedCache
+from feedbot.settings import Settings
+from feedbot.store import Store
+from feedbot.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+class WebServer:
+    """The app on one TCP site. ``access_log=False`` drops per-request log lines
+    (for benchmarks; the daemon keeps them)."""
+
+    def __init__(
+        self, settings: Settings, store: Store, cache: FeedCache, *, access_log: bool = True
+    ) -> None:
+        self.settings = settings
+        self.app = create_app(settings, store, cache)
+        self._access_log = access_log
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when ``server.port`` is 0)."""
+        if self._port is None:
+            raise RuntimeError("the web server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Where this process listens (not the public ``base_url``)."""
+        host = self.settings.server.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the web server is already started")
+        server = self.settings.server
+        runner = web.AppRunner(
+            self.app,
+            handle_signals=False,  # the daemon owns SIGTERM
+            shutdown_timeout=server.shutdown_timeout,
+            access_log=logging.getLogger("aiohttp.access") if self._access_log else None,
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, server.host, server.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        address = runner.addresses[0]
+        self._port = int(address[1])
+        log.info("web server listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (up to
+        ``server.shutdown_timeout``), close. Safe to call twice."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+            log.info("web server stopped")
