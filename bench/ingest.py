@@ -84,7 +84,9 @@ def markdown_it_reference(root: Path) -> dict[str, float]:
     from markdown_it import MarkdownIt
 
     pages = [
-        p.read_text(encoding="utf-8") for p in (root / "news").glob("*/*/*/*.md") if p.name != "index.md"
+        p.read_text(encoding="utf-8")
+        for p in (root / "news").glob("*/*/*/*.md")
+        if p.name != "index.md"
     ]
     md = MarkdownIt()
     started = time.perf_counter()
@@ -97,7 +99,9 @@ def markdown_it_reference(root: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--json", action="store_true", help="end with one JSON line (always printed)")
+    parser.add_argument(
+        "--json", action="store_true", help="end with one JSON line (always printed)"
+    )
     args = parser.parse_args()
 
     root = archive_for(args.events)

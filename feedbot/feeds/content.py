@@ -9,6 +9,7 @@ only and carry ``rel="nofollow noopener"``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import nh3
 
@@ -44,8 +45,13 @@ def sanitize_html(html: str) -> str:
     return xml_safe(_CLEANER.clean(html))
 
 
+@lru_cache(maxsize=8192)
 def entry_html(event: Event, base_url: str) -> str:
-    """The sanitized HTML content of ``event``'s entry, links rooted at ``base_url``."""
+    """The sanitized HTML content of ``event``'s entry, links rooted at ``base_url``.
+
+    Memoized on the (immutable) event itself: one event sits in the all-events
+    feed and in every topic feed it belongs to, each in three formats, and a
+    changed event is a different key."""
     event = safe_event(event)
     html = (
         jinja_environment()
