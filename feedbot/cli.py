@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -215,7 +216,8 @@ async def _run(settings: Settings) -> int:
         await Daemon(settings, store, source).run_until_signalled()
     except OSError as exc:
         where = f"{settings.server.host}:{settings.server.port}"
-        print(f"feedbot: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"feedbot: cannot listen on {where}: {reason}", file=sys.stderr)
         return EXIT_UNUSABLE
     finally:
         await store.close()

@@ -161,3 +161,69 @@ async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path) ->
     for event_id, received in zip(ids, receiver.received, strict=True):
         webhook_ids.setdefault(event_id, set()).add(received.headers["webhook-id"])
     assert all(len(v) == 1 for v in webhook_ids.values())
+
+
+def bad_start_cases(tmp_path: Path, archive: Path) -> dict[str, tuple[list[str], str]]:
+    good = f'[archive]\nsource = "{archive}"\n[store]\nurl = "sqlite:///{tmp_path / "s.db"}"\n'
+    files = {
+        "unknown_key": good + "[server]\nprot = 8080\n",
+        "malformed_url": good + '[[subscriptions]]\nurl = "http//missing-colon"\n',
+        "unreachable_postgres": f'[archive]\nsource = "{archive}"\n'
+        '[store]\nurl = "postgresql://feedbot@127.0.0.1:1/feedbot"\n',
+    }
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+    return {
+        "missing_config": ([str(tmp_path / "missing.toml")], "config file not found"),
+        "unknown_key": ([str(tmp_path / "unknown_key.toml")], "unknown key 'server.prot'"),
+        "malformed_url": ([str(tmp_path / "malformed_url.toml")], "subscriptions[0].url:"),
+        "unreachable_postgres": (
+            [str(tmp_path / "unreachable_postgres.toml")],
+            "127.0.0.1:1/feedbot unreachable",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["missing_config", "unknown_key", "malformed_url", "unreachable_postgres"]
+)
+async def test_bad_start_is_one_line_and_exit_2(tmp_path: Path, archive: Path, case: str) -> None:
+    config, expected = bad_start_cases(tmp_path, archive)[case]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "feedbot",
+        "--config",
+        *config,
+        "run",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 2, err.decode()
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], lines
+
+
+async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, archive: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, archive, "http://127.0.0.1:9/", port)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "feedbot",
+            "--config",
+            str(config),
+            "--log-level",
+            "error",
+            "run",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    assert process.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert lines == [f"feedbot: cannot listen on 127.0.0.1:{port}: Address already in use"], lines
