@@ -104,7 +104,9 @@ class Daemon:
         self.ingestor = Ingestor(store, source, backfill_days=settings.notify.backfill_days)
         self.cache = FeedCache(store, settings.public_base_url, page_size=settings.feeds.page_size)
         self.metrics = Metrics()
-        self.web = WebServer(settings, store, self.cache)
+        self.web = WebServer(
+            settings, store, self.cache, metrics=self.metrics, readiness=self._not_ready
+        )
         self.deliverer: Deliverer | None = None
         self.last_poll: PollResult | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -116,6 +118,10 @@ class Daemon:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+
+    def _not_ready(self) -> list[str]:
+        """Reasons of this process for ``/readyz`` to fail, beyond the store's."""
+        return ["shutting down"] if self._stop.is_set() else []
 
     # -- polling ---------------------------------------------------------------------
 

@@ -34,7 +34,8 @@ from feedbot.errors import ArchiveError
 log = logging.getLogger(__name__)
 
 _MARK_PREFIX = "local:"
-_PAGES_PER_BATCH = 1000  # read this many pages between yields: few transactions, bounded memory
+_PAGES_PER_BATCH = 4000  # pages per batch: one transaction each; fewer, larger commits
+# write each index page once per batch rather than once per thousand pages
 
 
 @dataclass(frozen=True, slots=True)

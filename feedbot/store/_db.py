@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table
@@ -74,7 +75,6 @@ class Database:
             return
         names = list(rows[0])
         dialect = connection.dialect
-        processors = [table.c[name].type.bind_processor(dialect) for name in names]
         if dialect.paramstyle == "numeric_dollar":
             marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
         elif dialect.paramstyle == "qmark":
@@ -85,19 +85,31 @@ class Database:
         preparer = dialect.identifier_preparer
         columns = ", ".join(preparer.quote(name) for name in names)
         sql = f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES ({marks})"
-        await connection.exec_driver_sql(
-            sql,
-            [
-                tuple(
-                    value if process is None else process(value)
-                    for value, process in zip((row[n] for n in names), processors, strict=True)
-                )
-                for row in rows
-            ],
-        )
+        values = itemgetter(*names)
+        tuples = [values(row) if len(names) > 1 else (values(row),) for row in rows]
+        processors = [
+            (index, process)
+            for index, name in enumerate(names)
+            if (process := table.c[name].type.bind_processor(dialect)) is not None
+        ]
+        if processors:
+            tuples = [_processed(row, processors) for row in tuples]
+        # In key order: consecutive inserts then land on the same index pages,
+        # which matters once the indexes outgrow the page cache.
+        primary = [names.index(c.name) for c in table.primary_key.columns if c.name in names]
+        if primary:
+            tuples.sort(key=itemgetter(*primary))
+        await connection.exec_driver_sql(sql, tuples)
 
     def _insert(self, table: Table) -> Any:
         return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
+
+
+def _processed(row: tuple[Any, ...], processors: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    values = list(row)
+    for index, process in processors:
+        values[index] = process(values[index])
+    return tuple(values)
 
 
 def chunks(items: Iterable[str]) -> Iterable[list[str]]:

@@ -22,7 +22,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedbot.errors import StorageError
-from feedbot.model import DeliveryStatus, Event, Subscription
+from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
 from feedbot.store._db import Database, chunks
 from feedbot.store.schema import (
     UTCDateTime,
@@ -86,11 +86,11 @@ class AttemptReport:
 
 
 async def queue_alerts(
-    connection: AsyncConnection, alerted: Sequence[Event], *, now: datetime
+    connection: AsyncConnection, new: Sequence[EventRecord], *, now: datetime
 ) -> int:
-    """Queue a delivery for every active subscription each of ``alerted`` (new
-    events) matches. Returns how many deliveries were queued."""
-    if not alerted:
+    """Queue a delivery for every active subscription each of ``new`` events
+    matches. Returns how many deliveries were queued."""
+    if not new:
         return 0
     rows = (
         await connection.execute(select(subscriptions).where(subscriptions.c.active))
@@ -98,6 +98,7 @@ async def queue_alerts(
     active = [_subscription(row) for row in rows]
     if not active:
         return 0
+    alerted = [record.to_event() for record in new]
     threads = await _threads(connection, alerted, [s.id for s in active])
     queued: list[dict[str, Any]] = []
     for event in sorted(alerted, key=lambda e: (e.date, e.id)):
@@ -450,6 +451,16 @@ class Outbox:
             query = query.where(deliveries.c.status == status.value)
         async with self._db.transaction() as connection:
             return [_delivery(row) for row in (await connection.execute(query)).mappings()]
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        """One delivery by id (its webhook-id), or None."""
+        async with self._db.transaction() as connection:
+            row = (
+                (await connection.execute(select(deliveries).where(deliveries.c.id == delivery_id)))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _delivery(row)
 
     async def count(self, status: DeliveryStatus) -> int:
         async with self._db.transaction() as connection:

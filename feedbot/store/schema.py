@@ -97,6 +97,7 @@ event_topics = Table(
     Column("date", String(10), primary_key=True),
     Column("event_id", String(512), primary_key=True),
     Column("position", Integer, nullable=False),
+    sqlite_with_rowid=False,  # the key is the row: one B-tree per row, not two
 )
 
 # Which events name which others in their Related list; the reverse lookup tells
@@ -108,6 +109,7 @@ event_links = Table(
     Column("target_id", String(512), primary_key=True),
     Column("kind", String(16), nullable=False),
     Index("ix_event_links_target", "target_id"),
+    sqlite_with_rowid=False,
 )
 
 # Checkpoints of archive sources (day folder fingerprints, ETags): opaque strings.

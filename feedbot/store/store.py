@@ -236,7 +236,7 @@ class Store:
                     keys=["path"],
                 )
             cutoff = None if alert_since is None else alert_since.isoformat()
-            alerted = [r.to_event() for r in new if cutoff is None or r.date >= cutoff]
+            alerted = [r for r in new if cutoff is None or r.date >= cutoff]
             alerts = await queue_alerts(connection, alerted, now=now)
             await self.replicas.publish(connection, Change(frozenset(affected), alerts=alerts))
         return WriteResult(affected, alerts)

@@ -6,13 +6,16 @@
 ``/topics`` (and ``/``)                    HTML topic list
 ``/topics.opml``                           OPML of every topic feed
 ``/events/<id>``                           HTML page of one event
-``/healthz``                               liveness: 200 "ok"
+``/healthz``, ``/readyz``, ``/metrics``    liveness, readiness, Prometheus (:mod:`.health`)
+``/api/v1/...``                            the admin API, when ``admin.token`` is set
+                                           (:mod:`.admin`)
 =========================================  ======================================
 
 Handlers only parse and validate the request and pick a document; rendering and
 caching live in :mod:`feedbot.feeds.cache`, HTTP semantics in :mod:`.http`. A
 slug is checked against the slug grammar before anything else, so no request
-path reaches the store or the file system unvalidated.
+path reaches the store or the file system unvalidated. Every feed, OPML and HTML
+request is counted in ``feedbot_feed_requests_total`` by format and status.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from aiohttp import hdrs, web
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from feedbot.feeds import FeedFormat, PageOutOfRange, feed_url, topic_page_url
 from feedbot.feeds.cache import FeedCache, UnknownTopic, filter_script, render_event_page
+from feedbot.metrics import Metrics
 from feedbot.settings import Settings
 from feedbot.store import Store, TopicCount
+from feedbot.web import health
+from feedbot.web.admin import setup_admin
 from feedbot.web.http import document_response, error_middleware, not_found
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
@@ -41,18 +48,29 @@ _EXTENSIONS = frozenset(fmt.value for fmt in FeedFormat)
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 CACHE = web.AppKey("cache", FeedCache)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def is_slug(text: str) -> bool:
     return len(text) <= MAX_SLUG and SLUG.fullmatch(text) is not None
 
 
-def create_app(settings: Settings, store: Store, cache: FeedCache) -> web.Application:
-    """The application; links in documents use ``cache.base_url``."""
-    app = web.Application(middlewares=[error_middleware])
+def create_app(
+    settings: Settings,
+    store: Store,
+    cache: FeedCache,
+    *,
+    metrics: Metrics | None = None,
+    readiness: health.ReadinessProbe | None = None,
+) -> web.Application:
+    """The application; links in documents use ``cache.base_url``. Without
+    ``metrics`` (an app built on its own, in tests) it counts into its own."""
+    metrics = metrics if metrics is not None else Metrics()
+    app = web.Application(middlewares=[count_feed_requests(metrics), error_middleware])
     app[SETTINGS] = settings
     app[STORE] = store
     app[CACHE] = cache
+    app[METRICS] = metrics
     routes = _Routes(store, cache)
     app.router.add_get("/feeds/all.{fmt:atom|rss|json}", routes.all_feed)
     app.router.add_get("/feeds/topics/{file}", routes.topic_feed)
@@ -60,8 +78,42 @@ def create_app(settings: Settings, store: Store, cache: FeedCache) -> web.Applic
     app.router.add_get("/", routes.topics)
     app.router.add_get("/topics.opml", routes.opml)
     app.router.add_get("/events/{id:.+}", routes.event)
-    app.router.add_get("/healthz", routes.healthz)
+    health.add_routes(app, settings, store, metrics, readiness)
+    setup_admin(app, settings, store)
     return app
+
+
+def feed_format(path: str) -> str | None:
+    """The ``format`` label of a request for ``path``; None when it is not a
+    feed, OPML or HTML request. A path under /feeds/ that names no feed format
+    (a 404) is ``other``, so the label set stays small whatever clients ask."""
+    if path.startswith("/feeds/"):
+        extension = path.rpartition(".")[2]
+        return extension if extension in _EXTENSIONS else "other"
+    if path == "/topics.opml":
+        return "opml"
+    if path in ("/", "/topics") or path.startswith("/events/"):
+        return "html"
+    return None
+
+
+def count_feed_requests(metrics: Metrics) -> Middleware:
+    """Counts each feed, OPML and HTML request by format and final status."""
+
+    @web.middleware
+    async def counted(request: web.Request, handler: Handler) -> web.StreamResponse:
+        fmt = feed_format(request.path)
+        if fmt is None:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            metrics.feed_requests.labels(fmt, str(exc.status)).inc()
+            raise
+        metrics.feed_requests.labels(fmt, str(response.status)).inc()
+        return response
+
+    return counted
 
 
 def _script_source(script: str) -> str:
@@ -146,9 +198,6 @@ class _Routes:
             raise not_found(f"404 Not Found: no such event. Every topic: {self._topics_url()}")
         document = render_event_page(stored, self.cache.base_url)
         return document_response(request, document, csp=self.html_csp)
-
-    async def healthz(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(text="ok\n", headers={hdrs.CACHE_CONTROL: "no-store"})
 
 
 def closest_topics(slug: str, counts: Sequence[TopicCount]) -> list[TopicCount]:

@@ -11,22 +11,32 @@ import logging
 from aiohttp import web
 
 from feedbot.feeds.cache import FeedCache
+from feedbot.metrics import Metrics
 from feedbot.settings import Settings
 from feedbot.store import Store
 from feedbot.web.app import create_app
+from feedbot.web.health import ReadinessProbe
 
 log = logging.getLogger(__name__)
 
 
 class WebServer:
     """The app on one TCP site. ``access_log=False`` drops per-request log lines
-    (for benchmarks; the daemon keeps them)."""
+    (for benchmarks; the daemon keeps them). ``metrics`` and ``readiness`` go to
+    :func:`~feedbot.web.app.create_app`."""
 
     def __init__(
-        self, settings: Settings, store: Store, cache: FeedCache, *, access_log: bool = True
+        self,
+        settings: Settings,
+        store: Store,
+        cache: FeedCache,
+        *,
+        access_log: bool = True,
+        metrics: Metrics | None = None,
+        readiness: ReadinessProbe | None = None,
     ) -> None:
         self.settings = settings
-        self.app = create_app(settings, store, cache)
+        self.app = create_app(settings, store, cache, metrics=metrics, readiness=readiness)
         self._access_log = access_log
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
