@@ -34,8 +34,9 @@ from feedbot.errors import ArchiveError
 log = logging.getLogger(__name__)
 
 _MARK_PREFIX = "local:"
-_PAGES_PER_BATCH = 4000  # pages per batch: one transaction each; fewer, larger commits
-# write each index page once per batch rather than once per thousand pages
+# Pages per batch, each stored in one transaction: larger commits write each index
+# page once per batch instead of once per few hundred pages (a first ingest).
+_PAGES_PER_BATCH = 4000
 
 
 @dataclass(frozen=True, slots=True)
