@@ -206,6 +206,12 @@ class Deliverer:
             return
         for job, report in batch:
             self._log(job, report)
+            if report.disable_subscription:
+                log.warning(
+                    "subscription disabled: %s",
+                    report.disable_subscription,
+                    extra={"subscription_id": job.subscription.id},
+                )
             if self._on_attempt is not None:
                 result = self._on_attempt(job, report)
                 if result is not None:
