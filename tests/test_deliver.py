@@ -274,3 +274,35 @@ async def test_a_hanging_receiver_delays_no_other(store: Store, session, clock: 
     assert len(slow.received) <= 4
     assert elapsed < 3, f"fast receiver waited {elapsed:.1f} s behind a hanging one"
     assert max(r.at for r in fast.received) - started < 3
+
+
+async def test_a_subscription_failing_for_days_is_disabled(
+    store: Store, session, clock: Clock
+) -> None:
+    async with running_receiver() as receiver:
+        receiver.answer = status(503)
+        subscription = await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+        worker = Deliverer(
+            store.outbox,
+            session,
+            plain_request,
+            settings=DelivererSettings(idle_poll=0.02),
+            policy=RetryPolicy(schedule=(3600,) * 200, jitter=0, disable_after=timedelta(days=5)),
+            clock=clock,
+        )
+        attempts = 0
+        while True:
+            attempts += 1
+
+            async def attempted(n: int = attempts) -> bool:
+                return (await store.outbox.deliveries())[0].attempts == n
+
+            await run_until(worker, attempted)
+            if (await store.outbox.deliveries())[0].status is DeliveryStatus.FAILED:
+                break
+            clock.advance(3600)
+    stored = await store.outbox.subscription(subscription.id)
+    assert stored is not None and not stored.active
+    assert stored.disabled_reason == "failing since 2026-11-27 12:00 UTC"
+    assert attempts == 5 * 24 + 1  # hourly attempts until five days had passed

@@ -244,3 +244,12 @@ async def test_first_sync_alerts_only_recent_events_then_everything(
     write_page(tmp_path, "2001/09/11", "late", "An old page added later")
     second = await ingestor.poll()
     assert (second.new, second.alerts) == (1, 1)  # after the first sync, any new event
+
+
+async def test_a_paused_subscription_keeps_its_queue(store: Store) -> None:
+    s = await store.outbox.add_subscription(sub(), now=T0)
+    await store_new(store, event("2020/01/1/a"))
+    await store.outbox.update_subscription(replace(s, active=False))
+    assert await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE) == []
+    await store.outbox.update_subscription(replace(s, active=True))
+    assert len(await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE)) == 1

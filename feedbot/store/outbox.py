@@ -275,6 +275,10 @@ class Outbox:
             deliveries.c.status == DeliveryStatus.PENDING.value,
             deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.claim_expires.is_(None), deliveries.c.claim_expires < now),
+            # A paused subscription keeps its queue; it resumes when reactivated.
+            deliveries.c.subscription_id.in_(
+                select(subscriptions.c.id).where(subscriptions.c.active)
+            ),
         ]
         if exclude_subscriptions:
             conditions.append(deliveries.c.subscription_id.not_in(list(exclude_subscriptions)))

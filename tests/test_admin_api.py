@@ -1,0 +1,468 @@
+"""The admin API through real HTTP on loopback, over a real SQLite store.
+
+Each test runs the real :class:`~feedbot.web.WebServer` on port 0 with
+``admin.token`` set (or not) and talks to it with aiohttp's client: the
+subscription CRUD flow, validation errors naming the field, secrets that never
+come back (but the one the server generates, once), deliveries and replays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from multidict import CIMultiDict
+
+from feedbot.feeds.cache import FeedCache
+from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription, Topic
+from feedbot.notify.signing import new_secret, validate_secret
+from feedbot.settings import Settings
+from feedbot.store import AttemptReport, Store
+from feedbot.web import WebServer
+from feedbot.web.admin import MAX_BODY
+
+TOKEN = "s3cret-admin-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+HOOK = "https://hooks.example.com/feedbot"
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Api:
+    server: WebServer
+    store: Store
+    session: aiohttp.ClientSession
+    seen: list[str]  # every response body, to look for secrets in
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        auth: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        sent = dict(AUTH if auth is None else auth)
+        sent.update(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent.setdefault("Content-Type", "application/json")
+        async with self.session.request(
+            method, self.server.url + path, data=data, headers=sent
+        ) as response:
+            reply = Reply(response.status, CIMultiDict(response.headers), await response.read())
+        self.seen.append(reply.text)
+        return reply
+
+
+def settings(token: str | None = TOKEN) -> Settings:
+    return Settings(
+        server={"host": "127.0.0.1", "port": 0, "base_url": "http://feeds.test"},
+        admin={"token": token},
+    )
+
+
+async def serve(tmp_path: Path, config: Settings) -> AsyncIterator[Api]:
+    store = await Store.open(f"sqlite:///{tmp_path / 'feedbot.db'}")
+    server = WebServer(config, store, FeedCache(store, config.public_base_url))
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Api(server, store, session, [])
+    finally:
+        await server.stop()
+        await store.close()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async for served in serve(tmp_path, settings()):
+        yield served
+
+
+@pytest.fixture
+async def api_off(tmp_path: Path) -> AsyncIterator[Api]:
+    async for served in serve(tmp_path, settings(token=None)):
+        yield served
+
+
+# -- on, off, and who may use it ---------------------------------------------------------
+
+
+async def test_without_a_token_every_api_path_is_404(api_off: Api) -> None:
+    for method, path in [
+        ("GET", "/api/v1/subscriptions"),
+        ("POST", "/api/v1/subscriptions"),
+        ("GET", "/api/v1/deliveries"),
+        ("POST", "/api/v1/deliveries/replay"),
+        ("GET", "/api/v1/anything"),
+        ("GET", "/api/"),
+    ]:
+        reply = await api_off.call(method, path, {"url": HOOK} if method == "POST" else None)
+        assert reply.status == 404, (method, path)
+    assert (await api_off.call("GET", "/healthz")).status == 200
+
+
+async def test_an_empty_token_leaves_the_api_off(tmp_path: Path) -> None:
+    async for api in serve(tmp_path, settings(token="  ")):
+        reply = await api.call("GET", "/api/v1/subscriptions", auth={"Authorization": "Bearer "})
+        assert reply.status == 404
+
+
+async def test_bearer_token_is_required(api: Api) -> None:
+    for auth in [
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": "Bearer tökén"},  # non-ASCII: refused, not a crash
+    ]:
+        for path in ("/api/v1/subscriptions", "/api/v1/deliveries", "/api/v1/nothing-here"):
+            reply = await api.call("GET", path, auth=auth)
+            assert reply.status == 401, (auth, path)
+            assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+            assert reply.json["error"].startswith("authorization:")
+    reply = await api.call("DELETE", "/api/v1/subscriptions/sub_x", auth={})
+    assert reply.status == 401
+    assert (await api.call("GET", "/api/v1/subscriptions")).status == 200
+    assert (
+        await api.call("GET", "/api/v1/subscriptions", auth={"authorization": "bearer " + TOKEN})
+    ).status == 200
+    assert TOKEN not in "".join(api.seen)
+
+
+async def test_unknown_paths_and_methods_answer_json(api: Api) -> None:
+    reply = await api.call("GET", "/api/v1/nothing-here")
+    assert reply.status == 404 and reply.json["field"] is None
+    reply = await api.call("PUT", "/api/v1/subscriptions", {"url": HOOK})
+    assert reply.status == 405
+    assert "POST" in reply.headers["Allow"]
+    assert reply.headers["Content-Type"].startswith("application/json")
+
+
+# -- subscriptions -------------------------------------------------------------------------
+
+
+async def test_subscription_crud_flow(api: Api) -> None:
+    secret = new_secret()
+    created = await api.call(
+        "POST",
+        "/api/v1/subscriptions",
+        {"url": HOOK, "topics": ["Flood", "dhaka"], "format": "json", "secret": secret},
+    )
+    assert created.status == 201, created.text
+    sub = created.json
+    assert sub["id"].startswith("sub_")
+    assert created.headers["Location"] == f"/api/v1/subscriptions/{sub['id']}"
+    assert created.headers["Cache-Control"] == "no-store"
+    assert sub["url"] == HOOK and sub["topics"] == ["flood", "dhaka"]
+    assert sub["signed"] is True and "secret" not in sub
+    assert sub["active"] is True and sub["origin"] == "api" and sub["created_at"].endswith("Z")
+    stored = await api.store.outbox.subscription(sub["id"])
+    assert stored is not None and stored.secret == secret
+
+    listing = await api.call("GET", "/api/v1/subscriptions")
+    assert listing.status == 200
+    assert [s["id"] for s in listing.json["subscriptions"]] == [sub["id"]]
+    one = await api.call("GET", f"/api/v1/subscriptions/{sub['id']}")
+    assert one.status == 200 and one.json == sub
+
+    patched = await api.call(
+        "PATCH",
+        f"/api/v1/subscriptions/{sub['id']}",
+        {"topics": ["*"], "format": "slack", "keywords": ["flood"]},
+    )
+    assert patched.status == 200, patched.text
+    assert (patched.json["topics"], patched.json["format"], patched.json["keywords"]) == (
+        ["*"],
+        "slack",
+        ["flood"],
+    )
+    assert patched.json["signed"] is True  # the secret was kept
+    assert patched.json["created_at"] == sub["created_at"]
+
+    off = await api.call("PATCH", f"/api/v1/subscriptions/{sub['id']}", {"active": False})
+    assert off.json["active"] is False and off.json["disabled_reason"]
+    # A subscription disabled by the deliverer (410 Gone) comes back on with its reason cleared.
+    assert stored is not None
+    await api.store.outbox.update_subscription(
+        Subscription(
+            **{**_fields(stored), "active": False, "disabled_reason": "HTTP 410 Gone"},
+        )
+    )
+    gone = await api.call("GET", f"/api/v1/subscriptions/{sub['id']}")
+    assert gone.json["disabled_reason"] == "HTTP 410 Gone"
+    on = await api.call("PATCH", f"/api/v1/subscriptions/{sub['id']}", {"active": True})
+    assert on.json["active"] is True and on.json["disabled_reason"] is None
+
+    unsigned = await api.call("PATCH", f"/api/v1/subscriptions/{sub['id']}", {"secret": None})
+    assert unsigned.json["signed"] is False
+
+    deleted = await api.call("DELETE", f"/api/v1/subscriptions/{sub['id']}")
+    assert deleted.status == 204 and deleted.body == b""
+    for method in ("GET", "DELETE"):
+        missing = await api.call(method, f"/api/v1/subscriptions/{sub['id']}")
+        assert missing.status == 404 and missing.json["field"] == "id"
+    missing = await api.call("PATCH", "/api/v1/subscriptions/sub_nope", {"active": True})
+    assert missing.status == 404
+    assert (await api.call("GET", "/api/v1/subscriptions")).json == {"subscriptions": []}
+    assert secret not in "".join(api.seen)
+
+
+def _fields(subscription: Subscription) -> dict[str, Any]:
+    return {name: getattr(subscription, name) for name in Subscription.__dataclass_fields__}
+
+
+async def test_a_generated_secret_is_shown_once(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    created = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK, "secret": "generate"})
+    assert created.status == 201
+    secret = created.json["secret"]
+    assert validate_secret(secret) == secret
+    stored = await api.store.outbox.subscription(created.json["id"])
+    assert stored is not None and stored.secret == secret
+    path = f"/api/v1/subscriptions/{created.json['id']}"
+    await api.call("GET", path)
+    await api.call("GET", "/api/v1/subscriptions")
+    await api.call("PATCH", path, {"topics": ["flood"]})
+    rotated = await api.call("PATCH", path, {"secret": "generate"})
+    assert rotated.status == 200
+    new = rotated.json["secret"]
+    assert new != secret and validate_secret(new) == new
+    await api.call("GET", path)
+    later = api.seen[1:]
+    assert all(secret not in text for text in later)
+    assert sum(new in text for text in later) == 1  # in the rotation's answer only
+    for record in caplog.records:
+        message = record.getMessage()
+        assert TOKEN not in message
+        # (aiosqlite's DEBUG lines carry SQL parameters; feedbot's formatter masks them.)
+        if record.name.startswith(("feedbot", "aiohttp")):
+            assert secret not in message and new not in message
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"url": "not a url"}, "url"),
+        ({"url": "ftp://example.com/hook"}, "url"),
+        ({"url": "http://127.0.0.1:9000/hook"}, "url"),  # refused: loopback
+        ({"url": "http://[::ffff:127.0.0.1]/hook"}, "url"),
+        ({"url": 42}, "url"),
+        ({}, "url"),
+        ({"url": HOOK, "format": "xml"}, "format"),
+        ({"url": HOOK, "format": "template:/nonexistent/template.j2"}, "format"),
+        ({"url": HOOK, "secret": "hunter2"}, "secret"),
+        ({"url": HOOK, "secret": "whsec_!!!!notbase64!!!!"}, "secret"),
+        ({"url": HOOK, "secret": "whsec_c2hvcnQ="}, "secret"),  # too short
+        ({"url": HOOK, "secret": 12}, "secret"),
+        ({"url": HOOK, "topics": ["floods and storms"]}, "topics"),
+        ({"url": HOOK, "topics": []}, "topics"),
+        ({"url": HOOK, "topics": "flood"}, "topics"),
+        ({"url": HOOK, "keywords": [1, 2]}, "keywords"),
+        ({"url": HOOK, "topic": ["flood"]}, "topic"),
+    ],
+)
+async def test_create_refuses_bad_input_naming_the_field(
+    api: Api, body: dict[str, Any], field: str
+) -> None:
+    reply = await api.call("POST", "/api/v1/subscriptions", body)
+    assert reply.status == 400, reply.text
+    assert reply.json["field"] == field
+    assert reply.json["error"].startswith(f"{field}:")
+    if isinstance(body.get("secret"), str):
+        assert body["secret"] not in reply.text  # a bad secret is not echoed either
+    assert await api.store.outbox.subscriptions() == []
+
+
+async def test_template_formats_are_the_operators_alone(api: Api, tmp_path: Path) -> None:
+    # A template is a file on the server; the API may not name one (config and CLI may).
+    good = tmp_path / "good.json.j2"
+    good.write_text('{"title": {{ event.title | tojson }}}\n', encoding="utf-8")
+    reply = await api.call(
+        "POST", "/api/v1/subscriptions", {"url": HOOK, "format": f"template:{good}"}
+    )
+    assert reply.status == 400
+    assert reply.json["field"] == "format" and "config file" in reply.json["error"]
+    created = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK})
+    path = f"/api/v1/subscriptions/{created.json['id']}"
+    patched = await api.call("PATCH", path, {"format": "template:/etc/passwd"})
+    assert patched.status == 400 and patched.json["field"] == "format"
+    assert (await api.call("GET", path)).json["format"] == "json"  # unchanged
+
+
+async def test_patch_refuses_bad_input_naming_the_field(api: Api) -> None:
+    created = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK})
+    path = f"/api/v1/subscriptions/{created.json['id']}"
+    for body, field in [
+        ({"active": "yes"}, "active"),
+        ({"url": "https://other.example.com/"}, "url"),
+        ({"format": "yaml"}, "format"),
+        ({"topics": ["Not A Slug!"]}, "topics"),
+        ({"secret": "whsec_short"}, "secret"),
+        ({"colour": "red"}, "colour"),
+    ]:
+        reply = await api.call("PATCH", path, body)
+        assert (reply.status, reply.json["field"]) == (400, field), body
+    assert (await api.call("GET", path)).json == created.json
+
+
+async def test_bodies_must_be_small_json_objects(api: Api) -> None:
+    path = "/api/v1/subscriptions"
+    reply = await api.call("POST", path, raw=b"url=x", headers={"Content-Type": "text/plain"})
+    assert reply.status == 415 and reply.json["field"] == "body"
+    reply = await api.call("POST", path, raw=json.dumps({"url": HOOK}).encode())
+    assert reply.status == 415  # JSON, but not labelled as such
+    reply = await api.call(
+        "POST", path, raw=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert reply.status == 400 and reply.json["field"] == "body"
+    reply = await api.call(
+        "POST", path, raw=b"[" * 40000, headers={"Content-Type": "application/json"}
+    )
+    assert reply.status == 400 and reply.json["field"] == "body"
+    reply = await api.call("POST", path, [HOOK])
+    assert reply.status == 400 and reply.json["error"] == "body: must be a JSON object"
+    big = {"url": HOOK, "keywords": ["x" * 1000] * (MAX_BODY // 1000 + 1)}
+    reply = await api.call("POST", path, big)
+    assert reply.status == 413 and reply.json["field"] == "body"
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        yield b'{"url": "' + HOOK.encode() + b'", "keywords": ["'
+        for _ in range(80):
+            yield b"x" * 1024
+        yield b'"]}'
+
+    async with api.session.post(
+        api.server.url + path,
+        data=chunked(),
+        headers={**AUTH, "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 413
+    assert await api.store.outbox.subscriptions() == []
+
+
+async def test_config_subscriptions_can_only_be_switched_on_and_off(api: Api) -> None:
+    stored = await api.store.outbox.add_subscription(
+        Subscription(id="", url=HOOK, origin="config"), now=T0
+    )
+    path = f"/api/v1/subscriptions/{stored.id}"
+    reply = await api.call("PATCH", path, {"topics": ["flood"]})
+    assert reply.status == 409 and reply.json["field"] == "topics"
+    assert "config file" in reply.json["error"]
+    assert (await api.call("DELETE", path)).status == 409
+    reply = await api.call("PATCH", path, {"active": False})
+    assert reply.status == 200 and reply.json["active"] is False
+
+
+# -- deliveries ----------------------------------------------------------------------------
+
+
+def event(event_id: str, *topics: str) -> Event:
+    return Event(
+        id=event_id,
+        date=date(2026, 11, 27),
+        story=None,
+        title="Something happens",
+        related=(),
+        topics=tuple(Topic.named(t) for t in topics),
+    )
+
+
+async def test_deliveries_listing_detail_and_replay(api: Api) -> None:
+    created = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK, "topics": ["flood"]})
+    sub_id = created.json["id"]
+    now = datetime.now(UTC)
+    written = await api.store.write_batch(
+        new=[EventRecord.of(event(f"2026/11/27/e{i}", "Flood")) for i in range(3)],
+        changed=[],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=now,
+        alert_since=None,
+    )
+    assert written.alerts == 3
+    jobs = await api.store.outbox.claim_due(
+        now=now, limit=1, worker="test", lease=timedelta(seconds=60)
+    )
+    failed = jobs[0].delivery
+    await api.store.outbox.finish_attempt(
+        failed,
+        AttemptReport(now, 87, 500, "HTTP 500 Internal Server Error", DeliveryStatus.FAILED),
+    )
+
+    everything = await api.call("GET", "/api/v1/deliveries")
+    assert everything.status == 200 and len(everything.json["deliveries"]) == 3
+    pending = await api.call("GET", "/api/v1/deliveries?status=pending&limit=1")
+    assert len(pending.json["deliveries"]) == 1
+    assert pending.json["deliveries"][0]["status"] == "pending"
+    listing = await api.call("GET", "/api/v1/deliveries?status=failed")
+    (row,) = listing.json["deliveries"]
+    assert row["id"] == failed.id and row["subscription_id"] == sub_id
+    assert row["matched_topics"] == ["flood"] and row["last_status"] == 500
+
+    detail = await api.call("GET", f"/api/v1/deliveries/{failed.id}")
+    assert detail.status == 200
+    assert detail.json["status"] == "failed" and detail.json["attempts"] == 1
+    (attempt,) = detail.json["attempt_log"]
+    assert attempt == {
+        "attempted_at": detail.json["last_attempt_at"],
+        "status": 500,
+        "latency_ms": 87,
+        "error": "HTTP 500 Internal Server Error",
+    }
+    missing = await api.call("GET", "/api/v1/deliveries/msg_nope")
+    assert missing.status == 404 and missing.json["field"] == "id"
+
+    for query, field in [("status=broken", "status"), ("limit=0", "limit"), ("limit=x", "limit")]:
+        bad = await api.call("GET", f"/api/v1/deliveries?{query}")
+        assert (bad.status, bad.json["field"]) == (400, field)
+
+    assert (await api.call("POST", "/api/v1/deliveries/replay", {"ids": ["msg_nope"]})).json == {
+        "replayed": 0
+    }
+    bad = await api.call("POST", "/api/v1/deliveries/replay", {"ids": "all"})
+    assert (bad.status, bad.json["field"]) == (400, "ids")
+    replayed = await api.call("POST", "/api/v1/deliveries/replay", {"ids": [failed.id]})
+    assert replayed.status == 200 and replayed.json == {"replayed": 1}
+    again = await api.call("GET", f"/api/v1/deliveries/{failed.id}")
+    assert again.json["status"] == "pending" and again.json["attempts"] == 0
+    assert len(again.json["attempt_log"]) == 1  # the history stays
+
+    # {} (or no body at all) replays every failed delivery.
+    await api.store.outbox.finish_attempt(
+        failed, AttemptReport(now, 5, None, "timed out", DeliveryStatus.FAILED)
+    )
+    assert (await api.call("POST", "/api/v1/deliveries/replay", {})).json == {"replayed": 1}
+    await api.store.outbox.finish_attempt(
+        failed, AttemptReport(now, 5, None, "timed out", DeliveryStatus.FAILED)
+    )
+    assert (await api.call("POST", "/api/v1/deliveries/replay")).json == {"replayed": 1}
+    assert await api.store.outbox.count(DeliveryStatus.FAILED) == 0
