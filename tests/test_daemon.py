@@ -199,7 +199,7 @@ async def test_bad_start_is_one_line_and_exit_2(tmp_path: Path, archive: Path, c
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    _out, err = await asyncio.wait_for(process.communicate(), timeout=20)
     assert process.returncode == 2, err.decode()
     lines = err.decode().strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines
