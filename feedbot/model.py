@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
@@ -87,6 +88,22 @@ class Event:
 
     def background(self) -> tuple[Related, ...]:
         return tuple(r for r in self.related if r.kind is RelatedKind.BACKGROUND)
+
+    def map_text(self, clean: Callable[[str], str]) -> Event:
+        """A copy with every display string (story, title, source names and URLs,
+        related titles and contexts, topic names) passed through ``clean``. Ids,
+        dates and slugs are left alone: receivers match on them."""
+        return replace(
+            self,
+            story=None if self.story is None else clean(self.story),
+            title=clean(self.title),
+            sources=tuple(Source(clean(s.name), clean(s.url)) for s in self.sources),
+            related=tuple(
+                replace(r, title=clean(r.title), contexts=tuple(clean(c) for c in r.contexts))
+                for r in self.related
+            ),
+            topics=tuple(Topic(clean(t.name), t.slug) for t in self.topics),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The SPEC section 2 object."""

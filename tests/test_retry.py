@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from feedbot.notify.retry import DEFAULT_SCHEDULE, RetryPolicy, parse_retry_after
+from feedbot.headers import parse_retry_after
+from feedbot.notify.retry import DEFAULT_SCHEDULE, RetryPolicy
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 

@@ -45,7 +45,6 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 
 import aiohttp
@@ -54,6 +53,7 @@ from yarl import URL
 
 from feedbot.archive.source import PageProblem, PollBatch, RawPage
 from feedbot.errors import ArchiveError
+from feedbot.headers import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -451,7 +451,9 @@ class HttpArchiveSource:
                 if status in (404, 410):
                     return _Fetched(path, _Outcome.MISSING, reason=_status_text(response))
                 if status >= 500 or status == 429:
-                    retry_after = self._retry_after(response.headers.get("Retry-After"))
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"), self._clock()
+                    )
                     return _Retry(_status_text(response), retry_after)
                 if not 200 <= status < 300:
                     return _Fetched(path, _Outcome.FAILED, reason=_status_text(response))
@@ -492,20 +494,6 @@ class HttpArchiveSource:
                 return None
             chunks.append(chunk)
         return b"".join(chunks)
-
-    def _retry_after(self, value: str | None) -> float | None:
-        if value is None:
-            return None
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        return max((when - self._clock()).total_seconds(), 0.0)
 
 
 def _last_polled(value: str | None) -> date | None:

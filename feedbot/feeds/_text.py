@@ -8,10 +8,9 @@ them usefully. Every display string passes through here before any writer sees i
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
-from feedbot.model import Event, Source, Topic
+from feedbot.model import Event, Topic
 
 _XML_UNSAFE = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]"
@@ -30,19 +29,7 @@ def safe_event(event: Event) -> Event:
     :mod:`feedbot.feeds.urls`), which keeps two ids that differ only in a control
     character apart.
     """
-    return dataclasses.replace(
-        event,
-        story=None if event.story is None else xml_safe(event.story),
-        title=xml_safe(event.title),
-        sources=tuple(Source(xml_safe(s.name), xml_safe(s.url)) for s in event.sources),
-        related=tuple(
-            dataclasses.replace(
-                r, title=xml_safe(r.title), contexts=tuple(xml_safe(c) for c in r.contexts)
-            )
-            for r in event.related
-        ),
-        topics=tuple(safe_topic(t) for t in event.topics),
-    )
+    return event.map_text(xml_safe)
 
 
 def safe_topic(topic: Topic) -> Topic:

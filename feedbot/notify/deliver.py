@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from feedbot.errors import FeedbotError
+from feedbot.headers import parse_retry_after
 from feedbot.model import DeliveryStatus
-from feedbot.notify.retry import RetryPolicy, parse_retry_after
+from feedbot.notify.retry import RetryPolicy
 from feedbot.store import AttemptReport, DeliveryJob, Outbox
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ emoji counts twice, so a cut never overshoots.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -179,19 +178,7 @@ def clean_event(event: Event) -> Event:
 
     The id is left alone: receivers match it against ids they already have.
     """
-    return dataclasses.replace(
-        event,
-        story=None if event.story is None else clean_text(event.story),
-        title=clean_text(event.title),
-        sources=tuple(Source(clean_text(s.name), clean_text(s.url)) for s in event.sources),
-        related=tuple(
-            dataclasses.replace(
-                r, title=clean_text(r.title), contexts=tuple(clean_text(c) for c in r.contexts)
-            )
-            for r in event.related
-        ),
-        topics=tuple(Topic(clean_text(t.name), t.slug) for t in event.topics),
-    )
+    return event.map_text(clean_text)
 
 
 def iso_utc(moment: datetime) -> str:
