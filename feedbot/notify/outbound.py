@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from feedbot.notify.formats import (
     CompiledTemplate,
     PayloadFormat,
     PayloadKind,
+    RenderedPayload,
     compile_template,
     iso_utc,
     parse_format,
@@ -81,8 +83,29 @@ class RequestFactory:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self._templates: dict[Path, CompiledTemplate] = {}
+        # One event goes to many subscribers, mostly with the same body: render it
+        # once. Keyed by everything the body depends on.
+        self._bodies: OrderedDict[tuple[object, ...], RenderedPayload] = OrderedDict()
 
     def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Request:
+        payload = self._payload(job)
+        headers = webhook_headers(
+            job.delivery.id, attempted_at, payload.body, job.subscription.secret
+        )
+        return Request(payload.body, {"Content-Type": payload.content_type, **headers})
+
+    def _payload(self, job: DeliveryJob) -> RenderedPayload:
+        delivery = job.delivery
+        key = (
+            job.subscription.format,
+            job.event,
+            delivery.matched_topics,
+            delivery.in_reply_to,
+            delivery.created_at,
+        )
+        if (cached := self._bodies.get(key)) is not None:
+            self._bodies.move_to_end(key)
+            return cached
         payload_format = parse_format(job.subscription.format)
         template = None
         if payload_format.kind is PayloadKind.TEMPLATE:
@@ -91,15 +114,15 @@ class RequestFactory:
             payload_format,
             job.event,
             base_url=self.base_url,
-            matched_topics=job.delivery.matched_topics,
-            in_reply_to=job.delivery.in_reply_to,
-            timestamp=job.delivery.created_at,
+            matched_topics=delivery.matched_topics,
+            in_reply_to=delivery.in_reply_to,
+            timestamp=delivery.created_at,
             template=template,
         )
-        headers = webhook_headers(
-            job.delivery.id, attempted_at, payload.body, job.subscription.secret
-        )
-        return Request(payload.body, {"Content-Type": payload.content_type, **headers})
+        self._bodies[key] = payload
+        if len(self._bodies) > 512:
+            self._bodies.popitem(last=False)
+        return payload
 
     def _template(self, payload_format: PayloadFormat) -> CompiledTemplate:
         path = payload_format.template_path

@@ -21,6 +21,7 @@ import math
 import re
 import secrets
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from standardwebhooks import Webhook
 
@@ -97,5 +98,11 @@ def _sign(secret: str, msg_id: str, moment: datetime, body: bytes) -> str:
         signed = f"{msg_id}.{int(moment.timestamp())}.".encode() + body
         digest = hmac.new(key, signed, hashlib.sha256).digest()
         return "v1," + base64.b64encode(digest).decode("ascii")
-    signature: str = Webhook(secret).sign(msg_id, moment, text)
+    signature: str = _webhook(secret).sign(msg_id, moment, text)
     return signature
+
+
+@lru_cache(maxsize=1024)
+def _webhook(secret: str) -> Webhook:
+    """The library's signer for ``secret``, made once (it decodes the key)."""
+    return Webhook(secret)

@@ -306,13 +306,19 @@ class Outbox:
                 .order_by(deliveries.c.next_attempt_at)
             )
             jobs = []
+            decoded: dict[str, Event] = {}  # one event, many subscribers: decode it once
             for row in rows:
                 mapping = row._mapping
+                delivery = _delivery(mapping)
+                event = decoded.get(delivery.event_id)
+                if event is None:
+                    event = Event.from_json(json.loads(mapping[events.c.body]))
+                    decoded[delivery.event_id] = event
                 jobs.append(
                     DeliveryJob(
-                        delivery=_delivery(mapping),
+                        delivery=delivery,
                         subscription=_subscription(mapping, prefix=True),
-                        event=Event.from_json(json.loads(mapping[events.c.body])),
+                        event=event,
                         subscription_failing_since=mapping[subscriptions.c.failing_since],
                     )
                 )
@@ -380,25 +386,26 @@ class Outbox:
             latest: dict[str, AttemptReport] = {}
             for delivery, report in results:
                 latest[delivery.subscription_id] = report
-            for subscription_id, report in latest.items():
-                if report.outcome is DeliveryStatus.DONE:
-                    await connection.execute(
-                        update(subscriptions)
-                        .where(
-                            subscriptions.c.id == subscription_id,
-                            subscriptions.c.failing_since.is_not(None),
-                        )
-                        .values(failing_since=None)
+            healthy = [i for i, r in latest.items() if r.outcome is DeliveryStatus.DONE]
+            failing = {i: r.attempted_at for i, r in latest.items() if i not in healthy}
+            if healthy:
+                await connection.execute(
+                    update(subscriptions)
+                    .where(
+                        subscriptions.c.id.in_(healthy),
+                        subscriptions.c.failing_since.is_not(None),
                     )
-                else:
-                    await connection.execute(
-                        update(subscriptions)
-                        .where(
-                            subscriptions.c.id == subscription_id,
-                            subscriptions.c.failing_since.is_(None),
-                        )
-                        .values(failing_since=report.attempted_at)
+                    .values(failing_since=None)
+                )
+            if failing:
+                await connection.execute(
+                    update(subscriptions)
+                    .where(
+                        subscriptions.c.id.in_(list(failing)),
+                        subscriptions.c.failing_since.is_(None),
                     )
+                    .values(failing_since=min(failing.values()))
+                )
             for delivery, report in results:
                 if report.disable_subscription:
                     await connection.execute(

@@ -92,7 +92,10 @@ class Store:
         if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
             Path(sa_url.database or "").parent.mkdir(parents=True, exist_ok=True)
         try:
-            engine = create_async_engine(sa_url, pool_pre_ping=True)
+            # A ping before each checkout finds dropped network connections; a
+            # SQLite file has none to drop.
+            pre_ping = sa_url.get_backend_name() != "sqlite"
+            engine = create_async_engine(sa_url, pool_pre_ping=pre_ping)
         except (SQLAlchemyError, ImportError) as exc:
             raise StorageError(f"store.url {url!r}: {exc}") from exc
         if engine.dialect.name == "sqlite":

@@ -1,0 +1,77 @@
+"""The webhook receiver of bench/notify.py, run as its own process.
+
+    python bench/_receiver.py          # prints its port on the first line of stdout
+
+A keep-alive aiohttp server on 127.0.0.1 that answers every POST under
+``/r/<run>/<subscription>`` with 204 and records, per run, a key and the arrival
+time (``time.time()``) of each request:
+
+- feedbot's posts are keyed by their ``webhook-id`` header;
+- Apprise's ``json://`` posts carry no webhook-id, so they are keyed by
+  ``<subscription>/<title>`` (the bench sends the event id as the title).
+
+``GET /stats/<run>`` answers ``{"keys": [...], "times": [...]}`` for that run, in
+arrival order, and forgets it. It runs in a separate process so that it shares
+neither the event loop nor the GIL with the sender being measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from aiohttp import web
+
+Records = dict[str, tuple[list[str], list[float]]]
+
+
+def make_app() -> web.Application:
+    records: Records = {}
+
+    def slot(run: str) -> tuple[list[str], list[float]]:
+        found = records.get(run)
+        if found is None:
+            found = records[run] = ([], [])
+        return found
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        arrived = time.time()
+        run = request.match_info["run"]
+        key = request.headers.get("webhook-id")
+        if key is None:  # Apprise: the title is the event id
+            title = json.loads(body).get("title", "")
+            key = f"{request.match_info['sub']}/{title}"
+        keys, times = slot(run)
+        keys.append(key)
+        times.append(arrived)
+        return web.Response(status=204)
+
+    async def stats(request: web.Request) -> web.Response:
+        keys, times = records.pop(request.match_info["run"], ([], []))
+        return web.json_response({"keys": keys, "times": times})
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post("/r/{run}/{sub}", receive)
+    app.router.add_get("/stats/{run}", stats)
+    return app
+
+
+async def serve() -> None:
+    runner = web.AppRunner(make_app(), access_log=None, keepalive_timeout=75.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+    await site.start()
+    port = runner.addresses[0][1]
+    sys.stdout.write(f"{port}\n")
+    sys.stdout.flush()
+    # Serve until the parent closes our stdin (or dies).
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

@@ -1,0 +1,872 @@
+"""Alert delivery benchmark: one burst through the outbox to a local receiver, beside Apprise.
+
+    python bench/notify.py [--events 200] [--subscriptions 50] [--json]
+    python bench/notify.py --store postgresql://postgres@127.0.0.1:5432/feedbot_bench --replicas 1,2,3
+
+What it measures, in one run:
+
+- **feedbot on SQLite** (always): 50 signed ``json`` subscriptions, all on one local
+  receiver, and a Deliverer running in this process as in ``feedbot run``. The
+  events are stored with ``Store.write_batch`` in batches (one per archive day), which
+  queues their deliveries in the same transaction; each batch's commit time is
+  recorded and the deliverer is woken, as ingestion does. It runs until every
+  delivery is DONE in the outbox. ``deliveries_per_s`` = deliveries received /
+  (last arrival - first commit); ``p50_ms``/``p99_ms`` per delivery = arrival at the
+  receiver - commit of its event's batch.
+- **Apprise** (always): one ``apprise.Apprise`` object holding the 50 subscriptions
+  as ``json://`` URLs to the same receiver, and ``notify()`` of each event's feedbot
+  ``json`` body, one event after the other: Apprise posts to the 50 URLs of a call
+  from its shared thread pool (``--apprise-mode async_notify`` instead awaits
+  ``async_notify()`` of every event at once; slightly slower here). Apprise wraps the
+  body in its own JSON envelope, so these are the same number of posts of the same
+  bodies to the same receiver, not byte-identical requests.
+  ``apprise_deliveries_per_s`` = posts received / (last arrival - start).
+- **feedbot on PostgreSQL** (``--store postgresql://... --replicas 1,2,3``): for each
+  replica count N, feedbot's tables are dropped (the database is created when
+  missing; give the bench a database of its own: the test suite drops the tables of
+  ``test`` whenever it runs), and N deliverer processes (each
+  with its own Store, ClientSession and worker id) claim from the one outbox
+  (``FOR UPDATE SKIP LOCKED`` under a lease) while this process stores the burst.
+  Replicas cannot be woken across processes, so they poll the outbox every
+  ``--idle-poll`` seconds when idle.
+
+For every run it also reports the CPU time of the sending process(es) (all threads),
+per delivery, and the machine's busy time split between the sender, the receiver,
+PostgreSQL and everything else (psutil), so that a figure can be read against the
+load it ran under.
+
+The receiver (bench/_receiver.py) is a keep-alive aiohttp server in its own process,
+answering 204 and recording the arrival time of each request by webhook-id (Apprise:
+by subscription and title). Every run checks that each delivery arrived exactly
+once: ``duplicates`` counts extra arrivals, ``missing`` the ones that never came.
+
+Prints a table and, last, one JSON object. Targets: >= 1,000 deliveries/s and
+>= 5x Apprise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import aiohttp  # noqa: E402
+import psutil  # noqa: E402
+
+from feedbot.model import (  # noqa: E402
+    DeliveryStatus,
+    Event,
+    EventRecord,
+    Related,
+    RelatedKind,
+    Source,
+    Subscription,
+    Topic,
+)
+from feedbot.notify.deliver import Deliverer, DelivererSettings  # noqa: E402
+from feedbot.notify.formats import render_payload  # noqa: E402
+from feedbot.notify.outbound import RequestFactory  # noqa: E402
+from feedbot.notify.ssrf import make_connector  # noqa: E402
+from feedbot.store import AttemptReport, DeliveryJob, Store, delivery_id  # noqa: E402
+
+BASE_URL = "https://feedbot.example"
+TOPICS = [
+    "Russo-Ukrainian War",
+    "Climate change",
+    "Elections",
+    "Côte d'Ivoire",
+    "Artificial intelligence",
+    "Public health",
+    "Earthquakes",
+    "Central banks",
+]
+
+
+# -- the burst -------------------------------------------------------------------------
+
+
+def make_events(count: int, per_day: int) -> list[Event]:
+    """``count`` synthetic events, ``per_day`` per archive day, with sources,
+    topics and (for one in three) a follow-up of an earlier event."""
+    start = date(2026, 11, 1)
+    made: list[Event] = []
+    for n in range(count):
+        day = start + timedelta(days=n // per_day)
+        related: tuple[Related, ...] = ()
+        if n >= 3 and n % 3 == 0:
+            earlier = made[n - 3]
+            related = (
+                Related(
+                    earlier.id, earlier.date, earlier.title, ("Follow-up",), RelatedKind.FOLLOW_UP
+                ),
+            )
+        made.append(
+            Event(
+                id=f"{day.year}/{day.month:02d}/{day.day}/bench-event-{n:05d}",
+                date=day,
+                story=f"Story {n % 17}",
+                title=f"Event {n}: officials announce measures after talks end without agreement",
+                sources=tuple(
+                    Source(f"Source {k}", f"https://news.example/{n}/{k}") for k in range(3)
+                ),
+                related=related,
+                topics=(
+                    Topic.named(TOPICS[n % len(TOPICS)]),
+                    Topic.named(TOPICS[(n * 3 + 1) % len(TOPICS)]),
+                ),
+            )
+        )
+    return made
+
+
+def secret_of(n: int) -> str:
+    return "whsec_" + base64.b64encode(bytes([n % 256]) * 32).decode("ascii")
+
+
+def subscription_urls(port: int, run: str, count: int) -> list[str]:
+    return [f"http://127.0.0.1:{port}/r/{run}/s{i:03d}" for i in range(count)]
+
+
+async def add_subscriptions(store: Store, urls: Sequence[str]) -> list[Subscription]:
+    now = datetime.now(UTC)
+    return [
+        await store.outbox.add_subscription(
+            Subscription(id="", url=url, topics=("*",), secret=secret_of(i)), now=now
+        )
+        for i, url in enumerate(urls)
+    ]
+
+
+async def store_burst(
+    store: Store, events: Sequence[Event], per_batch: int, woken: Deliverer | None
+) -> dict[str, float]:
+    """Store ``events`` in batches; return each event id's commit time (time.time())."""
+    records = [EventRecord.of(e) for e in events]
+    stored_at: dict[str, float] = {}
+    for first in range(0, len(records), per_batch):
+        batch = records[first : first + per_batch]
+        await store.write_batch(
+            new=batch,
+            changed=[],
+            marks_={},
+            rejected={},
+            accepted_paths=[],
+            now=datetime.now(UTC),
+            alert_since=None,
+        )
+        committed = time.time()
+        stored_at.update(dict.fromkeys((r.id for r in batch), committed))
+        if woken is not None:
+            woken.wake()
+    return stored_at
+
+
+def deliverer_settings(args: argparse.Namespace, idle_poll: float) -> DelivererSettings:
+    return DelivererSettings(
+        max_in_flight=args.max_in_flight,
+        # Every subscription is on the one receiver (one host:port): let the
+        # per-host cap be the global one.
+        per_host=args.max_in_flight,
+        timeout=10.0,
+        idle_poll=idle_poll,
+        user_agent="feedbot-bench",
+    )
+
+
+def open_session(max_in_flight: int) -> aiohttp.ClientSession:
+    connector = make_connector(allow_private=True, limit=max_in_flight)
+    return aiohttp.ClientSession(connector=connector)
+
+
+# -- results -----------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    name: str
+    expected: int
+    received: int
+    duplicates: int
+    missing: int
+    unexpected: int
+    seconds: float
+    deliveries_per_s: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_s: float | None = None  # CPU time of the sending process(es), all threads
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cpu_us_per_delivery(self) -> float | None:
+        if self.cpu_s is None or not self.received:
+            return None
+        return self.cpu_s / self.received * 1e6
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "deliveries_per_s": round(self.deliveries_per_s, 1),
+            "seconds": round(self.seconds, 2),
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "missing": self.missing,
+        }
+        if self.cpu_s is not None:
+            out["cpu_s"] = round(self.cpu_s, 2)
+            out["cpu_us_per_delivery"] = round(self.cpu_us_per_delivery or 0.0)
+        if self.p50_ms is not None:
+            out["p50_ms"] = round(self.p50_ms, 1)
+            out["p99_ms"] = round(self.p99_ms or 0.0, 1)
+        out.update(self.extra)
+        return out
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def analyse(
+    name: str,
+    stats: dict[str, list[Any]],
+    expected: dict[str, str],
+    started: float,
+    stored_at: dict[str, float] | None,
+) -> RunResult:
+    """Check exactly-once and compute throughput (and latency when ``stored_at``
+    gives each event's commit time). ``expected`` maps a receiver key to its event id."""
+    keys: list[str] = stats["keys"]
+    times: list[float] = stats["times"]
+    counts = Counter(keys)
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    unexpected = sum(1 for k in counts if k not in expected)
+    missing = sum(1 for k in expected if k not in counts)
+    seconds = (max(times) - started) if times else float("nan")
+    result = RunResult(
+        name=name,
+        expected=len(expected),
+        received=len(keys),
+        duplicates=duplicates,
+        missing=missing,
+        unexpected=unexpected,
+        seconds=seconds,
+        deliveries_per_s=len(keys) / seconds if times else 0.0,
+    )
+    if stored_at is not None:
+        first_arrival: dict[str, float] = {}
+        for key, at in zip(keys, times, strict=True):
+            first_arrival.setdefault(key, at)
+        latencies = sorted(
+            (at - stored_at[expected[key]]) * 1000
+            for key, at in first_arrival.items()
+            if key in expected
+        )
+        result.p50_ms = statistics.median(latencies) if latencies else float("nan")
+        result.p99_ms = percentile(latencies, 0.99)
+    return result
+
+
+# -- where the CPU went ------------------------------------------------------------------------
+
+
+class CpuWatch:
+    """CPU seconds spent during one run by the whole machine, the receiver process and
+    the PostgreSQL server's processes (when it runs on this machine), so that the
+    report can say what the figures were bounded by, and how much other load there was."""
+
+    def __init__(self, receiver_pid: int) -> None:
+        self.receiver_pid = receiver_pid
+        self._machine: Any = None
+        self._procs: dict[int, float] = {}
+        self._wall = 0.0
+
+    def _sample(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
+            info = proc.info
+            if info["pid"] == self.receiver_pid or info["name"] == "postgres":
+                times = info["cpu_times"]
+                if times is not None:
+                    found[info["pid"]] = times.user + times.system
+        return found
+
+    def start(self) -> None:
+        self._machine = psutil.cpu_times()
+        self._procs = self._sample()
+        self._wall = time.monotonic()
+
+    def stop(self, sender_cpu_s: float) -> dict[str, float]:
+        wall = time.monotonic() - self._wall
+        now = psutil.cpu_times()
+        procs = self._sample()
+
+        def busy(t: Any) -> float:
+            return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+        machine = busy(now) - busy(self._machine)
+        receiver = procs.get(self.receiver_pid, 0.0) - self._procs.get(self.receiver_pid, 0.0)
+        postgres = sum(
+            cpu - self._procs.get(pid, 0.0)
+            for pid, cpu in procs.items()
+            if pid != self.receiver_pid
+        )
+        cores = psutil.cpu_count() or 1
+        return {
+            "wall_s": round(wall, 2),
+            "cores": cores,
+            "machine_busy_pct": round(100 * machine / (wall * cores), 1),
+            "sender_cpu_s": round(sender_cpu_s, 2),
+            "receiver_cpu_s": round(receiver, 2),
+            "postgres_cpu_s": round(postgres, 2),
+            "other_cpu_s": round(max(0.0, machine - sender_cpu_s - receiver - postgres), 2),
+        }
+
+
+# -- the receiver process ------------------------------------------------------------------
+
+
+class ReceiverProcess:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "_receiver.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.strip():
+            raise RuntimeError("the receiver did not start")
+        self.port = int(line)
+
+    async def stats(self, run: str) -> dict[str, list[Any]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.port}/stats/{run}") as response,
+        ):
+            data: dict[str, list[Any]] = await response.json()
+            return data
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# -- feedbot, one process on SQLite --------------------------------------------------------
+
+
+async def feedbot_sqlite(
+    args: argparse.Namespace, receiver: ReceiverProcess, events: Sequence[Event], tmp: Path
+) -> RunResult:
+    run = "sqlite"
+    store = await Store.open(f"sqlite:///{tmp / 'notify.db'}")
+    subscriptions = await add_subscriptions(
+        store, subscription_urls(receiver.port, run, args.subscriptions)
+    )
+    expected = {delivery_id(s.id, e.id): e.id for s in subscriptions for e in events}
+    done = 0
+    all_done = asyncio.Event()
+
+    def count(_job: DeliveryJob, report: AttemptReport) -> None:
+        nonlocal done
+        if report.outcome is DeliveryStatus.DONE:
+            done += 1
+            if done >= len(expected):
+                all_done.set()
+
+    async with open_session(args.max_in_flight) as session:
+        deliverer = Deliverer(
+            store.outbox,
+            session,
+            RequestFactory(BASE_URL),
+            settings=deliverer_settings(args, idle_poll=1.0),
+            worker_id="bench-sqlite",
+            on_attempt=count,
+        )
+        stop = asyncio.Event()
+        worker = asyncio.create_task(deliverer.run(stop))
+        watch = CpuWatch(receiver.process.pid)
+        watch.start()
+        cpu_started = time.process_time()
+        stored_at = await store_burst(store, events, args.per_day, deliverer)
+        try:
+            await asyncio.wait_for(all_done.wait(), timeout=args.timeout)
+        except TimeoutError:
+            print(f"sqlite: timed out with {done} of {len(expected)} done", file=sys.stderr)
+        cpu_s = time.process_time() - cpu_started
+        machine = watch.stop(cpu_s)
+        stop.set()
+        await worker
+        await deliverer.drain(5)
+    outbox_done = await store.outbox.count(DeliveryStatus.DONE)
+    await store.close()
+    result = analyse(
+        "feedbot, SQLite, 1 process",
+        await receiver.stats(run),
+        expected,
+        min(stored_at.values()),
+        stored_at,
+    )
+    result.cpu_s = cpu_s
+    result.extra["outbox_done"] = outbox_done
+    result.extra["cpu"] = machine
+    return result
+
+
+# -- feedbot, N processes on PostgreSQL ------------------------------------------------------
+
+
+def replica_main(
+    url: str,
+    worker_id: str,
+    settings: DelivererSettings,
+    ready: MpEvent,
+    stop: MpEvent,
+    results: Any,  # multiprocessing.Queue
+) -> None:
+    """One deliverer process: its own Store, session and Deliverer, until ``stop``."""
+    results.put(asyncio.run(_replica(url, worker_id, settings, ready, stop)))
+
+
+async def _replica(
+    url: str, worker_id: str, settings: DelivererSettings, ready: MpEvent, stop: MpEvent
+) -> dict[str, Any]:
+    store = await Store.open(url)
+    outcomes: Counter[str] = Counter()
+
+    def count(_job: DeliveryJob, report: AttemptReport) -> None:
+        outcomes[report.outcome.value] += 1
+
+    async with open_session(settings.max_in_flight) as session:
+        deliverer = Deliverer(
+            store.outbox,
+            session,
+            RequestFactory(BASE_URL),
+            settings=settings,
+            worker_id=worker_id,
+            on_attempt=count,
+        )
+        stopping = asyncio.Event()
+        worker = asyncio.create_task(deliverer.run(stopping))
+        cpu_started = time.process_time()
+        ready.set()
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        cpu_s = time.process_time() - cpu_started
+        stopping.set()
+        await worker
+        await deliverer.drain(5)
+    await store.close()
+    return {"worker": worker_id, "cpu_s": cpu_s, "outcomes": dict(outcomes)}
+
+
+async def reset_postgres(url: str) -> None:
+    """Create the database if it does not exist, and drop feedbot's tables in it."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from feedbot.store.schema import metadata
+    from feedbot.store.store import async_url
+
+    target = make_url(async_url(url))
+    server = create_async_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with server.connect() as connection:
+            exists = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": target.database},
+            )
+            if not exists:
+                quoted = server.dialect.identifier_preparer.quote(target.database or "")
+                await connection.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        await server.dispose()
+    engine = create_async_engine(target)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.drop_all)
+    finally:
+        await engine.dispose()
+
+
+async def feedbot_postgres(
+    args: argparse.Namespace,
+    receiver: ReceiverProcess,
+    events: Sequence[Event],
+    replicas: int,
+) -> RunResult:
+    run = f"pg{replicas}"
+    await reset_postgres(args.store)
+    store = await Store.open(args.store)
+    subscriptions = await add_subscriptions(
+        store, subscription_urls(receiver.port, run, args.subscriptions)
+    )
+    expected = {delivery_id(s.id, e.id): e.id for s in subscriptions for e in events}
+
+    context = mp.get_context("spawn")
+    stop = context.Event()
+    results = context.Queue()
+    settings = deliverer_settings(args, idle_poll=args.idle_poll)
+    readies = []
+    processes = []
+    for n in range(replicas):
+        ready = context.Event()
+        process = context.Process(
+            target=replica_main,
+            args=(args.store, f"bench-replica-{n + 1}", settings, ready, stop, results),
+            name=f"replica-{n + 1}",
+        )
+        process.start()
+        readies.append(ready)
+        processes.append(process)
+    loop = asyncio.get_running_loop()
+    for ready in readies:
+        if not await loop.run_in_executor(None, ready.wait, 60):
+            raise RuntimeError("a replica did not start within 60 s")
+
+    watch = CpuWatch(receiver.process.pid)
+    watch.start()
+    cpu_started = time.process_time()
+    stored_at = await store_burst(store, events, args.per_day, None)
+    deadline = time.monotonic() + args.timeout
+    done = 0
+    while time.monotonic() < deadline:
+        done = await store.outbox.count(DeliveryStatus.DONE)
+        if done >= len(expected):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        print(f"{run}: timed out with {done} of {len(expected)} done", file=sys.stderr)
+    parent_cpu_s = time.process_time() - cpu_started
+    watch_snapshot = watch.stop(0.0)
+    stop.set()
+    per_worker = [await loop.run_in_executor(None, results.get, True, 30) for _ in processes]
+    for process in processes:
+        await loop.run_in_executor(None, process.join, 30)
+    outbox_done = await store.outbox.count(DeliveryStatus.DONE)
+    await store.close()
+
+    result = analyse(
+        f"feedbot, PostgreSQL, {replicas} process{'es' if replicas > 1 else ''}",
+        await receiver.stats(run),
+        expected,
+        min(stored_at.values()),
+        stored_at,
+    )
+    result.extra["outbox_done"] = outbox_done
+    per_worker.sort(key=lambda w: str(w["worker"]))
+    result.cpu_s = parent_cpu_s + sum(w["cpu_s"] for w in per_worker)
+    result.extra["attempts_per_replica"] = [sum(w["outcomes"].values()) for w in per_worker]
+    result.extra["cpu_s_per_replica"] = [round(w["cpu_s"], 2) for w in per_worker]
+    result.extra["cpu_s_ingesting_parent"] = round(parent_cpu_s, 2)
+    # The replicas report their CPU when they stop: account for it now.
+    watch_snapshot["sender_cpu_s"] = round(result.cpu_s, 2)
+    watch_snapshot["other_cpu_s"] = round(max(0.0, watch_snapshot["other_cpu_s"] - result.cpu_s), 2)
+    result.extra["cpu"] = watch_snapshot
+    return result
+
+
+# -- Apprise ---------------------------------------------------------------------------------
+
+
+async def apprise_run(
+    args: argparse.Namespace, receiver: ReceiverProcess, events: Sequence[Event]
+) -> tuple[RunResult, str]:
+    import apprise
+
+    run = "apprise"
+    apobj = apprise.Apprise()
+    subs = [f"s{i:03d}" for i in range(args.subscriptions)]
+    for sub in subs:
+        apobj.add(f"json://127.0.0.1:{receiver.port}/r/{run}/{sub}")
+    now = datetime.now(UTC)
+    bodies = [
+        render_payload(
+            "json",
+            event,
+            base_url=BASE_URL,
+            matched_topics=event.topic_slugs,
+            in_reply_to=(),
+            timestamp=now,
+        ).body.decode("utf-8")
+        for event in events
+    ]
+    expected = {f"{sub}/{e.id}": e.id for sub in subs for e in events}
+    watch = CpuWatch(receiver.process.pid)
+    watch.start()
+    started = time.time()
+    cpu_started = time.process_time()
+    if args.apprise_mode == "notify":
+        # The plain way: notify() per event; Apprise posts to the 50 URLs of each
+        # call from its shared thread pool and returns when they are done.
+        outcomes = await asyncio.to_thread(
+            lambda: [
+                apobj.notify(body=body, title=event.id)
+                for event, body in zip(events, bodies, strict=True)
+            ]
+        )
+    else:
+        outcomes = await asyncio.gather(
+            *(
+                apobj.async_notify(body=body, title=event.id)
+                for event, body in zip(events, bodies, strict=True)
+            )
+        )
+    cpu_s = time.process_time() - cpu_started
+    machine = watch.stop(cpu_s)
+    failed = sum(1 for outcome in outcomes if not outcome)
+    result = analyse(
+        f"Apprise {apprise.__version__}, json://, {args.apprise_mode}()",
+        await receiver.stats(run),
+        expected,
+        started,
+        None,
+    )
+    result.cpu_s = cpu_s
+    result.extra["failed_notify_calls"] = failed
+    result.extra["cpu"] = machine
+    return result, apprise.__version__
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def fmt_rate(value: float) -> str:
+    return f"{value:,.0f}/s"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """The first column left-aligned, the others right-aligned."""
+    return "  ".join(
+        f"{cell:<{width}}" if i == 0 else f"{cell:>{width}}"
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+    )
+
+
+def print_table(
+    args: argparse.Namespace,
+    sqlite: RunResult,
+    apprise_result: RunResult | None,
+    apprise_version: str,
+    replicas: dict[int, RunResult],
+) -> None:
+    total = args.events * args.subscriptions
+    print(
+        f"burst: {args.events} events x {args.subscriptions} subscriptions = {total:,} "
+        f"deliveries, to one keep-alive receiver on 127.0.0.1 (own process); "
+        f"max_in_flight={args.max_in_flight}"
+    )
+    header = (
+        "run",
+        "deliveries/s",
+        "p50",
+        "p99",
+        "received",
+        "dupes",
+        "missing",
+        "seconds",
+        "CPU us/delivery",
+    )
+    rows: list[tuple[str, ...]] = []
+    shown = [sqlite, *replicas.values()] + ([apprise_result] if apprise_result else [])
+    for result in shown:
+        rows.append(
+            (
+                result.name,
+                fmt_rate(result.deliveries_per_s),
+                fmt_ms(result.p50_ms),
+                fmt_ms(result.p99_ms),
+                f"{result.received:,}",
+                str(result.duplicates),
+                str(result.missing),
+                f"{result.seconds:.1f}",
+                "-" if result.cpu_us_per_delivery is None else f"{result.cpu_us_per_delivery:,.0f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    line = format_row(header, widths)
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print(format_row(row, widths))
+    if apprise_result is not None:
+        ratio = sqlite.deliveries_per_s / apprise_result.deliveries_per_s
+        print(
+            f"feedbot on SQLite / Apprise: {ratio:.1f}x"
+            "   (targets: >= 1,000 deliveries/s and >= 5x Apprise)"
+        )
+
+    print("\nCPU during each run (the machine's busy time, and who used it):")
+    cpu_header = ("run", "wall", "machine busy", "sender", "receiver", "PostgreSQL", "others")
+    cpu_rows = []
+    for result in shown:
+        cpu = result.extra.get("cpu")
+        if cpu is None:
+            continue
+        cpu_rows.append(
+            (
+                result.name,
+                f"{cpu['wall_s']:.1f} s",
+                f"{cpu['machine_busy_pct']:.0f}% of {cpu['cores']} cores",
+                f"{cpu['sender_cpu_s']:.1f} s",
+                f"{cpu['receiver_cpu_s']:.1f} s",
+                f"{cpu['postgres_cpu_s']:.1f} s",
+                f"{cpu['other_cpu_s']:.1f} s",
+            )
+        )
+    widths = [max(len(r[i]) for r in (cpu_header, *cpu_rows)) for i in range(len(cpu_header))]
+    print(format_row(cpu_header, widths))
+    for row in cpu_rows:
+        print(format_row(row, widths))
+
+    notes = [
+        "feedbot: signed Standard Webhooks requests; every delivery queued in the "
+        "transaction that stores its event, every attempt recorded in the outbox. "
+        "Latency = the event's batch committed -> arrival at the receiver; in a burst it "
+        "is mostly queueing (the last of the burst waits for all before it).",
+        "Apprise: the same number of posts of the same json bodies to the same receiver, "
+        f"but in Apprise's own JSON envelope, unsigned, recorded nowhere; {args.apprise_mode}() "
+        "per event, a new connection per post (requests).",
+        "sender = CPU of the sending process(es), all threads (for the replicas: the "
+        "deliverer processes plus the parent storing the events); others = the rest of the "
+        "machine's busy time (other programs on this machine).",
+    ]
+    if replicas:
+        base = replicas.get(1)
+        gains = ", ".join(
+            f"{n}: {r.deliveries_per_s / base.deliveries_per_s:.2f}x" if base else f"{n}: -"
+            for n, r in replicas.items()
+        )
+        split = "; ".join(
+            f"{n}: {r.extra.get('attempts_per_replica')}" for n, r in replicas.items()
+        )
+        notes.append(
+            f"PostgreSQL replicas, throughput relative to 1 replica: {gains}. "
+            f"Attempts made by each replica: {split}."
+        )
+        notes.append(
+            f"What limits the replica figures: CPU. This machine has {os.cpu_count()} cores "
+            "for N deliverer processes (each CPU-bound on its one event loop), the parent "
+            "storing the events, the receiver process and the PostgreSQL server; once the "
+            "machine is near 100% busy (see above), more replicas only split the same CPU "
+            "and add claim traffic. More cores, or the receiver and PostgreSQL elsewhere, "
+            "would let replicas add throughput."
+        )
+    print()
+    for note in notes:
+        print(textwrap.fill(note, width=100, initial_indent="- ", subsequent_indent="  "))
+
+
+def parse_replicas(value: str) -> list[int]:
+    counts = [int(part) for part in value.split(",") if part.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("give replica counts like 1,2,3")
+    return counts
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    events = make_events(args.events, args.per_day)
+    receiver = ReceiverProcess()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite = await feedbot_sqlite(args, receiver, events, Path(tmp))
+        replicas: dict[int, RunResult] = {}
+        if args.store.startswith("postgresql"):
+            for n in args.replicas:
+                replicas[n] = await feedbot_postgres(args, receiver, events, n)
+        apprise_result, apprise_version = (
+            await apprise_run(args, receiver, events) if args.apprise else (None, "-")
+        )
+    finally:
+        receiver.close()
+
+    print_table(args, sqlite, apprise_result, apprise_version, replicas)
+    apprise_rate = apprise_result.deliveries_per_s if apprise_result else None
+    summary: dict[str, Any] = {
+        "deliveries": args.events * args.subscriptions,
+        "deliveries_per_s": round(sqlite.deliveries_per_s, 1),
+        "p50_ms": round(sqlite.p50_ms or 0.0, 1),
+        "p99_ms": round(sqlite.p99_ms or 0.0, 1),
+        "apprise_deliveries_per_s": round(apprise_rate, 1) if apprise_rate else None,
+        "ratio": round(sqlite.deliveries_per_s / apprise_rate, 2) if apprise_rate else None,
+        "duplicates": sqlite.duplicates + sum(r.duplicates for r in replicas.values()),
+        "missing": sqlite.missing + sum(r.missing for r in replicas.values()),
+        "apprise_version": apprise_version,
+        "sqlite": sqlite.as_json(),
+    }
+    if apprise_result is not None:
+        summary["apprise"] = apprise_result.as_json()
+    if replicas:
+        summary["replicas"] = {str(n): r.as_json() for n, r in replicas.items()}
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--subscriptions", type=int, default=50)
+    parser.add_argument("--per-day", type=int, default=20, help="events per write_batch")
+    parser.add_argument("--max-in-flight", type=int, default=128)
+    parser.add_argument(
+        "--store",
+        default="sqlite",
+        help="sqlite (default), or a postgresql:// URL to add the replica runs",
+    )
+    parser.add_argument("--replicas", type=parse_replicas, default=[1], help="e.g. 1,2,3")
+    parser.add_argument(
+        "--idle-poll", type=float, default=0.1, help="seconds, replicas' outbox poll when idle"
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
+    parser.add_argument(
+        "--apprise-mode",
+        choices=["notify", "async_notify"],
+        default="notify",
+        help="Apprise call per event: notify() one after the other (default, the faster "
+        "here), or async_notify() of every event at once",
+    )
+    parser.add_argument(
+        "--no-apprise", dest="apprise", action="store_false", help="skip the Apprise run"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="end with one JSON line (always printed)"
+    )
+    args = parser.parse_args()
+    if args.store != "sqlite" and not args.store.startswith("postgresql://"):
+        parser.error("--store is sqlite or a postgresql:// URL")
+    if args.store == "sqlite" and args.replicas != [1]:
+        parser.error("--replicas needs --store postgresql://... (SQLite is one process)")
+    summary = asyncio.run(measure(args))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
