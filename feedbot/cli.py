@@ -379,7 +379,7 @@ def _cmd_deliveries_replay(args: argparse.Namespace) -> int:
 
 def _cmd_sink(args: argparse.Namespace) -> int:
     from feedbot.notify.signing import validate_secret
-    from feedbot.sink import run_sink
+    from feedbot.web.sink import run_sink
 
     secret = validate_secret(args.secret) if args.secret else None
     try:

@@ -17,7 +17,7 @@ from feedbot.errors import ConfigError
 from feedbot.model import Event, Related, RelatedKind, Source, Topic
 from feedbot.notify.formats import render_payload
 from feedbot.notify.signing import new_secret, webhook_headers
-from feedbot.sink import create_sink_app, describe, run_sink
+from feedbot.web.sink import create_sink_app, describe, run_sink
 
 SECRET = new_secret()
 EVENT = Event(
