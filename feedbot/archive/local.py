@@ -34,9 +34,11 @@ from feedbot.errors import ArchiveError
 log = logging.getLogger(__name__)
 
 _MARK_PREFIX = "local:"
-# Pages per batch, each stored in one transaction: larger commits write each index
-# page once per batch instead of once per few hundred pages (a first ingest).
-_PAGES_PER_BATCH = 4000
+# Pages per batch, each stored in one transaction. Larger commits write each index
+# page once per batch instead of once per few hundred pages (a first ingest runs
+# ~20% faster at 4000), but two batches are in memory at once: 2000 keeps a first
+# ingest of 100,000 events under 250 MB.
+_PAGES_PER_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True)
