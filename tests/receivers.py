@@ -1,15 +1,36 @@
-"""Real webhook receivers on loopback for the delivery tests: each records what it
-got and answers as the test scripts it (status, headers, delays, junk)."""
+"""Real HTTP peers for the tests: webhook receivers on loopback that record what they
+got and answer as the test scripts them (status, headers, delays, junk), and the
+recorded reply a test client keeps."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
+
+
+@dataclass
+class Reply:
+    """A response read whole, so a test can look at it after the connection closed."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 @dataclass

@@ -27,26 +27,12 @@ from feedbot.settings import Settings
 from feedbot.store import AttemptReport, Store
 from feedbot.web import WebServer
 from feedbot.web.admin import MAX_BODY
+from tests.receivers import Reply
 
 TOKEN = "s3cret-admin-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HOOK = "https://hooks.example.com/feedbot"
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: CIMultiDict[str]
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass

@@ -41,23 +41,13 @@ from feedbot.store import Store
 from feedbot.web import WebServer
 from feedbot.web.http import accepts_gzip
 from tests.conftest import Clock, copy_sample_archive
+from tests.receivers import Reply
 
 BASE = "http://feeds.test"  # links use base_url, never the Host the client used
 PAGE_SIZE = 5
 FORMATS = ("atom", "rss", "json")
 ATOM = "{http://www.w3.org/2005/Atom}"
 XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: CIMultiDict[str]
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
 
 
 @dataclass
