@@ -48,12 +48,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check feedbot tests bench
 	$(BIN)/mypy
 
-## Benchmarks on the 100,000-event synthetic archive (written under bench/.cache).
+## Benchmarks on the 100,000-event synthetic archive (written under bench/.cache);
+## serve.py needs wrk and nginx (apt-get install wrk nginx).
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py --events 100000
+	$(BIN)/python bench/serve.py --events 100000
+	$(BIN)/python bench/notify.py
 
 bench-quick: $(STAMP)
-	$(BIN)/python bench/ingest.py --events 10000
+	$(BIN)/python bench/ingest.py --events 10000 --no-reference
+	$(BIN)/python bench/serve.py --events 10000 --no-render-all
+	$(BIN)/python bench/notify.py --events 50 --no-apprise
 
 clean:
 	rm -rf $(VENV) data bench/.cache .pytest_cache .mypy_cache .ruff_cache
