@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from feedbot.errors import StorageError
 
+T = TypeVar("T")
 CHUNK = 500  # ids per IN (...) clause: far below every backend's parameter limit
 
 
@@ -112,8 +113,8 @@ def _processed(row: tuple[Any, ...], processors: list[tuple[int, Any]]) -> tuple
     return tuple(values)
 
 
-def chunks(items: Iterable[str]) -> Iterable[list[str]]:
-    batch: list[str] = []
+def chunks(items: Iterable[T]) -> Iterable[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) == CHUNK:

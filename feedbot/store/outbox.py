@@ -22,7 +22,7 @@ from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedbot.errors import StorageError
-from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
+from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription, event_key
 from feedbot.store._db import Database, chunks
 from feedbot.store.schema import (
     UTCDateTime,
@@ -139,15 +139,15 @@ async def _threads(
     connection: AsyncConnection, new_events: Sequence[Event], subscription_ids: list[str]
 ) -> _Threads:
     related: dict[str, set[str]] = {e.id: {r.id for r in e.related} for e in new_events}
-    ids = list(related)
-    for chunk in chunks(ids):
+    by_key = {event_key(event_id): event_id for event_id in related}
+    for keys in chunks(by_key):
         rows = await connection.execute(
-            select(event_links.c.target_id, event_links.c.event_id).where(
-                event_links.c.target_id.in_(chunk)
-            )
+            select(event_links.c.target_key, events.c.id)
+            .join(events, events.c.key == event_links.c.event_key)
+            .where(event_links.c.target_key.in_(keys))
         )
         for target, source in rows:
-            related[target].add(source)
+            related[by_key[target]].add(source)
     candidates = {rid for rids in related.values() for rid in rids}
     alerted: dict[str, set[str]] = {}
     for chunk in chunks(candidates):

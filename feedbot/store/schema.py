@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -76,7 +77,9 @@ events = Table(
     Column("content_hash", String(64), nullable=False),
     Column("first_seen", UTCDateTime, nullable=False),
     Column("updated", UTCDateTime, nullable=False),
+    Column("key", BigInteger, nullable=False),  # model.event_key(id): the link tables' key
     Index("ix_events_date_id", "date", "id"),
+    Index("ix_events_key", "key", unique=True),
 )
 
 topics = Table(
@@ -89,13 +92,13 @@ topics = Table(
 
 # The key is the topic feed's order, so a feed page is one range scan and each
 # row costs one B-tree. Rows of a changed event are found through the topics and
-# date its stored body names, so no index on event_id is needed.
+# date its stored body names, so no index on event_key is needed.
 event_topics = Table(
     "event_topics",
     metadata,
     Column("slug", String(255), primary_key=True),
     Column("date", String(10), primary_key=True),
-    Column("event_id", String(512), primary_key=True),
+    Column("event_key", BigInteger, primary_key=True),
     Column("position", Integer, nullable=False),
     sqlite_with_rowid=False,  # the key is the row: one B-tree per row, not two
 )
@@ -105,10 +108,10 @@ event_topics = Table(
 event_links = Table(
     "event_links",
     metadata,
-    Column("event_id", String(512), primary_key=True),
-    Column("target_id", String(512), primary_key=True),
+    Column("event_key", BigInteger, primary_key=True),
+    Column("target_key", BigInteger, primary_key=True),  # the target may not exist yet
     Column("kind", String(16), nullable=False),
-    Index("ix_event_links_target", "target_id"),
+    Index("ix_event_links_target", "target_key"),
     sqlite_with_rowid=False,
 )
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from feedbot.errors import StorageError
-from feedbot.model import Event, EventRecord, StoredEvent, Topic
+from feedbot.model import Event, EventRecord, StoredEvent, Topic, event_key
 from feedbot.store import schema
 from feedbot.store._db import Database, chunks
 from feedbot.store.outbox import Outbox, queue_alerts
@@ -211,13 +211,13 @@ class Store:
                     connection,
                     event_topics,
                     [
-                        {"slug": slug, "date": e.date, "event_id": e.id, "position": i}
+                        {"slug": slug, "date": e.date, "event_key": event_key(e.id), "position": i}
                         for e in both
                         for i, (slug, _name) in enumerate(e.topics)
                     ],
                 )
             link_rows = [
-                {"event_id": e.id, "target_id": target, "kind": kind}
+                {"event_key": event_key(e.id), "target_key": event_key(target), "kind": kind}
                 for e in both
                 for target, kind in e.related
             ]
@@ -261,10 +261,14 @@ class Store:
                         delete(event_topics).where(
                             event_topics.c.slug == slug,
                             event_topics.c.date == old.date.isoformat(),
-                            event_topics.c.event_id == old.id,
+                            event_topics.c.event_key == event_key(old.id),
                         )
                     )
-            await connection.execute(delete(event_links).where(event_links.c.event_id.in_(chunk)))
+            await connection.execute(
+                delete(event_links).where(
+                    event_links.c.event_key.in_([event_key(i) for i in chunk])
+                )
+            )
         return previous
 
     async def initial_sync_done(self) -> bool:
@@ -330,9 +334,9 @@ class Store:
             query = query.order_by(events.c.date.desc(), events.c.id)
         else:
             query = (
-                query.join(event_topics, event_topics.c.event_id == events.c.id)
+                query.join(event_topics, event_topics.c.event_key == events.c.key)
                 .where(event_topics.c.slug == topic)
-                .order_by(event_topics.c.date.desc(), event_topics.c.event_id)
+                .order_by(event_topics.c.date.desc(), events.c.id)
             )
         query = query.offset(offset).limit(limit)
         async with self._db.transaction() as connection:
@@ -364,6 +368,7 @@ class Store:
 def _event_columns(record: EventRecord) -> dict[str, Any]:
     return {
         "id": record.id,
+        "key": event_key(record.id),
         "date": record.date,
         "story": record.story,
         "title": record.title,
