@@ -6,7 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from feedbot.headers import parse_retry_after
-from feedbot.notify.retry import DEFAULT_SCHEDULE, RetryPolicy
+from feedbot.model import DeliveryStatus
+from feedbot.notify.retry import DEFAULT_SCHEDULE, RetryPolicy, Verdict, judge
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
@@ -61,3 +62,39 @@ def test_disable_after_a_long_failure() -> None:
     assert not policy.should_disable(None, NOW)
     assert not policy.should_disable(NOW - timedelta(days=4), NOW)
     assert policy.should_disable(NOW - timedelta(days=5), NOW)
+
+
+def verdict(**kw: object) -> Verdict:
+    args: dict[str, object] = {
+        "status": 500,
+        "error": "HTTP 500",
+        "attempts_made": 1,
+        "attempted_at": NOW,
+        "failing_since": None,
+        "rng": random.Random(1),
+    }
+    args.update(kw)
+    return judge(RetryPolicy(jitter=0), **args)  # type: ignore[arg-type]
+
+
+def test_judge_a_2xx_is_done() -> None:
+    assert verdict(status=204, error=None).outcome is DeliveryStatus.DONE
+
+
+def test_judge_a_failure_is_retried_on_the_schedule() -> None:
+    v = verdict(retry_after=60)
+    assert v.outcome is DeliveryStatus.PENDING and v.next_attempt_at == NOW + timedelta(seconds=60)
+    assert verdict(attempts_made=len(DEFAULT_SCHEDULE) + 1).outcome is DeliveryStatus.FAILED
+
+
+def test_judge_gone_and_refused_and_long_failure() -> None:
+    gone = verdict(status=410, error="HTTP 410 Gone")
+    assert (gone.outcome, gone.disable_subscription) == (
+        DeliveryStatus.FAILED,
+        "the receiver answered 410 Gone",
+    )
+    refused = verdict(status=None, error="refused: 10.0.0.1 (private)")
+    assert (refused.outcome, refused.disable_subscription) == (DeliveryStatus.FAILED, None)
+    tired = verdict(failing_since=NOW - timedelta(days=6))
+    assert tired.outcome is DeliveryStatus.FAILED
+    assert tired.disable_subscription == "failing since 2026-11-21 12:00 UTC"

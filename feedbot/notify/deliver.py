@@ -27,7 +27,7 @@ import aiohttp
 from feedbot.errors import FeedbotError
 from feedbot.headers import parse_retry_after
 from feedbot.model import DeliveryStatus
-from feedbot.notify.retry import RetryPolicy
+from feedbot.notify.retry import RetryPolicy, judge
 from feedbot.store import AttemptReport, DeliveryJob, Outbox
 
 log = logging.getLogger(__name__)
@@ -280,36 +280,24 @@ class Deliverer:
         error: str | None,
         retry_after: float | None,
     ) -> AttemptReport:
-        if error is None:
-            return AttemptReport(attempted_at, latency_ms, status, None, DeliveryStatus.DONE)
-        if status == 410:
-            return AttemptReport(
-                attempted_at,
-                latency_ms,
-                status,
-                error,
-                DeliveryStatus.FAILED,
-                disable_subscription="the receiver answered 410 Gone",
-            )
-        if error.startswith("refused:"):
-            return AttemptReport(attempted_at, latency_ms, status, error, DeliveryStatus.FAILED)
-        attempts_made = job.delivery.attempts + 1
-        next_at = self.policy.next_attempt(attempts_made, attempted_at, self._rng, retry_after)
-        failing_since = job.subscription_failing_since
-        disable = None
-        if self.policy.should_disable(failing_since, attempted_at):
-            disable = f"failing since {failing_since:%Y-%m-%d %H:%M} UTC"
-        if next_at is None or disable:
-            return AttemptReport(
-                attempted_at,
-                latency_ms,
-                status,
-                error,
-                DeliveryStatus.FAILED,
-                disable_subscription=disable,
-            )
+        verdict = judge(
+            self.policy,
+            status=status,
+            error=error,
+            attempts_made=job.delivery.attempts + 1,
+            attempted_at=attempted_at,
+            failing_since=job.subscription_failing_since,
+            rng=self._rng,
+            retry_after=retry_after,
+        )
         return AttemptReport(
-            attempted_at, latency_ms, status, error, DeliveryStatus.PENDING, next_at
+            attempted_at,
+            latency_ms,
+            status,
+            error,
+            verdict.outcome,
+            verdict.next_attempt_at,
+            verdict.disable_subscription,
         )
 
 

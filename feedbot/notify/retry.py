@@ -12,6 +12,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from feedbot.model import DeliveryStatus
+
 DEFAULT_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
@@ -40,3 +42,43 @@ class RetryPolicy:
 
     def should_disable(self, failing_since: datetime | None, now: datetime) -> bool:
         return failing_since is not None and now - failing_since >= self.disable_after
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one attempt's answer means for its delivery."""
+
+    outcome: DeliveryStatus  # DONE, PENDING (try again at next_attempt_at) or FAILED
+    next_attempt_at: datetime | None = None
+    disable_subscription: str | None = None  # a reason, when the subscription must stop
+
+
+def judge(
+    policy: RetryPolicy,
+    *,
+    status: int | None,
+    error: str | None,
+    attempts_made: int,
+    attempted_at: datetime,
+    failing_since: datetime | None,
+    rng: random.Random,
+    retry_after: float | None = None,
+) -> Verdict:
+    """The verdict on an attempt: ``error`` is None for a 2xx. 410 Gone stops the
+    subscription; a target the SSRF guard refused will not become allowed by
+    waiting; anything else is retried on the schedule, until it runs out or the
+    subscription has been failing for ``policy.disable_after``."""
+    if error is None:
+        return Verdict(DeliveryStatus.DONE)
+    if status == 410:
+        return Verdict(DeliveryStatus.FAILED, disable_subscription="the receiver answered 410 Gone")
+    if error.startswith("refused:"):
+        return Verdict(DeliveryStatus.FAILED)
+    if policy.should_disable(failing_since, attempted_at):
+        assert failing_since is not None
+        reason = f"failing since {failing_since:%Y-%m-%d %H:%M} UTC"
+        return Verdict(DeliveryStatus.FAILED, disable_subscription=reason)
+    next_at = policy.next_attempt(attempts_made, attempted_at, rng, retry_after)
+    if next_at is None:
+        return Verdict(DeliveryStatus.FAILED)
+    return Verdict(DeliveryStatus.PENDING, next_at)
