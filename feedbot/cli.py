@@ -14,12 +14,12 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feedbot import __version__
 from feedbot.archive.parse import parse_page
+from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError, ConfigError, ParseError, StorageError
 from feedbot.logs import setup_logging
 from feedbot.model import DeliveryStatus
@@ -236,10 +236,6 @@ async def _opened_store(args: argparse.Namespace) -> AsyncIterator[tuple[Setting
         await store.close()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
     async def add() -> int:
         from feedbot.daemon import target_policy
@@ -257,7 +253,7 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
                 origin="cli",
                 policy=target_policy(settings),
             )
-            stored = await store.outbox.add_subscription(subscription, now=_now())
+            stored = await store.outbox.add_subscription(subscription, now=utc_now())
         print(stored.id)
         if args.secret == "new":
             print(f"secret: {secret}  (shown once; the receiver needs it to verify)")
@@ -306,7 +302,7 @@ def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
 def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:
     async def remove() -> int:
         async with _opened_store(args) as (_settings, store):
-            if not await store.outbox.remove_subscription(args.id, now=_now()):
+            if not await store.outbox.remove_subscription(args.id, now=utc_now()):
                 print(f"feedbot: no subscription {args.id}", file=sys.stderr)
                 return EXIT_FAILED
         print(f"removed {args.id}")
@@ -327,7 +323,9 @@ def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
             if subscription is None:
                 print(f"feedbot: no subscription {args.id}", file=sys.stderr)
                 return EXIT_FAILED
-            request = ping_request(subscription, f"msg_ping_{int(_now().timestamp())}", _now())
+            request = ping_request(
+                subscription, f"msg_ping_{int(utc_now().timestamp())}", utc_now()
+            )
         connector = make_connector(
             allow_private=settings.notify.allow_private_targets,
             allow_cidrs=settings.notify.allow_cidrs,
@@ -370,7 +368,7 @@ def _cmd_deliveries_list(args: argparse.Namespace) -> int:
 def _cmd_deliveries_replay(args: argparse.Namespace) -> int:
     async def replay() -> int:
         async with _opened_store(args) as (_settings, store):
-            count = await store.outbox.replay(args.ids or None, now=_now())
+            count = await store.outbox.replay(args.ids or None, now=utc_now())
         print(f"{count} deliveries queued again")
         return EXIT_OK
 

@@ -34,6 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from feedbot import __version__
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import ArchiveSource
+from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError, ConfigError, FeedbotError
 from feedbot.feeds.cache import FeedCache
 from feedbot.ingest import Ingestor, PollResult
@@ -52,11 +53,7 @@ log = logging.getLogger(__name__)
 _RETRY_DELAYS = (5.0, 15.0, 60.0, 300.0)  # after a failed poll, before poll_interval resumes
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def make_source(settings: Settings, clock: Callable[[], datetime] = _utc_now) -> ArchiveSource:
+def make_source(settings: Settings, clock: Callable[[], datetime] = utc_now) -> ArchiveSource:
     archive = settings.archive
     if archive.is_url:
         from feedbot.archive.http import HttpArchiveSource
@@ -191,7 +188,7 @@ class Daemon:
     def _reschedule(self, delay: float) -> None:
         job = self._scheduler.get_job("poll")
         if job is not None:
-            job.modify(next_run_time=_utc_now() + timedelta(seconds=delay))
+            job.modify(next_run_time=utc_now() + timedelta(seconds=delay))
 
     async def _scheduled_poll(self) -> None:
         await self.poll()
@@ -214,7 +211,7 @@ class Daemon:
     async def start(self) -> None:
         settings = self.settings
         wanted = config_subscriptions(settings.subscriptions, self.policy)
-        added, updated, removed = await self.store.outbox.reconcile_config(wanted, now=_utc_now())
+        added, updated, removed = await self.store.outbox.reconcile_config(wanted, now=utc_now())
         if added or updated or removed:
             log.info(
                 "subscriptions from the config: %d added, %d updated, %d removed",

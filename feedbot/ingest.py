@@ -17,10 +17,11 @@ import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from feedbot.archive.parse import parse_page
 from feedbot.archive.source import ArchiveSource, PollBatch, RawPage
+from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError, ParseError
 from feedbot.model import EventRecord
 from feedbot.store import PollRecord, Store
@@ -72,10 +73,6 @@ class PollResult:
         )
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Ingestor:
     """Runs polls of one archive source into one store. Not re-entrant: the
     scheduler guarantees one poll at a time."""
@@ -85,7 +82,7 @@ class Ingestor:
         store: Store,
         source: ArchiveSource,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         backfill_days: int = 0,
     ) -> None:
         self.store = store

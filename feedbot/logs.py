@@ -11,26 +11,21 @@ password, as a second line of defence.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
+from feedbot.redact import redact
+
 LogFormat = Literal["auto", "json", "text"]
 
-_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-
-
-def _mask(text: str) -> str:
-    return _URL_PASSWORD.sub(r"\1***@", _SECRET.sub("whsec_***", text))
 
 
 class _MaskingJson(JsonFormatter):
     def process_log_record(self, log_record: dict[str, Any]) -> dict[str, Any]:
-        return {k: _mask(v) if isinstance(v, str) else v for k, v in log_record.items()}
+        return {k: redact(v) if isinstance(v, str) else v for k, v in log_record.items()}
 
 
 class _MaskingText(logging.Formatter):
@@ -39,7 +34,7 @@ class _MaskingText(logging.Formatter):
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
         if extras:
             text += "  " + " ".join(f"{k}={v}" for k, v in sorted(extras.items()))
-        return _mask(text)
+        return redact(text)
 
 
 def setup_logging(level: str = "info", log_format: LogFormat = "auto") -> None:

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from unidecode import unidecode
 
@@ -158,6 +159,12 @@ class Event:
         trailing spaces) hash the same, so ``updated`` moves only on real changes.
         """
         return content_hash(self.canonical_json())
+
+
+def is_web_url(url: str) -> bool:
+    """Whether an archive-given URL may become a link: http(s) only, never
+    ``javascript:``, ``data:`` or a relative path."""
+    return urlsplit(url.strip()).scheme.lower() in ("http", "https")
 
 
 def event_key(event_id: str) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from feedbot.errors import ConfigError
+from feedbot.redact import redact
 
 ENV_PREFIX = "FEEDBOT_"
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
 
 
 class _Section(BaseModel):
@@ -139,7 +138,7 @@ class Settings(BaseSettings):
         """The effective settings as plain data, secrets replaced by a mask (and a
         password in a store URL hidden), for ``feedbot config check``."""
         data = self.model_dump(mode="json")  # SecretStr dumps as "**********"
-        data["store"]["url"] = _URL_PASSWORD.sub(r"\1***@", data["store"]["url"])
+        data["store"]["url"] = redact(data["store"]["url"])
         return data
 
     @property

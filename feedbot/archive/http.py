@@ -52,6 +52,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from feedbot.archive.source import PageProblem, PollBatch, RawPage
+from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError
 from feedbot.headers import parse_retry_after
 
@@ -74,10 +75,6 @@ _ORIGIN = re.compile(rf"(?:https?:)?//(?P<authority>[^/{_NOT_URL}]+)")
 _MAX_URL_HEAD = 512  # no archive base URL is longer
 _DAY_KEY = re.compile(r"^\s*(\d{4})/(\d{1,2})/(\d{1,2})\s*$")
 _SPACES = re.compile(r"\s+")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _default_user_agent() -> str:
@@ -196,7 +193,7 @@ class HttpArchiveSource:
         retries: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         session: aiohttp.ClientSession | None = None,
         user_agent: str | None = None,

@@ -25,10 +25,11 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from feedbot.archive.source import PageProblem, PollBatch, RawPage
+from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ class _Day:
     pages: tuple[str, ...]  # file names; empty when only the mark moved
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class LocalArchiveSource:
     def __init__(
         self,
@@ -60,7 +57,7 @@ class LocalArchiveSource:
         *,
         lookback_days: int = 3,
         max_page_bytes: int = 1_048_576,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.root = root
         self.news = root / "news"

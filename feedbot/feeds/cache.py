@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, NamedTuple, cast
-from urllib.parse import urlsplit
 
 from feedbot.errors import FeedbotError
 from feedbot.feeds._text import safe_event, xml_safe
@@ -36,7 +35,7 @@ from feedbot.feeds.render import etag, render_feed, render_opml
 from feedbot.feeds.spec import DEFAULT_PAGE_SIZE, FeedSpec, feed_updated
 from feedbot.feeds.templates import jinja_environment
 from feedbot.feeds.urls import OPML_MEDIA_TYPE, FeedFormat, event_url, feed_url, topic_page_url
-from feedbot.model import Related, StoredEvent, Topic
+from feedbot.model import Related, StoredEvent, Topic, is_web_url
 from feedbot.store import Store, TopicCount
 
 HTML_MEDIA_TYPE = "text/html; charset=utf-8"
@@ -203,7 +202,7 @@ def render_event_page(stored: StoredEvent, base_url: str) -> Document:
             sources=[
                 # Autoescaping cannot make a javascript: URL harmless; only
                 # http(s) sources become links.
-                {"text": s.name or s.url, "url": s.url if _is_web_url(s.url) else None}
+                {"text": s.name or s.url, "url": s.url if is_web_url(s.url) else None}
                 for s in event.sources
             ],
             follow_ups=related(event.follow_ups()),
@@ -223,10 +222,6 @@ def render_event_page(stored: StoredEvent, base_url: str) -> Document:
 
 def _feed_links(base_url: str, slug: str | None) -> dict[str, str]:
     return {fmt.value: feed_url(base_url, slug, fmt) for fmt in FeedFormat}
-
-
-def _is_web_url(url: str) -> bool:
-    return urlsplit(url.strip()).scheme.lower() in ("http", "https")
 
 
 # -- the cache --------------------------------------------------------------------

@@ -19,11 +19,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError
 from feedbot.headers import parse_retry_after
 from feedbot.model import DeliveryStatus
@@ -57,10 +58,6 @@ class DelivererSettings:
     user_agent: str = "feedbot"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Deliverer:
     def __init__(
         self,
@@ -71,7 +68,7 @@ class Deliverer:
         settings: DelivererSettings | None = None,
         policy: RetryPolicy | None = None,
         worker_id: str = "feedbot",
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         on_attempt: Callable[[DeliveryJob, AttemptReport], Awaitable[None] | None] | None = None,
     ) -> None:

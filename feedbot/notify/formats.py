@@ -46,7 +46,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from feedbot.errors import ConfigError, NotifyError
 from feedbot.feeds import urls
 from feedbot.feeds.templates import templates_loader
-from feedbot.model import Event, Related, RelatedKind, Source, Topic
+from feedbot.model import Event, Related, RelatedKind, Source, Topic, is_web_url
 
 EVENT_TYPE = "event.created"
 JSON_CONTENT_TYPE = "application/json"
@@ -187,10 +187,6 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _is_web_url(url: str) -> bool:
-    return url.lower().startswith(("http://", "https://"))
-
-
 def _tojson(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
@@ -282,7 +278,7 @@ def _slack_url(url: str) -> str:
 def _slack_line(link: _Link) -> str:
     prefix = f"• {link.date} · " if link.date else "• "
     text = fit(link.text, _LINK_TEXT_MAX)
-    if _is_web_url(link.url):
+    if is_web_url(link.url):
         url = _slack_url(link.url)
         line = fit(text, _LINE_MAX, lambda t: f"{prefix}<{url}|{slack_escape(t)}>")
         if line:
@@ -338,7 +334,7 @@ def discord_escape(text: str) -> str:
 def _discord_line(link: _Link) -> str:
     prefix = f"• {link.date} · " if link.date else "• "
     text = fit(link.text, _LINK_TEXT_MAX)
-    if _is_web_url(link.url):
+    if is_web_url(link.url):
         url = quote(link.url, safe="%/:=&;?~#+!$,'*@")
         line = fit(text, _LINE_MAX, lambda t: f"{prefix}[{discord_escape(t)}]({url})")
         if line:

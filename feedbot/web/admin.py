@@ -34,13 +34,14 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
+from feedbot.clock import utc_now
 from feedbot.errors import ConfigError, StorageError
 from feedbot.model import DeliveryStatus, Subscription
 from feedbot.notify.formats import iso_utc
@@ -107,10 +108,6 @@ def _target_policy(settings: Settings) -> TargetPolicy:
     from feedbot.daemon import target_policy
 
     return target_policy(settings)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _json(
@@ -345,7 +342,7 @@ class _AdminApi:
             keywords=_strings(body, "keywords") if "keywords" in body else [],
             origin="api",
         )
-        stored = await self.store.outbox.add_subscription(built, now=_now())
+        stored = await self.store.outbox.add_subscription(built, now=utc_now())
         # Only the host: a Slack or Discord webhook URL is itself a credential.
         log.info(
             "subscription %s added through the API (to %s)",
@@ -420,7 +417,7 @@ class _AdminApi:
                 "start; remove it there",
                 None,
             )
-        await self.store.outbox.remove_subscription(current.id, now=_now())
+        await self.store.outbox.remove_subscription(current.id, now=utc_now())
         log.info(
             "subscription %s removed through the API",
             current.id,
@@ -466,6 +463,6 @@ class _AdminApi:
             ids = _strings(body, "ids")
             if len(ids) > MAX_IDS:
                 _refuse(400, f"ids: at most {MAX_IDS} in one replay", "ids")
-        count = await self.store.outbox.replay(ids, now=_now())
+        count = await self.store.outbox.replay(ids, now=utc_now())
         log.info("%d failed deliveries queued again through the API", count)
         return _json({"replayed": count})

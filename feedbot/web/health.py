@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from feedbot.errors import FeedbotError
 from feedbot.metrics import CONTENT_TYPE, Metrics
 from feedbot.model import DeliveryStatus
 from feedbot.notify.formats import iso_utc
+from feedbot.redact import redact
 from feedbot.settings import Settings
 from feedbot.store import PollRecord, Store
 
@@ -48,12 +48,6 @@ READY_TIMEOUT = 3.0  # seconds the store gets to answer /readyz or a scrape
 START_GRACE = 60.0  # seconds added to the first poll's deadline after a start
 STALE_POLLS = 3  # polls missed before the last one counts as too old
 _NO_STORE: dict[str, str] = {hdrs.CACHE_CONTROL: "no-store"}
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
-
-
-def redact(text: str) -> str:
-    """``text`` with any URL password masked: /readyz answers without a token."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 @dataclass(frozen=True, slots=True)
