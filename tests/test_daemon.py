@@ -163,6 +163,20 @@ async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path) ->
     assert all(len(v) == 1 for v in webhook_ids.values())
 
 
+async def failed_start(*args: str) -> tuple[int | None, list[str]]:
+    """Run ``python -m feedbot ARGS`` to its end: its exit status and stderr lines."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "feedbot",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    return process.returncode, err.decode().strip().splitlines()
+
+
 def bad_start_cases(tmp_path: Path, archive: Path) -> dict[str, tuple[list[str], str]]:
     good = f'[archive]\nsource = "{archive}"\n[store]\nurl = "sqlite:///{tmp_path / "s.db"}"\n'
     files = {
@@ -189,19 +203,8 @@ def bad_start_cases(tmp_path: Path, archive: Path) -> dict[str, tuple[list[str],
 )
 async def test_bad_start_is_one_line_and_exit_2(tmp_path: Path, archive: Path, case: str) -> None:
     config, expected = bad_start_cases(tmp_path, archive)[case]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "feedbot",
-        "--config",
-        *config,
-        "run",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _out, err = await asyncio.wait_for(process.communicate(), timeout=20)
-    assert process.returncode == 2, err.decode()
-    lines = err.decode().strip().splitlines()
+    returncode, lines = await failed_start("--config", *config, "run")
+    assert returncode == 2, lines
     assert len(lines) == 1 and expected in lines[0], lines
 
 
@@ -211,19 +214,8 @@ async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, archive: Pat
         taken.listen()
         port = taken.getsockname()[1]
         config = write_config(tmp_path, archive, "http://127.0.0.1:9/", port)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "feedbot",
-            "--config",
-            str(config),
-            "--log-level",
-            "error",
-            "run",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        returncode, lines = await failed_start(
+            "--config", str(config), "--log-level", "error", "run"
         )
-        _out, err = await asyncio.wait_for(process.communicate(), timeout=20)
-    assert process.returncode == 2
-    lines = err.decode().strip().splitlines()
+    assert returncode == 2
     assert lines == [f"feedbot: cannot listen on 127.0.0.1:{port}: Address already in use"], lines

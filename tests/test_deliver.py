@@ -81,6 +81,15 @@ def deliverer(store: Store, session: aiohttp.ClientSession, clock: Clock, **sett
     )
 
 
+def attempts_are(store: Store, n: int):
+    """A predicate for run_until: the (only) delivery has had ``n`` attempts."""
+
+    async def predicate() -> bool:
+        return (await store.outbox.deliveries())[0].attempts == n
+
+    return predicate
+
+
 async def until(predicate, seconds: float = 5.0) -> None:
     async with asyncio.timeout(seconds):
         while not await predicate():
@@ -151,10 +160,7 @@ async def test_retry_after_is_honoured(store: Store, session, clock: Clock) -> N
         await subscribe(store, receiver.url, clock)
         await new_events(store, clock, "2026/11/27/a")
 
-        async def attempted() -> bool:
-            return (await store.outbox.deliveries())[0].attempts == 1
-
-        await run_until(deliverer(store, session, clock), attempted)
+        await run_until(deliverer(store, session, clock), attempts_are(store, 1))
     (delivery,) = await store.outbox.deliveries()
     assert delivery.next_attempt_at == T0 + timedelta(seconds=600)
 
@@ -173,11 +179,7 @@ async def test_schedule_runs_out_into_the_failed_list(store: Store, session, clo
             clock=clock,
         )
         for expected_attempts in (1, 2, 3):
-
-            async def attempted(n: int = expected_attempts) -> bool:
-                return (await store.outbox.deliveries())[0].attempts == n
-
-            await run_until(worker, attempted)
+            await run_until(worker, attempts_are(store, expected_attempts))
             clock.advance(3600)
     (delivery,) = await store.outbox.deliveries()
     assert delivery.status is DeliveryStatus.FAILED
@@ -205,10 +207,7 @@ async def test_redirects_are_not_followed(store: Store, session, clock: Clock) -
         await subscribe(store, receiver.url, clock)
         await new_events(store, clock, "2026/11/27/a")
 
-        async def attempted() -> bool:
-            return (await store.outbox.deliveries())[0].attempts == 1
-
-        await run_until(deliverer(store, session, clock), attempted)
+        await run_until(deliverer(store, session, clock), attempts_are(store, 1))
     (delivery,) = await store.outbox.deliveries()
     assert "redirect to http://127.0.0.1:1/elsewhere not followed" in (delivery.last_error or "")
 
@@ -246,10 +245,7 @@ async def test_bad_answers_are_recorded_failures(
         await subscribe(store, receiver.url, clock)
         await new_events(store, clock, "2026/11/27/a")
 
-        async def attempted() -> bool:
-            return (await store.outbox.deliveries())[0].attempts == 1
-
-        await run_until(deliverer(store, session, clock), attempted)
+        await run_until(deliverer(store, session, clock), attempts_are(store, 1))
     (delivery,) = await store.outbox.deliveries()
     assert delivery.status is DeliveryStatus.PENDING
     assert expected in (delivery.last_error or ""), delivery.last_error
@@ -295,10 +291,7 @@ async def test_a_subscription_failing_for_days_is_disabled(
         while True:
             attempts += 1
 
-            async def attempted(n: int = attempts) -> bool:
-                return (await store.outbox.deliveries())[0].attempts == n
-
-            await run_until(worker, attempted)
+            await run_until(worker, attempts_are(store, attempts))
             if (await store.outbox.deliveries())[0].status is DeliveryStatus.FAILED:
                 break
             clock.advance(3600)
