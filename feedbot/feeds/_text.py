@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from feedbot.model import Event, Topic
+from feedbot.model import Event
 
 _XML_UNSAFE = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]"
@@ -30,7 +30,3 @@ def safe_event(event: Event) -> Event:
     character apart.
     """
     return event.map_text(xml_safe)
-
-
-def safe_topic(topic: Topic) -> Topic:
-    return Topic(name=xml_safe(topic.name), slug=topic.slug)

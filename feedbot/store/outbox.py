@@ -483,18 +483,6 @@ class Outbox:
                 ).scalar_one()
             )
 
-    async def next_due(self) -> datetime | None:
-        """When the earliest pending delivery is due, for the worker's sleep."""
-        async with self._db.transaction() as connection:
-            due: datetime | None = (
-                await connection.execute(
-                    select(func.min(deliveries.c.next_attempt_at)).where(
-                        deliveries.c.status == DeliveryStatus.PENDING.value
-                    )
-                )
-            ).scalar_one_or_none()
-            return due
-
     async def replay(self, ids: Iterable[str] | None = None, *, now: datetime) -> int:
         """Put failed deliveries (all, or those of ``ids``) back in the queue, due now,
         with a fresh retry schedule. Their webhook-id stays the same."""
