@@ -90,6 +90,7 @@ class Ingestor:
         self.source = source
         self._clock = clock
         self._marks: dict[str, str] | None = None
+        self._synced = False
 
     def forget_marks(self) -> None:
         """Reload the source marks from the store on the next poll (another replica
@@ -168,7 +169,8 @@ class Ingestor:
     async def _alert_since(self, now: datetime) -> date | None:
         """Until a first full poll has completed, alert only events dated within
         ``backfill_days``, so a first start on a full archive floods nobody."""
-        if await self.store.initial_sync_done():
+        if self._synced or await self.store.initial_sync_done():
+            self._synced = True  # it stays done: no need to ask the store each poll
             return None
         return now.date() - timedelta(days=self.backfill_days)
 
@@ -204,6 +206,7 @@ class _Parser:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._workers = os.cpu_count() or 1
 
     async def __aenter__(self) -> _Parser:
         return self
@@ -218,11 +221,12 @@ class _Parser:
         if self._pool is None:
             # forkserver: never fork a process that runs threads (aiosqlite's).
             context = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+            self._pool = ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
         loop = asyncio.get_running_loop()
-        halves = [pages[: len(pages) // 2], pages[len(pages) // 2 :]]
+        share = -(-len(pages) // self._workers)  # one slice per worker, rounded up
+        slices = [pages[start : start + share] for start in range(0, len(pages), share)]
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, _parse_all, half) for half in halves)
+            *(loop.run_in_executor(self._pool, _parse_all, part) for part in slices)
         )
         parsed = [event for events, _ in results for event in events]
         rejected = {path: reason for _, bad in results for path, reason in bad.items()}
