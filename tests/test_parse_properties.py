@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from feedbot.archive.parse import parse_page
 from feedbot.errors import ParseError
-from feedbot.model import Event, RelatedKind
+from feedbot.model import Event, RelatedKind, canonical_json
 
 SEED = (Path(__file__).parent / "data" / "seed.md").read_bytes()
 SEED_TEXT = SEED.decode("utf-8")
@@ -160,6 +160,19 @@ def _encode(text: str) -> bytes:
 
 page_soup = st.lists(st.sampled_from(TOKENS), max_size=80).map("".join)
 any_text = st.text(st.characters(exclude_categories=[]), max_size=400)
+
+
+@PROPERTIES
+@given(
+    st.recursive(
+        st.none() | any_text, lambda inner: st.lists(inner) | st.dictionaries(any_text, inner)
+    )
+)
+def test_canonical_json_is_the_standard_librarys_compact_json(data: Any) -> None:
+    # Stored content hashes are digests of this text: it must never drift from
+    # what json.dumps writes (lone surrogates included), or every event of an
+    # existing store would count as changed.
+    assert canonical_json(data) == json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 @PROPERTIES

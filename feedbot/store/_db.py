@@ -3,7 +3,7 @@ at the boundary, and the upserts that differ between SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from operator import itemgetter
 from typing import Any, TypeVar
@@ -63,47 +63,67 @@ class Database:
         await connection.execute(statement.on_conflict_do_nothing(index_elements=keys), rows)
 
     async def bulk_insert(
-        self, connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
     ) -> None:
-        """Insert many rows through the driver's executemany directly.
+        """Insert many rows (tuples of ``columns``) through the driver's executemany.
 
         SQLAlchemy's executemany processes every parameter of every row in Python,
         which costs more than SQLite's own work on a first ingest of a large
-        archive; here each column's bind processor runs once per value and the
-        rest is the driver's. Same result as ``connection.execute(table.insert(), rows)``.
+        archive; here each column's bind processor runs once per distinct value and
+        the rest is the driver's. Same result as
+        ``connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])``.
         """
         if not rows:
             return
-        names = list(rows[0])
         dialect = connection.dialect
         if dialect.paramstyle == "numeric_dollar":
-            marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+            marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         elif dialect.paramstyle == "qmark":
-            marks = ", ".join("?" for _ in names)
+            marks = ", ".join("?" for _ in columns)
         else:  # an unexpected driver: the ordinary path
-            await connection.execute(table.insert(), list(rows))
+            await connection.execute(
+                table.insert(), [dict(zip(columns, r, strict=True)) for r in rows]
+            )
             return
         preparer = dialect.identifier_preparer
-        columns = ", ".join(preparer.quote(name) for name in names)
-        sql = f"INSERT INTO {preparer.format_table(table)} ({columns}) VALUES ({marks})"
-        values = itemgetter(*names)
-        tuples = [values(row) if len(names) > 1 else (values(row),) for row in rows]
+        names = ", ".join(preparer.quote(name) for name in columns)
+        sql = f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({marks})"
         processors = [
-            (index, process)
-            for index, name in enumerate(names)
+            (index, _memoized(process))
+            for index, name in enumerate(columns)
             if (process := table.c[name].type.bind_processor(dialect)) is not None
         ]
-        if processors:
-            tuples = [_processed(row, processors) for row in tuples]
+        values = [_processed(row, processors) for row in rows] if processors else list(rows)
         # In key order: consecutive inserts then land on the same index pages,
         # which matters once the indexes outgrow the page cache.
-        primary = [names.index(c.name) for c in table.primary_key.columns if c.name in names]
+        primary = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
         if primary:
-            tuples.sort(key=itemgetter(*primary))
-        await connection.exec_driver_sql(sql, tuples)
+            values.sort(key=itemgetter(*primary))
+        await connection.exec_driver_sql(sql, values)
 
     def _insert(self, table: Table) -> Any:
         return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
+
+
+def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``process`` once per distinct value: the rows of a batch share most of their
+    timestamps and kinds."""
+    done: dict[Any, Any] = {}
+
+    def memoized(value: Any) -> Any:
+        try:
+            return done[value]
+        except KeyError:
+            done[value] = result = process(value)
+            return result
+        except TypeError:  # unhashable
+            return process(value)
+
+    return memoized
 
 
 def _processed(row: tuple[Any, ...], processors: list[tuple[int, Any]]) -> tuple[Any, ...]:

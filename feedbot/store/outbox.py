@@ -312,7 +312,7 @@ class Outbox:
                 delivery = _delivery(mapping)
                 event = decoded.get(delivery.event_id)
                 if event is None:
-                    event = Event.from_json(json.loads(mapping[events.c.body]))
+                    event = Event.from_canonical_json(mapping[events.c.body])
                     decoded[delivery.event_id] = event
                 jobs.append(
                     DeliveryJob(
@@ -337,15 +337,16 @@ class Outbox:
             await self._db.bulk_insert(
                 connection,
                 attempts,
+                ("delivery_id", "subscription_id", "attempted_at", "status", "latency_ms", "error"),
                 [
-                    {
-                        "delivery_id": delivery.id,
-                        "subscription_id": delivery.subscription_id,
-                        "attempted_at": report.attempted_at,
-                        "status": report.status,
-                        "latency_ms": report.latency_ms,
-                        "error": report.error,
-                    }
+                    (
+                        delivery.id,
+                        delivery.subscription_id,
+                        report.attempted_at,
+                        report.status,
+                        report.latency_ms,
+                        report.error,
+                    )
                     for delivery, report in results
                 ],
             )

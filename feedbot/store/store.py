@@ -9,7 +9,6 @@ chained; nothing above the store sees SQLAlchemy's exceptions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
@@ -189,39 +188,48 @@ class Store:
                     await connection.execute(
                         events.update()
                         .where(events.c.id == record.id)
-                        .values({**_event_columns(record), "updated": now})
+                        .values(
+                            {
+                                **dict(zip(_EVENT_COLUMNS, _event_values(record), strict=True)),
+                                "updated": now,
+                            }
+                        )
                     )
             if new:
                 await self._db.bulk_insert(
                     connection,
                     events,
-                    [{**_event_columns(e), "first_seen": now, "updated": now} for e in new],
+                    (*_EVENT_COLUMNS, "first_seen", "updated"),
+                    [(*_event_values(e), now, now) for e in new],
                 )
             both = [*new, *changed]
-            topic_rows = {
-                slug: {"slug": slug, "name": name, "first_seen": now}
-                for e in both
-                for slug, name in e.topics
-            }
-            if topic_rows:
+            topic_names = {slug: name for e in both for slug, name in e.topics}
+            if topic_names:
                 await self._db.insert_missing(
-                    connection, topics, list(topic_rows.values()), keys=["slug"]
+                    connection,
+                    topics,
+                    [
+                        {"slug": slug, "name": name, "first_seen": now}
+                        for slug, name in topic_names.items()
+                    ],
+                    keys=["slug"],
                 )
                 await self._db.bulk_insert(
                     connection,
                     event_topics,
+                    ("slug", "date", "event_key", "position"),
                     [
-                        {"slug": slug, "date": e.date, "event_key": event_key(e.id), "position": i}
+                        (slug, e.date, e.key, i)
                         for e in both
                         for i, (slug, _name) in enumerate(e.topics)
                     ],
                 )
-            link_rows = [
-                {"event_key": event_key(e.id), "target_key": event_key(target), "kind": kind}
-                for e in both
-                for target, kind in e.related
-            ]
-            await self._db.bulk_insert(connection, event_links, link_rows)
+            await self._db.bulk_insert(
+                connection,
+                event_links,
+                ("event_key", "target_key", "kind"),
+                [(e.key, target, kind) for e in both for target, kind in e.links],
+            )
             if marks_:
                 await self._db.upsert(
                     connection,
@@ -254,7 +262,7 @@ class Store:
         for chunk in chunks(ids):
             rows = await connection.execute(select(events.c.body).where(events.c.id.in_(chunk)))
             for (body,) in rows:
-                old = Event.from_json(json.loads(body))
+                old = Event.from_canonical_json(body)
                 previous.update(old.topic_slugs)
                 for slug in old.topic_slugs:
                     await connection.execute(
@@ -365,22 +373,26 @@ class Store:
         return None if name is None else Topic(name=name, slug=slug)
 
 
-def _event_columns(record: EventRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "key": event_key(record.id),
-        "date": record.date,
-        "story": record.story,
-        "title": record.title,
-        "body": record.body,
-        "content_hash": record.content_hash,
-    }
+_EVENT_COLUMNS = ("id", "key", "date", "story", "title", "body", "content_hash")
+
+
+def _event_values(record: EventRecord) -> tuple[Any, ...]:
+    """The values of ``_EVENT_COLUMNS`` for ``record``."""
+    return (
+        record.id,
+        record.key,
+        record.date,
+        record.story,
+        record.title,
+        record.body,
+        record.content_hash,
+    )
 
 
 def _stored(row: Any) -> StoredEvent:
     body, first_seen, updated = row
     return StoredEvent(
-        event=Event.from_json(json.loads(body)), first_seen=first_seen, updated=updated
+        event=Event.from_canonical_json(body), first_seen=first_seen, updated=updated
     )
 
 
