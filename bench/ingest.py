@@ -19,7 +19,6 @@ Prints a table and, last, one JSON object. Targets: >= 5,000 events/s cold,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import resource
 import statistics
@@ -36,6 +35,7 @@ from make_archive import make_archive  # noqa: E402
 
 from feedbot.archive.local import LocalArchiveSource  # noqa: E402
 from feedbot.ingest import Ingestor  # noqa: E402
+from feedbot.loop import run as run_on_feedbots_loop  # noqa: E402
 from feedbot.store import Store  # noqa: E402
 
 
@@ -109,7 +109,7 @@ def main() -> None:
 
     root = archive_for(args.events)
     with tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(measure(root, Path(tmp) / "bench.db"))
+        result = run_on_feedbots_loop(measure(root, Path(tmp) / "bench.db"))
     if not args.no_reference:
         result.update(markdown_it_reference(root))
 

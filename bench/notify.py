@@ -72,6 +72,7 @@ sys.path.insert(0, str(HERE.parent))
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
+from feedbot.loop import run as run_on_feedbots_loop  # noqa: E402
 from feedbot.model import (  # noqa: E402
     DeliveryStatus,
     Event,
@@ -450,7 +451,7 @@ def replica_main(
     results: Any,  # multiprocessing.Queue
 ) -> None:
     """One deliverer process: its own Store, session and Deliverer, until ``stop``."""
-    results.put(asyncio.run(_replica(url, worker_id, settings, ready, stop)))
+    results.put(run_on_feedbots_loop(_replica(url, worker_id, settings, ready, stop)))
 
 
 async def _replica(
@@ -864,7 +865,7 @@ def main() -> None:
         parser.error("--store is sqlite or a postgresql:// URL")
     if args.store == "sqlite" and args.replicas != [1]:
         parser.error("--replicas needs --store postgresql://... (SQLite is one process)")
-    summary = asyncio.run(measure(args))
+    summary = run_on_feedbots_loop(measure(args))
     print(json.dumps(summary))
 
 

@@ -46,6 +46,7 @@ from feedbot.archive.local import LocalArchiveSource  # noqa: E402
 from feedbot.feeds import FeedFormat  # noqa: E402
 from feedbot.feeds.cache import FeedCache, load_feed_page  # noqa: E402
 from feedbot.ingest import Ingestor  # noqa: E402
+from feedbot.loop import run as run_on_feedbots_loop  # noqa: E402
 from feedbot.settings import Settings  # noqa: E402
 from feedbot.store import Store, TopicCount  # noqa: E402
 from feedbot.web import WebServer  # noqa: E402
@@ -256,7 +257,7 @@ def main() -> None:
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
 
-    result = asyncio.run(measure(args))
+    result = run_on_feedbots_loop(measure(args))
     rows = [
         ("events in the store", f"{result['events']:,.0f}", ""),
         ("topics", f"{result['topics']:,.0f}", ""),

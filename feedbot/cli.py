@@ -8,7 +8,6 @@ could not start (bad command line, bad config, unreachable store).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ from feedbot.archive.parse import parse_page
 from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError, ConfigError, ParseError, StorageError
 from feedbot.logs import setup_logging
+from feedbot.loop import run as run_async
 from feedbot.model import DeliveryStatus
 from feedbot.settings import Settings, load_settings
 
@@ -166,7 +166,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _cmd_poll(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    return asyncio.run(_poll(settings))
+    return run_async(_poll(settings))
 
 
 async def _poll(settings: Settings) -> int:
@@ -203,7 +203,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    return asyncio.run(_run(settings))
+    return run_async(_run(settings))
 
 
 async def _run(settings: Settings) -> int:
@@ -259,7 +259,7 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
             print(f"secret: {secret}  (shown once; the receiver needs it to verify)")
         return EXIT_OK
 
-    return asyncio.run(add())
+    return run_async(add())
 
 
 def _cmd_feeds_export(args: argparse.Namespace) -> int:
@@ -281,7 +281,7 @@ def _cmd_feeds_export(args: argparse.Namespace) -> int:
         print(f"wrote {result.files} files ({result.topics} topics) to {args.dest}")
         return EXIT_OK
 
-    return asyncio.run(export())
+    return run_async(export())
 
 
 def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
@@ -296,7 +296,7 @@ def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
                 )
         return EXIT_OK
 
-    return asyncio.run(listing())
+    return run_async(listing())
 
 
 def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:
@@ -308,7 +308,7 @@ def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:
         print(f"removed {args.id}")
         return EXIT_OK
 
-    return asyncio.run(remove())
+    return run_async(remove())
 
 
 def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
@@ -347,7 +347,7 @@ def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
             print(f"{subscription.url}: {exc or exc.__class__.__name__}", file=sys.stderr)
             return EXIT_FAILED
 
-    return asyncio.run(ping())
+    return run_async(ping())
 
 
 def _cmd_deliveries_list(args: argparse.Namespace) -> int:
@@ -362,7 +362,7 @@ def _cmd_deliveries_list(args: argparse.Namespace) -> int:
                 )
         return EXIT_OK
 
-    return asyncio.run(listing())
+    return run_async(listing())
 
 
 def _cmd_deliveries_replay(args: argparse.Namespace) -> int:
@@ -372,7 +372,7 @@ def _cmd_deliveries_replay(args: argparse.Namespace) -> int:
         print(f"{count} deliveries queued again")
         return EXIT_OK
 
-    return asyncio.run(replay())
+    return run_async(replay())
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:
@@ -381,7 +381,7 @@ def _cmd_sink(args: argparse.Namespace) -> int:
 
     secret = validate_secret(args.secret) if args.secret else None
     try:
-        asyncio.run(run_sink(args.host, args.port, secret))
+        run_async(run_sink(args.host, args.port, secret))
     except OSError as exc:
         print(
             f"feedbot: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",

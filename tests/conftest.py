@@ -8,6 +8,7 @@ skipped with the reason shown; CI always has one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import uvloop
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from feedbot.store import Store
@@ -27,6 +29,19 @@ SEED = REPO / "tests" / "data" / "seed.md"
 SHARED_SEED = REPO.parent / "shared" / "seeds" / "000_ffb26b68fc8d7c51.txt"
 
 _pg_reason: str | None = None
+
+# The daemon runs on uvloop (feedbot/loop.py); the tests of what touches sockets
+# most closely (the SSRF guard's connect-time checks, the deliverer) run on both
+# loops, the rest on asyncio's own.
+_ON_BOTH_LOOPS = {"test_ssrf.py", "test_deliver.py"}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if item.path.name in _ON_BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 async def _reset_postgres() -> str | None:

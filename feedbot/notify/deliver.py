@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -88,6 +89,7 @@ class Deliverer:
         self._results: list[tuple[DeliveryJob, AttemptReport]] = []
         self._results_waiting = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
         self._host_load: dict[str, int] = {}
         self._host_subscriptions: dict[str, set[str]] = {}
 
@@ -252,7 +254,7 @@ class Deliverer:
                 data=request.body,
                 headers={"User-Agent": self.settings.user_agent, **request.headers},
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+                timeout=self._timeout,
             ) as response:
                 status = response.status
                 answer = await response.content.read(MAX_ANSWER_BYTES)
@@ -298,6 +300,7 @@ class Deliverer:
         )
 
 
+@lru_cache(maxsize=4096)  # a few subscription URLs, asked for on every claim
 def _host_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"

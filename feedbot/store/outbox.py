@@ -14,7 +14,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -283,46 +283,40 @@ class Outbox:
         if exclude_subscriptions:
             conditions.append(deliveries.c.subscription_id.not_in(list(exclude_subscriptions)))
         due = (
-            select(deliveries.c.id)
+            select(*_DELIVERY_COLUMNS, events.c.body)
+            .join(events, events.c.id == deliveries.c.event_id)
             .where(*conditions)
             .order_by(deliveries.c.next_attempt_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=deliveries)
         )
         async with self._db.transaction() as connection:
-            ids = list((await connection.execute(due)).scalars())
-            if not ids:
+            rows = (await connection.execute(due)).all()
+            if not rows:
                 return []
+            claimed = [_delivery(row) for row in rows]
             await connection.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(ids))
+                .where(deliveries.c.id.in_([d.id for d in claimed]))
                 .values(claimed_by=worker, claim_expires=now + lease)
             )
-            rows = await connection.execute(
-                select(deliveries, subscriptions, events.c.body)
-                .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-                .join(events, events.c.id == deliveries.c.event_id)
-                .where(deliveries.c.id.in_(ids))
-                .order_by(deliveries.c.next_attempt_at)
-            )
-            jobs = []
-            decoded: dict[str, Event] = {}  # one event, many subscribers: decode it once
-            for row in rows:
-                mapping = row._mapping
-                delivery = _delivery(mapping)
-                event = decoded.get(delivery.event_id)
-                if event is None:
-                    event = Event.from_canonical_json(mapping[events.c.body])
-                    decoded[delivery.event_id] = event
-                jobs.append(
-                    DeliveryJob(
-                        delivery=delivery,
-                        subscription=_subscription(mapping, prefix=True),
-                        event=event,
-                        subscription_failing_since=mapping[subscriptions.c.failing_since],
+            subscribers = (
+                await connection.execute(
+                    select(subscriptions).where(
+                        subscriptions.c.id.in_({d.subscription_id for d in claimed})
                     )
                 )
-            return jobs
+            ).mappings()
+            by_id = {row["id"]: (_subscription(row), row["failing_since"]) for row in subscribers}
+        decoded: dict[str, Event] = {}  # one event, many subscribers: decode it once
+        jobs = []
+        for delivery, row in zip(claimed, rows, strict=True):
+            event = decoded.get(delivery.event_id)
+            if event is None:
+                event = decoded[delivery.event_id] = Event.from_canonical_json(row[-1])
+            subscription, failing_since = by_id[delivery.subscription_id]
+            jobs.append(DeliveryJob(delivery, subscription, event, failing_since))
+        return jobs
 
     async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> None:
         """Record one attempt and its outcome, and release the claim."""
@@ -455,23 +449,23 @@ class Outbox:
         self, *, status: DeliveryStatus | None = None, limit: int = 100
     ) -> list[Delivery]:
         query = (
-            select(deliveries)
+            select(*_DELIVERY_COLUMNS)
             .order_by(deliveries.c.created_at.desc(), deliveries.c.id)
             .limit(limit)
         )
         if status is not None:
             query = query.where(deliveries.c.status == status.value)
         async with self._db.transaction() as connection:
-            return [_delivery(row) for row in (await connection.execute(query)).mappings()]
+            return [_delivery(row) for row in await connection.execute(query)]
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
         """One delivery by id (its webhook-id), or None."""
         async with self._db.transaction() as connection:
             row = (
-                (await connection.execute(select(deliveries).where(deliveries.c.id == delivery_id)))
-                .mappings()
-                .first()
-            )
+                await connection.execute(
+                    select(*_DELIVERY_COLUMNS).where(deliveries.c.id == delivery_id)
+                )
+            ).first()
         return None if row is None else _delivery(row)
 
     async def count(self, status: DeliveryStatus) -> int:
@@ -561,39 +555,54 @@ def _subscription_row(subscription: Subscription) -> dict[str, Any]:
     }
 
 
-def _subscription(row: Any, *, prefix: bool = False) -> Subscription:
-    def col(name: str) -> Any:
-        return row[subscriptions.c[name]] if prefix else row[name]
-
+def _subscription(row: Any) -> Subscription:
+    """A Subscription from a row mapping of the subscriptions table."""
     return Subscription(
-        id=col("id"),
-        url=col("url"),
-        topics=tuple(json.loads(col("topics"))),
-        format=col("format"),
-        secret=col("secret"),
-        keywords=tuple(json.loads(col("keywords"))),
-        active=bool(col("active")),
-        origin=col("origin"),
-        created_at=col("created_at"),
-        disabled_reason=col("disabled_reason"),
+        id=row["id"],
+        url=row["url"],
+        topics=tuple(json.loads(row["topics"])),
+        format=row["format"],
+        secret=row["secret"],
+        keywords=tuple(json.loads(row["keywords"])),
+        active=bool(row["active"]),
+        origin=row["origin"],
+        created_at=row["created_at"],
+        disabled_reason=row["disabled_reason"],
     )
 
 
-def _delivery(row: Any) -> Delivery:
-    def col(name: str) -> Any:
-        return row[deliveries.c[name]]
+# The columns a Delivery is read from, in the order of its fields.
+_DELIVERY_COLUMNS = [deliveries.c[f.name] for f in fields(Delivery)]
 
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    """A Delivery from a row that starts with ``_DELIVERY_COLUMNS`` (positional:
+    the deliverer reads hundreds per claim)."""
+    (
+        id_,
+        subscription_id,
+        event_id,
+        matched_topics,
+        in_reply_to,
+        status,
+        attempts_made,
+        created_at,
+        next_attempt_at,
+        last_attempt_at,
+        last_status,
+        last_error,
+    ) = row[: len(_DELIVERY_COLUMNS)]
     return Delivery(
-        id=col("id"),
-        subscription_id=col("subscription_id"),
-        event_id=col("event_id"),
-        matched_topics=tuple(json.loads(col("matched_topics"))),
-        in_reply_to=tuple(json.loads(col("in_reply_to"))),
-        status=DeliveryStatus(col("status")),
-        attempts=col("attempts"),
-        created_at=col("created_at"),
-        next_attempt_at=col("next_attempt_at"),
-        last_attempt_at=col("last_attempt_at"),
-        last_status=col("last_status"),
-        last_error=col("last_error"),
+        id=id_,
+        subscription_id=subscription_id,
+        event_id=event_id,
+        matched_topics=tuple(json.loads(matched_topics)),
+        in_reply_to=tuple(json.loads(in_reply_to)),
+        status=DeliveryStatus(status),
+        attempts=attempts_made,
+        created_at=created_at,
+        next_attempt_at=next_attempt_at,
+        last_attempt_at=last_attempt_at,
+        last_status=last_status,
+        last_error=last_error,
     )
