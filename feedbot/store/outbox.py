@@ -283,23 +283,36 @@ class Outbox:
         if exclude_subscriptions:
             conditions.append(deliveries.c.subscription_id.not_in(list(exclude_subscriptions)))
         due = (
-            select(*_DELIVERY_COLUMNS, events.c.body)
-            .join(events, events.c.id == deliveries.c.event_id)
+            select(deliveries.c.id)
             .where(*conditions)
             .order_by(deliveries.c.next_attempt_at)
             .limit(limit)
-            .with_for_update(skip_locked=True, of=deliveries)
+            .with_for_update(skip_locked=True)
+        )
+        # One statement decides and claims, so two processes can never claim the
+        # same delivery: on PostgreSQL the rows are locked (SKIP LOCKED) for the
+        # UPDATE; on SQLite the UPDATE takes the write lock before it selects.
+        claim = (
+            update(deliveries)
+            .where(deliveries.c.id.in_(due.scalar_subquery()))
+            .values(claimed_by=worker, claim_expires=now + lease)
+            .returning(*_DELIVERY_COLUMNS)
         )
         async with self._db.transaction() as connection:
-            rows = (await connection.execute(due)).all()
-            if not rows:
-                return []
-            claimed = [_delivery(row) for row in rows]
-            await connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_([d.id for d in claimed]))
-                .values(claimed_by=worker, claim_expires=now + lease)
+            claimed = sorted(
+                (_delivery(row) for row in await connection.execute(claim)),
+                key=lambda d: (d.next_attempt_at, d.id),
             )
+            if not claimed:
+                return []
+            bodies = {
+                event_id: body
+                for event_id, body in await connection.execute(
+                    select(events.c.id, events.c.body).where(
+                        events.c.id.in_({d.event_id for d in claimed})
+                    )
+                )
+            }
             subscribers = (
                 await connection.execute(
                     select(subscriptions).where(
@@ -308,14 +321,13 @@ class Outbox:
                 )
             ).mappings()
             by_id = {row["id"]: (_subscription(row), row["failing_since"]) for row in subscribers}
-        decoded: dict[str, Event] = {}  # one event, many subscribers: decode it once
+        decoded = {event_id: Event.from_canonical_json(body) for event_id, body in bodies.items()}
         jobs = []
-        for delivery, row in zip(claimed, rows, strict=True):
-            event = decoded.get(delivery.event_id)
-            if event is None:
-                event = decoded[delivery.event_id] = Event.from_canonical_json(row[-1])
+        for delivery in claimed:
             subscription, failing_since = by_id[delivery.subscription_id]
-            jobs.append(DeliveryJob(delivery, subscription, event, failing_since))
+            jobs.append(
+                DeliveryJob(delivery, subscription, decoded[delivery.event_id], failing_since)
+            )
         return jobs
 
     async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> None:
