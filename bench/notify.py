@@ -6,13 +6,18 @@
 What it measures, in one run:
 
 - **feedbot on SQLite** (always): 50 signed ``json`` subscriptions, all on one local
-  receiver, and a Deliverer running in this process as in ``feedbot run``. The
+  receiver, and a Deliverer running in this process as in ``feedbot run``, keeping
+  up to ``--max-in-flight`` (1024) requests open. The
   events are stored with ``Store.write_batch`` in batches (one per archive day), which
   queues their deliveries in the same transaction; each batch's commit time is
   recorded and the deliverer is woken, as ingestion does. It runs until every
   delivery is DONE in the outbox. ``deliveries_per_s`` = deliveries received /
   (last arrival - first commit); ``p50_ms``/``p99_ms`` per delivery = arrival at the
   receiver - commit of its event's batch.
+- **feedbot on SQLite with sender processes** (``--senders 2``, the default; 0 for
+  none): the same, with ``notify.senders`` processes making the requests while this
+  process claims and records (feedbot/notify/senders.py). The JSON headline
+  (``deliveries_per_s``, ``ratio``) is this run; ``in_process_*`` is the one above.
 - **Apprise** (always): one ``apprise.Apprise`` object holding the 50 subscriptions
   as ``json://`` URLs to the same receiver, and ``notify()`` of each event's feedbot
   ``json`` body, one event after the other: Apprise posts to the 50 URLs of a call
@@ -86,6 +91,8 @@ from feedbot.model import (  # noqa: E402
 from feedbot.notify.deliver import Deliverer, DelivererSettings  # noqa: E402
 from feedbot.notify.formats import render_payload  # noqa: E402
 from feedbot.notify.outbound import RequestFactory  # noqa: E402
+from feedbot.notify.retry import RetryPolicy  # noqa: E402
+from feedbot.notify.senders import SenderConfig, SenderPool  # noqa: E402
 from feedbot.notify.ssrf import make_connector  # noqa: E402
 from feedbot.store import AttemptReport, DeliveryJob, Store, delivery_id  # noqa: E402
 
@@ -382,10 +389,14 @@ class ReceiverProcess:
 
 
 async def feedbot_sqlite(
-    args: argparse.Namespace, receiver: ReceiverProcess, events: Sequence[Event], tmp: Path
+    args: argparse.Namespace,
+    receiver: ReceiverProcess,
+    events: Sequence[Event],
+    tmp: Path,
+    senders: int,
 ) -> RunResult:
-    run = "sqlite"
-    store = await Store.open(f"sqlite:///{tmp / 'notify.db'}")
+    run = f"sqlite-senders-{senders}"
+    store = await Store.open(f"sqlite:///{tmp / (run + '.db')}")
     subscriptions = await add_subscriptions(
         store, subscription_urls(receiver.port, run, args.subscriptions)
     )
@@ -400,40 +411,60 @@ async def feedbot_sqlite(
             if done >= len(expected):
                 all_done.set()
 
+    settings = deliverer_settings(args, idle_poll=1.0)
+    pool = None
+    if senders:
+        pool = SenderPool(
+            senders,
+            SenderConfig(
+                base_url=BASE_URL, settings=settings, policy=RetryPolicy(), allow_private=True
+            ),
+        )
+        await pool.start()
     async with open_session(args.max_in_flight) as session:
         deliverer = Deliverer(
             store.outbox,
             session,
             RequestFactory(BASE_URL),
-            settings=deliverer_settings(args, idle_poll=1.0),
+            settings=settings,
             worker_id="bench-sqlite",
             on_attempt=count,
+            sender=pool,
         )
         stop = asyncio.Event()
         worker = asyncio.create_task(deliverer.run(stop))
         watch = CpuWatch(receiver.process.pid)
+        children = [psutil.Process(s.process.pid) for s in pool._senders] if pool else []
+        children_cpu = sum(c.cpu_times().user + c.cpu_times().system for c in children)
         watch.start()
         cpu_started = time.process_time()
         stored_at = await store_burst(store, events, args.per_day, deliverer)
         try:
             await asyncio.wait_for(all_done.wait(), timeout=args.timeout)
         except TimeoutError:
-            print(f"sqlite: timed out with {done} of {len(expected)} done", file=sys.stderr)
+            print(f"{run}: timed out with {done} of {len(expected)} done", file=sys.stderr)
         cpu_s = time.process_time() - cpu_started
+        senders_cpu_s = sum(c.cpu_times().user + c.cpu_times().system for c in children)
+        senders_cpu_s -= children_cpu
+        cpu_s += senders_cpu_s
         machine = watch.stop(cpu_s)
         stop.set()
         await worker
         await deliverer.drain(5)
+    if pool is not None:
+        await pool.close(5)
     outbox_done = await store.outbox.count(DeliveryStatus.DONE)
     await store.close()
     result = analyse(
-        "feedbot, SQLite, 1 process",
+        f"feedbot, SQLite, {senders} sender processes" if senders else "feedbot, SQLite, 1 process",
         await receiver.stats(run),
         expected,
         min(stored_at.values()),
         stored_at,
     )
     result.cpu_s = cpu_s
+    if senders:
+        result.extra["cpu_s_sender_processes"] = round(senders_cpu_s, 2)
     result.extra["outbox_done"] = outbox_done
     result.extra["cpu"] = machine
     return result
@@ -676,6 +707,7 @@ def format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
 def print_table(
     args: argparse.Namespace,
     sqlite: RunResult,
+    pooled: dict[int, RunResult],
     apprise_result: RunResult | None,
     apprise_version: str,
     replicas: dict[int, RunResult],
@@ -698,7 +730,9 @@ def print_table(
         "CPU us/delivery",
     )
     rows: list[tuple[str, ...]] = []
-    shown = [sqlite, *replicas.values()] + ([apprise_result] if apprise_result else [])
+    shown = [sqlite, *pooled.values(), *replicas.values()] + (
+        [apprise_result] if apprise_result else []
+    )
     for result in shown:
         rows.append(
             (
@@ -720,11 +754,10 @@ def print_table(
     for row in rows:
         print(format_row(row, widths))
     if apprise_result is not None:
-        ratio = sqlite.deliveries_per_s / apprise_result.deliveries_per_s
-        print(
-            f"feedbot on SQLite / Apprise: {ratio:.1f}x"
-            "   (targets: >= 1,000 deliveries/s and >= 5x Apprise)"
-        )
+        for result in (sqlite, *pooled.values()):
+            ratio = result.deliveries_per_s / apprise_result.deliveries_per_s
+            print(f"{result.name} / Apprise: {ratio:.1f}x")
+        print("(targets: >= 1,000 deliveries/s and >= 5x Apprise)")
 
     print("\nCPU during each run (the machine's busy time, and who used it):")
     cpu_header = ("run", "wall", "machine busy", "sender", "receiver", "PostgreSQL", "others")
@@ -758,8 +791,13 @@ def print_table(
         f"but in Apprise's own JSON envelope, unsigned, recorded nowhere; {args.apprise_mode}() "
         "per event, a new connection per post (requests).",
         "sender = CPU of the sending process(es), all threads (for the replicas: the "
-        "deliverer processes plus the parent storing the events); others = the rest of the "
-        "machine's busy time (other programs on this machine).",
+        "deliverer processes plus the parent storing the events; for sender processes: "
+        "those plus the daemon process); others = the rest of the machine's busy time "
+        "(other programs on this machine).",
+        "N sender processes = notify.senders = N: the daemon process claims, records and "
+        "stores as before, and N processes make the requests (feedbot/notify/senders.py). "
+        "They cost about 45% more CPU per delivery than one process (the jobs and reports "
+        "cross a socket), and buy the use of more than one core.",
     ]
     if replicas:
         base = replicas.get(1)
@@ -787,6 +825,13 @@ def print_table(
         print(textwrap.fill(note, width=100, initial_indent="- ", subsequent_indent="  "))
 
 
+def parse_senders(value: str) -> list[int]:
+    counts = [int(part) for part in value.split(",") if part.strip()]
+    if any(n < 0 for n in counts):
+        raise argparse.ArgumentTypeError("give sender counts like 2, or 0 for none")
+    return [n for n in counts if n]
+
+
 def parse_replicas(value: str) -> list[int]:
     counts = [int(part) for part in value.split(",") if part.strip()]
     if not counts or min(counts) < 1:
@@ -799,7 +844,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     receiver = ReceiverProcess()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            sqlite = await feedbot_sqlite(args, receiver, events, Path(tmp))
+            sqlite = await feedbot_sqlite(args, receiver, events, Path(tmp), 0)
+            pooled = {
+                n: await feedbot_sqlite(args, receiver, events, Path(tmp), n) for n in args.senders
+            }
         replicas: dict[int, RunResult] = {}
         if args.store.startswith("postgresql"):
             for n in args.replicas:
@@ -810,20 +858,33 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         receiver.close()
 
-    print_table(args, sqlite, apprise_result, apprise_version, replicas)
+    print_table(args, sqlite, pooled, apprise_result, apprise_version, replicas)
     apprise_rate = apprise_result.deliveries_per_s if apprise_result else None
+
+    def ratio(result: RunResult) -> float | None:
+        return round(result.deliveries_per_s / apprise_rate, 2) if apprise_rate else None
+
+    # The headline is the run with the most sender processes asked for (all of
+    # them, in-process included, are in the table and below).
+    headline = pooled[max(pooled)] if pooled else sqlite
+    every = [sqlite, *pooled.values(), *replicas.values()]
     summary: dict[str, Any] = {
         "deliveries": args.events * args.subscriptions,
-        "deliveries_per_s": round(sqlite.deliveries_per_s, 1),
-        "p50_ms": round(sqlite.p50_ms or 0.0, 1),
-        "p99_ms": round(sqlite.p99_ms or 0.0, 1),
+        "senders": max(pooled) if pooled else 0,
+        "deliveries_per_s": round(headline.deliveries_per_s, 1),
+        "p50_ms": round(headline.p50_ms or 0.0, 1),
+        "p99_ms": round(headline.p99_ms or 0.0, 1),
         "apprise_deliveries_per_s": round(apprise_rate, 1) if apprise_rate else None,
-        "ratio": round(sqlite.deliveries_per_s / apprise_rate, 2) if apprise_rate else None,
-        "duplicates": sqlite.duplicates + sum(r.duplicates for r in replicas.values()),
-        "missing": sqlite.missing + sum(r.missing for r in replicas.values()),
+        "ratio": ratio(headline),
+        "in_process_deliveries_per_s": round(sqlite.deliveries_per_s, 1),
+        "in_process_ratio": ratio(sqlite),
+        "duplicates": sum(r.duplicates for r in every),
+        "missing": sum(r.missing for r in every),
         "apprise_version": apprise_version,
         "sqlite": sqlite.as_json(),
     }
+    for n, result in pooled.items():
+        summary[f"sqlite_senders_{n}"] = result.as_json()
     if apprise_result is not None:
         summary["apprise"] = apprise_result.as_json()
     if replicas:
@@ -836,13 +897,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--subscriptions", type=int, default=50)
     parser.add_argument("--per-day", type=int, default=20, help="events per write_batch")
-    parser.add_argument("--max-in-flight", type=int, default=128)
+    parser.add_argument(
+        "--max-in-flight", type=int, default=1024, help="notify.max_in_flight (and per_host)"
+    )
     parser.add_argument(
         "--store",
         default="sqlite",
         help="sqlite (default), or a postgresql:// URL to add the replica runs",
     )
     parser.add_argument("--replicas", type=parse_replicas, default=[1], help="e.g. 1,2,3")
+    parser.add_argument(
+        "--senders",
+        type=parse_senders,
+        default=[2],
+        help="notify.senders of the SQLite runs beside the in-process one (default 2)",
+    )
     parser.add_argument(
         "--idle-poll", type=float, default=0.1, help="seconds, replicas' outbox poll when idle"
     )

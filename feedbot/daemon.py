@@ -38,10 +38,12 @@ from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError, ConfigError, FeedbotError
 from feedbot.feeds.cache import FeedCache
 from feedbot.ingest import Ingestor, PollResult
+from feedbot.logs import current_logging
 from feedbot.metrics import Metrics
 from feedbot.notify.deliver import Deliverer, DelivererSettings
 from feedbot.notify.outbound import RequestFactory, config_subscriptions
 from feedbot.notify.retry import RetryPolicy
+from feedbot.notify.senders import SenderConfig, SenderPool
 from feedbot.notify.ssrf import TargetPolicy, make_connector
 from feedbot.settings import Settings
 from feedbot.store import Store
@@ -107,6 +109,7 @@ class Daemon:
         self.deliverer: Deliverer | None = None
         self.last_poll: PollResult | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._senders: SenderPool | None = None  # notify.senders processes, when set
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._is_poller = False
         self._poll_lock = asyncio.Lock()
@@ -233,22 +236,39 @@ class Daemon:
             limit=notify.max_in_flight,
         )
         self._session = aiohttp.ClientSession(connector=connector)
+        deliverer_settings = DelivererSettings(
+            max_in_flight=notify.max_in_flight,
+            per_host=notify.per_host,
+            timeout=notify.timeout,
+            # A claim must outlast an attempt, or another replica sends it too.
+            lease=timedelta(seconds=max(settings.store.lease_seconds, 3 * notify.timeout)),
+            user_agent=f"feedbot/{__version__}",
+        )
+        if notify.senders:
+            level, log_format = current_logging()
+            self._senders = SenderPool(
+                notify.senders,
+                SenderConfig(
+                    base_url=settings.public_base_url,
+                    settings=deliverer_settings,
+                    policy=retry_policy(settings),
+                    allow_private=notify.allow_private_targets,
+                    allow_cidrs=tuple(notify.allow_cidrs),
+                    log_level=level,
+                    log_format=log_format,
+                ),
+            )
+            await self._senders.start()
         self.deliverer = Deliverer(
             self.store.outbox,
             self._session,
             RequestFactory(settings.public_base_url),
-            settings=DelivererSettings(
-                max_in_flight=notify.max_in_flight,
-                per_host=notify.per_host,
-                timeout=notify.timeout,
-                # A claim must outlast an attempt, or another replica sends it too.
-                lease=timedelta(seconds=max(settings.store.lease_seconds, 3 * notify.timeout)),
-                user_agent=f"feedbot/{__version__}",
-            ),
+            settings=deliverer_settings,
             policy=retry_policy(settings),
             worker_id=self.worker_id,
             rng=random.Random(),
             on_attempt=self.metrics.record_attempt,
+            sender=self._senders,
         )
         self._tasks.append(asyncio.create_task(self.deliverer.run(self._stop), name="deliver"))
 
@@ -303,6 +323,8 @@ class Daemon:
             cut = await self.deliverer.drain(grace)
             if cut:
                 log.warning("%d deliveries cut off by shutdown; they will be retried", cut)
+        if self._senders is not None:
+            await self._senders.close(grace)
         await self.web.stop()
         if self._is_poller:
             with contextlib.suppress(FeedbotError):

@@ -37,9 +37,19 @@ class _MaskingText(logging.Formatter):
         return redact(text)
 
 
+_current: tuple[str, LogFormat] = ("info", "auto")
+
+
+def current_logging() -> tuple[str, LogFormat]:
+    """The level and format of the last :func:`setup_logging`, for child processes."""
+    return _current
+
+
 def setup_logging(level: str = "info", log_format: LogFormat = "auto") -> None:
+    global _current
     if log_format == "auto":
         log_format = "text" if sys.stderr.isatty() else "json"
+    _current = (level, log_format)
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(

@@ -85,6 +85,9 @@ class NotifySettings(_Section):
         description="seconds before each retry",
     )
     disable_after: float = Field(5.0, gt=0, description="days of failure before disabling")
+    senders: int = Field(
+        0, ge=0, le=64, description="processes making the requests; 0: the daemon itself"
+    )
 
     @field_validator("allow_cidrs")
     @classmethod

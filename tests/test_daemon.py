@@ -109,12 +109,15 @@ def event_ids(receiver: Receiver) -> list[str]:
     return [json.loads(body)["data"]["event"]["id"] for body in receiver.bodies]
 
 
+@pytest.mark.parametrize("senders", [0, 2])
 async def test_first_start_is_quiet_then_a_new_page_arrives_within_2s(
-    tmp_path: Path, archive: Path
+    tmp_path: Path, archive: Path, senders: int
 ) -> None:
     port = free_port()
     async with running_receiver() as receiver:
-        config = write_config(tmp_path, archive, receiver.url, port, backfill_days=0)
+        config = write_config(
+            tmp_path, archive, receiver.url, port, backfill_days=0, senders=senders
+        )
         async with daemon(config, port) as process:
             await asyncio.sleep(1.0)  # the first poll has run: backfill_days = 0 alerts nobody
             assert receiver.received == []
@@ -126,14 +129,39 @@ async def test_first_start_is_quiet_then_a_new_page_arrives_within_2s(
                 async with session.get(url) as response:
                     assert response.status == 200
                     assert "A dam bursts" in await response.text()
+            helpers = children_of(process.pid)
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=6) == 0
             assert time.monotonic() - started < 5
+            # Senders (and multiprocessing's helpers) end with the daemon.
+            await until(lambda: not any(alive(pid) for pid in helpers), seconds=5)
     assert took < 2
 
 
-async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path) -> None:
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended while we looked
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("senders", [0, 2])
+async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path, senders: int) -> None:
     port = free_port()
     async with running_receiver() as receiver:
 
@@ -142,14 +170,20 @@ async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path) ->
             return web.Response(status=204)
 
         receiver.answer = slow
-        config = write_config(tmp_path, archive, receiver.url, port, backfill_days=0, per_host=2)
+        config = write_config(
+            tmp_path, archive, receiver.url, port, backfill_days=0, per_host=2, senders=senders
+        )
         async with daemon(config, port) as process:
             await asyncio.sleep(0.5)
             for i in range(60):
                 write_page(archive, "2026/11/27", f"burst-{i:02d}", f"Burst event {i}")
             await until(lambda: len(receiver.received) >= 10, seconds=10)
+            orphans = children_of(process.pid)
+            assert len(orphans) >= senders
             os.kill(process.pid, signal.SIGKILL)
             await process.wait()
+        # Sender processes (and multiprocessing's helpers) see the daemon go and end.
+        await until(lambda: not any(alive(pid) for pid in orphans), seconds=15)
         delivered_before = len(receiver.received)
         assert delivered_before < 60, "the burst finished before the kill; nothing was tested"
         async with daemon(config, port):

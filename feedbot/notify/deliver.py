@@ -48,6 +48,13 @@ class Request:
 # Builds the request of one attempt; the daemon composes formats and signing here.
 RequestBuilder = Callable[[DeliveryJob, datetime], Request]
 
+# Makes one attempt and says what it came to (an Attempter, or a SenderPool).
+Sender = Callable[[DeliveryJob], Awaitable[AttemptReport]]
+
+
+class SenderLost(FeedbotError):
+    """The process making an attempt went away before answering."""
+
 
 @dataclass(frozen=True, slots=True)
 class DelivererSettings:
@@ -72,16 +79,23 @@ class Deliverer:
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         on_attempt: Callable[[DeliveryJob, AttemptReport], Awaitable[None] | None] | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.outbox = outbox
-        self.session = session
-        self.build_request = build_request
         self.settings = settings or DelivererSettings()
-        self.policy = policy or RetryPolicy()
         self.worker_id = worker_id
         self._clock = clock
-        self._rng = rng or random.Random()
         self._on_attempt = on_attempt
+        self.attempter = Attempter(
+            session,
+            build_request,
+            settings=self.settings,
+            policy=policy or RetryPolicy(),
+            clock=clock,
+            rng=rng or random.Random(),
+        )
+        # Where attempts are made: here, or in sender processes (notify.senders).
+        self._send: Sender = sender or self.attempter
         self._wake = asyncio.Event()
         self._in_flight: dict[asyncio.Task[None], str] = {}  # task -> host
         # Finished attempts wait here to be recorded together: one transaction for
@@ -89,7 +103,6 @@ class Deliverer:
         self._results: list[tuple[DeliveryJob, AttemptReport]] = []
         self._results_waiting = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
-        self._timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
         self._host_load: dict[str, int] = {}
         self._host_subscriptions: dict[str, set[str]] = {}
 
@@ -183,7 +196,12 @@ class Deliverer:
             log.error("delivery task failed", exc_info=task.exception())
 
     async def _deliver(self, job: DeliveryJob) -> None:
-        report = await self.attempt(job)
+        try:
+            report = await self._send(job)
+        except SenderLost as exc:
+            # The request may or may not have gone out: a retry, with the same
+            # webhook-id, is what at-least-once asks for.
+            report = self.attempter.judged(job, self._clock(), 0, None, str(exc), None)
         self._results.append((job, report))
         self._results_waiting.set()
 
@@ -234,7 +252,33 @@ class Deliverer:
             },
         )
 
-    async def attempt(self, job: DeliveryJob) -> AttemptReport:
+
+class Attempter:
+    """Makes one attempt of a delivery and judges the answer; records nothing.
+
+    The Deliverer's own, or one per sender process: everything it needs crosses
+    a process boundary as plain settings.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        build_request: RequestBuilder,
+        *,
+        settings: DelivererSettings,
+        policy: RetryPolicy,
+        clock: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.session = session
+        self.build_request = build_request
+        self.settings = settings
+        self.policy = policy
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
+
+    async def __call__(self, job: DeliveryJob) -> AttemptReport:
         """Make one attempt and decide its outcome (does not record it)."""
         attempted_at = self._clock()
         started = time.perf_counter()
@@ -268,9 +312,9 @@ class Deliverer:
         except OSError as exc:  # the SSRF guard refuses at connect time
             error = str(exc)
         latency_ms = round((time.perf_counter() - started) * 1000)
-        return self._decide(job, attempted_at, latency_ms, status, error, retry_after)
+        return self.judged(job, attempted_at, latency_ms, status, error, retry_after)
 
-    def _decide(
+    def judged(
         self,
         job: DeliveryJob,
         attempted_at: datetime,

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from operator import itemgetter
 from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import UpdateBase
 
 from feedbot.errors import StorageError
 
@@ -69,41 +70,61 @@ class Database:
         columns: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
     ) -> None:
-        """Insert many rows (tuples of ``columns``) through the driver's executemany.
+        """Insert many rows (tuples of ``columns``), in primary-key order: consecutive
+        inserts then land on the same index pages, which matters once the indexes
+        outgrow the page cache."""
+        if not rows:
+            return
+        primary = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
+        if primary:
+            rows = sorted(rows, key=itemgetter(*primary))
+        statement = table.insert().values({name: bindparam(name) for name in columns})
+        await self.execute_many(connection, statement, columns, rows)
+
+    async def execute_many(
+        self,
+        connection: AsyncConnection,
+        statement: UpdateBase,
+        names: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> None:
+        """Run ``statement`` once per row through the driver's executemany; a row
+        holds the values of the bind parameters ``names``, in that order.
 
         SQLAlchemy's executemany processes every parameter of every row in Python,
         which costs more than SQLite's own work on a first ingest of a large
-        archive; here each column's bind processor runs once per distinct value and
-        the rest is the driver's. Same result as
-        ``connection.execute(table.insert(), [dict(zip(columns, row)) for row in rows])``.
+        archive or a burst of delivery results; here each parameter's bind
+        processor runs once per distinct value and the rest is the driver's. Same
+        result as ``connection.execute(statement, [dict(zip(names, row)) for row in rows])``.
         """
         if not rows:
             return
         dialect = connection.dialect
-        if dialect.paramstyle == "numeric_dollar":
-            marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        elif dialect.paramstyle == "qmark":
-            marks = ", ".join("?" for _ in columns)
-        else:  # an unexpected driver: the ordinary path
+        compiled: Any = statement.compile(dialect=dialect)
+        order = compiled.positiontup
+        if order is None or dialect.paramstyle not in ("qmark", "numeric_dollar"):
+            # An unexpected driver: the ordinary path.
             await connection.execute(
-                table.insert(), [dict(zip(columns, r, strict=True)) for r in rows]
+                statement, [dict(zip(names, row, strict=True)) for row in rows]
             )
             return
-        preparer = dialect.identifier_preparer
-        names = ", ".join(preparer.quote(name) for name in columns)
-        sql = f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({marks})"
-        processors = [
-            (index, _memoized(process))
-            for index, name in enumerate(columns)
-            if (process := table.c[name].type.bind_processor(dialect)) is not None
+        where = {name: index for index, name in enumerate(names)}
+        layout: list[tuple[int | None, Any, Callable[[Any], Any] | None]] = []
+        for name in order:
+            process = compiled.binds[name].type.bind_processor(dialect)
+            if name in where:
+                layout.append((where[name], None, process and _memoized(process)))
+            else:  # a value of the statement's own (the 1 of "attempts + 1")
+                value = compiled.binds[name].effective_value
+                layout.append((None, process(value) if process else value, None))
+        values = [
+            tuple(
+                constant if index is None else (process(row[index]) if process else row[index])
+                for index, constant, process in layout
+            )
+            for row in rows
         ]
-        values = [_processed(row, processors) for row in rows] if processors else list(rows)
-        # In key order: consecutive inserts then land on the same index pages,
-        # which matters once the indexes outgrow the page cache.
-        primary = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
-        if primary:
-            values.sort(key=itemgetter(*primary))
-        await connection.exec_driver_sql(sql, values)
+        await connection.exec_driver_sql(compiled.string, values)
 
     def _insert(self, table: Table) -> Any:
         return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
@@ -124,13 +145,6 @@ def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
             return process(value)
 
     return memoized
-
-
-def _processed(row: tuple[Any, ...], processors: list[tuple[int, Any]]) -> tuple[Any, ...]:
-    values = list(row)
-    for index, process in processors:
-        values[index] = process(values[index])
-    return tuple(values)
 
 
 def chunks(items: Iterable[T]) -> Iterable[list[T]]:

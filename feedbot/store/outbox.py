@@ -356,34 +356,28 @@ class Outbox:
                     for delivery, report in results
                 ],
             )
-            await connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id == bindparam("delivery"))
-                .values(
-                    status=bindparam("outcome"),
-                    attempts=deliveries.c.attempts + 1,
-                    last_attempt_at=bindparam("attempted_at"),
-                    last_status=bindparam("http_status"),
-                    last_error=bindparam("error"),
-                    done_at=bindparam("done_at"),
-                    next_attempt_at=func.coalesce(
-                        bindparam("next_at", type_=UTCDateTime()), deliveries.c.next_attempt_at
-                    ),
-                    claimed_by=None,
-                    claim_expires=None,
+            await self._db.execute_many(
+                connection,
+                _FINISH,
+                (
+                    "delivery",
+                    "outcome",
+                    "attempted_at",
+                    "http_status",
+                    "error",
+                    "done_at",
+                    "next_at",
                 ),
                 [
-                    {
-                        "delivery": delivery.id,
-                        "outcome": report.outcome.value,
-                        "attempted_at": report.attempted_at,
-                        "http_status": report.status,
-                        "error": report.error,
-                        "done_at": report.attempted_at
-                        if report.outcome is DeliveryStatus.DONE
-                        else None,
-                        "next_at": report.next_attempt_at,
-                    }
+                    (
+                        delivery.id,
+                        report.outcome.value,
+                        report.attempted_at,
+                        report.status,
+                        report.error,
+                        report.attempted_at if report.outcome is DeliveryStatus.DONE else None,
+                        report.next_attempt_at,
+                    )
                     for delivery, report in results
                 ],
             )
@@ -582,6 +576,26 @@ def _subscription(row: Any) -> Subscription:
         disabled_reason=row["disabled_reason"],
     )
 
+
+# What one attempt does to its delivery: the outcome, the attempt's answer, the
+# next try when there is one, and the claim released.
+_FINISH = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("delivery"))
+    .values(
+        status=bindparam("outcome"),
+        attempts=deliveries.c.attempts + 1,
+        last_attempt_at=bindparam("attempted_at"),
+        last_status=bindparam("http_status"),
+        last_error=bindparam("error"),
+        done_at=bindparam("done_at"),
+        next_attempt_at=func.coalesce(
+            bindparam("next_at", type_=UTCDateTime()), deliveries.c.next_attempt_at
+        ),
+        claimed_by=None,
+        claim_expires=None,
+    )
+)
 
 # The columns a Delivery is read from, in the order of its fields.
 _DELIVERY_COLUMNS = [deliveries.c[f.name] for f in fields(Delivery)]
