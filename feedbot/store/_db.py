@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from itertools import repeat
 from operator import itemgetter
 from typing import Any, TypeVar
 
@@ -25,6 +26,8 @@ class Database:
         self.engine = engine
         self.backend = engine.dialect.name  # "sqlite" or "postgresql"
         self.where = engine.url.render_as_string(hide_password=True)
+        self._inserts: dict[tuple[str, tuple[str, ...]], UpdateBase] = {}
+        self._plans: dict[tuple[UpdateBase, tuple[str, ...]], tuple[str, _Layout]] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -78,7 +81,12 @@ class Database:
         primary = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
         if primary:
             rows = sorted(rows, key=itemgetter(*primary))
-        statement = table.insert().values({name: bindparam(name) for name in columns})
+        key = (table.name, tuple(columns))
+        statement = self._inserts.get(key)
+        if statement is None:
+            statement = self._inserts[key] = table.insert().values(
+                {name: bindparam(name) for name in columns}
+            )
         await self.execute_many(connection, statement, columns, rows)
 
     async def execute_many(
@@ -94,40 +102,62 @@ class Database:
         SQLAlchemy's executemany processes every parameter of every row in Python,
         which costs more than SQLite's own work on a first ingest of a large
         archive or a burst of delivery results; here each parameter's bind
-        processor runs once per distinct value and the rest is the driver's. Same
-        result as ``connection.execute(statement, [dict(zip(names, row)) for row in rows])``.
+        processor runs once per distinct value, column by column, and the rest is
+        the driver's. Same result as
+        ``connection.execute(statement, [dict(zip(names, row)) for row in rows])``.
         """
         if not rows:
             return
-        dialect = connection.dialect
-        compiled: Any = statement.compile(dialect=dialect)
-        order = compiled.positiontup
-        if order is None or dialect.paramstyle not in ("qmark", "numeric_dollar"):
-            # An unexpected driver: the ordinary path.
+        plan = self._plans.get((statement, tuple(names)))
+        if plan is None:
+            plan = self._plans[(statement, tuple(names))] = _plan(connection, statement, names)
+        if plan is _ORDINARY:  # an unexpected driver: SQLAlchemy's own executemany
             await connection.execute(
                 statement, [dict(zip(names, row, strict=True)) for row in rows]
             )
             return
-        where = {name: index for index, name in enumerate(names)}
-        layout: list[tuple[int | None, Any, Callable[[Any], Any] | None]] = []
-        for name in order:
-            process = compiled.binds[name].type.bind_processor(dialect)
-            if name in where:
-                layout.append((where[name], None, process and _memoized(process)))
-            else:  # a value of the statement's own (the 1 of "attempts + 1")
-                value = compiled.binds[name].effective_value
-                layout.append((None, process(value) if process else value, None))
-        values = [
-            tuple(
-                constant if index is None else (process(row[index]) if process else row[index])
-                for index, constant, process in layout
-            )
-            for row in rows
+        sql, layout = plan
+        given = list(zip(*rows, strict=True))
+        columns = [
+            repeat(constant, len(rows))
+            if index is None
+            else (map(_memoized(process), given[index]) if process else given[index])
+            for index, constant, process in layout
         ]
-        await connection.exec_driver_sql(compiled.string, values)
+        await connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
     def _insert(self, table: Table) -> Any:
         return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
+
+
+# Where each parameter of a compiled statement comes from: a row's value at
+# ``index`` (through ``process`` when its type has one), or a ``constant`` of the
+# statement's own (the 1 of "attempts + 1").
+_Layout = list[tuple[int | None, Any, Callable[[Any], Any] | None]]
+_ORDINARY: tuple[str, _Layout] = ("", [])  # the plan of a driver whose parameters we do not lay out
+
+
+def _plan(
+    connection: AsyncConnection, statement: UpdateBase, names: Sequence[str]
+) -> tuple[str, _Layout]:
+    dialect = connection.dialect
+    compiled: Any = statement.compile(dialect=dialect)
+    order = compiled.positiontup
+    if order is None or dialect.paramstyle not in ("qmark", "numeric_dollar"):
+        return _ORDINARY
+    where = {name: index for index, name in enumerate(names)}
+    layout: _Layout = []
+    for name in order:
+        process = compiled.binds[name].type.bind_processor(dialect)
+        if name in where:
+            layout.append((where[name], None, process))
+        else:
+            value = compiled.binds[name].effective_value
+            layout.append((None, process(value) if process else value, None))
+    return compiled.string, layout
+
+
+_MISSING = object()
 
 
 def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -136,13 +166,10 @@ def _memoized(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
     done: dict[Any, Any] = {}
 
     def memoized(value: Any) -> Any:
-        try:
-            return done[value]
-        except KeyError:
-            done[value] = result = process(value)
-            return result
-        except TypeError:  # unhashable
-            return process(value)
+        result = done.get(value, _MISSING)
+        if result is _MISSING:
+            result = done[value] = process(value)
+        return result
 
     return memoized
 
