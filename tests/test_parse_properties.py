@@ -26,7 +26,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedbot.archive.parse import parse_page
+from feedbot.archive.parse import (
+    _SIMPLE_CONTEXT,
+    _SIMPLE_LINK,
+    _context_body,
+    _scanned_link,
+    _split_link,
+    parse_page,
+)
 from feedbot.errors import ParseError
 from feedbot.model import Event, RelatedKind, canonical_json
 
@@ -160,6 +167,48 @@ def _encode(text: str) -> bytes:
 
 page_soup = st.lists(st.sampled_from(TOKENS), max_size=80).map("".join)
 any_text = st.text(st.characters(exclude_categories=[]), max_size=400)
+
+
+_LINK_PARTS = st.lists(
+    st.sampled_from(
+        ["a", " ", "é", "_", "*", "x.org/a", "\\", '"t"', "<", ">", "[", "]", "(", ")"]
+    ),
+    max_size=8,
+).map("".join)
+# "[text](target) rest", the parts drawn so that brackets and parentheses land inside
+# them now and then: the shortcut must take every link the scan reads the same way.
+LINK_SOUP = st.builds(
+    lambda text, target, rest: f"[{text}]({target}){rest}", _LINK_PARTS, _LINK_PARTS, _LINK_PARTS
+)
+_NAMES = st.lists(
+    st.sampled_from(["a", "b c", ",", " ", "é", "Context:", "context :", "x:y", "-", "\t"]),
+    max_size=8,
+).map("".join)
+# Mostly the shape the shortcut takes ("_Context: a, b_"), with names that hold
+# what could confuse it; now and then any mark, names and end at all.
+CONTEXT_SOUP = st.builds(
+    lambda before, mark, names, end: f"{before}{mark}{names}{end}",
+    st.sampled_from(["", " ", "  ", "x "]),
+    st.sampled_from(["_Context: ", "_Context:", "_Context:  "])
+    | st.sampled_from(["_context: ", "*Context: ", "**Context:** ", "_Contexts: "]),
+    st.builds(str.__add__, st.sampled_from(["a", "Ōsaka", "b c", " "]), _NAMES)
+    | st.text(alphabet="ab _*,:", max_size=12),
+    st.sampled_from(["_", "_ ", "_  "]) | st.sampled_from(["_x", "", "*", "_ _", "__"]),
+)
+
+
+@PROPERTIES
+@given(LINK_SOUP, st.booleans())
+def test_the_simple_link_shortcut_agrees_with_the_scan(item: str, strict: bool) -> None:
+    if _SIMPLE_LINK.match(item):
+        assert _split_link(item, strict=strict) == _scanned_link(item, strict=strict)
+
+
+@PROPERTIES
+@given(CONTEXT_SOUP, st.booleans())
+def test_the_simple_context_shortcut_agrees_with_the_search(rest: str, cut: bool) -> None:
+    if simple := _SIMPLE_CONTEXT.match(rest):
+        assert _context_body(rest, cut=cut) == simple.group(1)
 
 
 @PROPERTIES

@@ -59,6 +59,11 @@ _BARE_URL = re.compile(r"^<?(https?://[^\s<>]+)>?$", re.IGNORECASE)
 _CONTEXT_MARK = re.compile(
     r"(?:([_*]{1,2})\s*)?(?<![^\W_])Contexts?\s*:\s*([_*]{1,2})?", re.IGNORECASE
 )
+# The common cases, matched at once; each gives exactly what the general code would
+# (tests/test_parse_properties.py checks): a link whose text nests no brackets and
+# whose target holds no parentheses, and "_Context: a, b_" with nothing after it.
+_SIMPLE_LINK = re.compile(r"\[([^\[\]]*)\]\(([^()]*)\)")
+_SIMPLE_CONTEXT = re.compile(r"\s*_Context:\s*([^_*\s][^_*]*)_\s*$")
 # The emphasis that closes "_Context: ..._": the same run, not inside a word.
 _CLOSERS = {mark: re.compile(re.escape(mark) + r"(?![^\W_])") for mark in ("_", "__", "*", "**")}
 # How a complete summary ends (before closing quotes and brackets); a page cut
@@ -236,6 +241,14 @@ def _split_link(item: str, *, strict: bool) -> _Link | None:
     have been cut short, where a guess would keep half a link)."""
     if not item.startswith("["):
         return None
+    # Most links nest nothing: one regex match then says what the scan would.
+    if simple := _SIMPLE_LINK.match(item):
+        return _Link(simple.group(1), simple.group(2).strip(), item[simple.end() :])
+    return _scanned_link(item, strict=strict)
+
+
+def _scanned_link(item: str, *, strict: bool) -> _Link | None:
+    """:func:`_split_link` by walking the brackets (``item`` starts with ``[``)."""
     text_end = _closing(item, 0, "[", "]")
     if text_end is None or not item.startswith("(", text_end + 1):
         if strict:
@@ -329,24 +342,34 @@ def _related(item: _Item, event_date: date) -> Related | None:
 def _contexts(rest: str, *, cut: bool) -> tuple[str, ...] | None:
     """The comma-separated names of ``_Context: a, b_`` after a related link, or
     ``None`` when the line was cut before they were complete."""
+    simple = _SIMPLE_CONTEXT.match(rest)  # the usual " _Context: a, b_"
+    body = simple.group(1) if simple else _context_body(rest, cut=cut)
+    if body is None:
+        return None
+    if not body:
+        return ()
+    names: dict[str, str] = {}
+    for part in _clean(body).strip("_*").split(","):
+        if name := _clean(part):
+            names.setdefault(slugify(name) or name, name)  # one per slug, first spelling
+    return tuple(names.values())
+
+
+def _context_body(rest: str, *, cut: bool) -> str | None:
+    """What the names of the Context mark in ``rest`` are read from: ``""`` when
+    there is no mark, ``None`` when the line was cut before the names were whole."""
     mark = _CONTEXT_MARK.search(rest)
     if mark is None:
         # Nothing, or a line cut inside the mark itself ("_Cont").
-        return None if cut and rest.strip() else ()
+        return None if cut and rest.strip() else ""
     body = rest[mark.end() :]
     opening, label_closing = mark.group(1), mark.group(2)
     closing = None
     if opening and not (label_closing and label_closing == opening):  # not "**Context:** a"
         closing = _CLOSERS[opening].search(body)
     if closing is not None:
-        body = body[: closing.start()]  # what follows the closing emphasis is not a name
-    elif cut:
-        return None  # nothing shows that the last name is whole
-    names: dict[str, str] = {}
-    for part in _clean(body).strip("_*").split(","):
-        if name := _clean(part):
-            names.setdefault(slugify(name) or name, name)  # one per slug, first spelling
-    return tuple(names.values())
+        return body[: closing.start()]  # what follows the closing emphasis is not a name
+    return None if cut else body  # cut: nothing shows that the last name is whole
 
 
 def _unique_related(related: list[Related]) -> tuple[Related, ...]:
