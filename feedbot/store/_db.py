@@ -26,7 +26,8 @@ class Database:
         self.engine = engine
         self.backend = engine.dialect.name  # "sqlite" or "postgresql"
         self.where = engine.url.render_as_string(hide_password=True)
-        self._inserts: dict[tuple[str, tuple[str, ...]], UpdateBase] = {}
+        # Statements built once per table and column list (and conflict handling).
+        self._inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...], bool], UpdateBase] = {}
         self._plans: dict[tuple[UpdateBase, tuple[str, ...]], tuple[str, _Layout]] = {}
 
     @asynccontextmanager
@@ -49,11 +50,8 @@ class Database:
         *,
         keys: list[str],
     ) -> None:
-        statement = self._insert(table)
-        columns = {c: statement.excluded[c] for c in rows[0] if c not in keys}
-        await connection.execute(
-            statement.on_conflict_do_update(index_elements=keys, set_=columns), rows
-        )
+        """Insert ``rows``; a row whose ``keys`` exist already updates that row."""
+        await self._insert_rows(connection, table, rows, keys=keys, update=True)
 
     async def insert_missing(
         self,
@@ -63,8 +61,36 @@ class Database:
         *,
         keys: list[str],
     ) -> None:
-        statement = self._insert(table)
-        await connection.execute(statement.on_conflict_do_nothing(index_elements=keys), rows)
+        """Insert the ``rows`` whose ``keys`` do not exist yet."""
+        await self._insert_rows(connection, table, rows, keys=keys, update=False)
+
+    async def _insert_rows(
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        rows: list[dict[str, Any]],
+        *,
+        keys: list[str],
+        update: bool,
+    ) -> None:
+        if not rows:
+            return
+        names = tuple(rows[0])
+        cache_key = (table.name, names, tuple(keys), update)
+        statement = self._inserts.get(cache_key)
+        if statement is None:
+            insert = self._insert(table).values({name: bindparam(name) for name in names})
+            if update:
+                changes = {c: insert.excluded[c] for c in names if c not in keys}
+                statement = insert.on_conflict_do_update(index_elements=keys, set_=changes)
+            else:
+                statement = insert.on_conflict_do_nothing(index_elements=keys)
+            self._inserts[cache_key] = statement
+        values = itemgetter(*names)
+        tuples = (
+            [values(row) for row in rows] if len(names) > 1 else [(values(row),) for row in rows]
+        )
+        await self.execute_many(connection, statement, names, tuples)
 
     async def bulk_insert(
         self,
@@ -81,7 +107,7 @@ class Database:
         primary = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
         if primary:
             rows = sorted(rows, key=itemgetter(*primary))
-        key = (table.name, tuple(columns))
+        key = (table.name, tuple(columns), (), False)
         statement = self._inserts.get(key)
         if statement is None:
             statement = self._inserts[key] = table.insert().values(
