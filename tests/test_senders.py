@@ -2,9 +2,10 @@
 
 The Deliverer claims and records in this process; a SenderPool's processes make
 the signed requests. Checked: every alert arrives once and verifies with the
-``standardwebhooks`` library; a sender killed mid-burst costs no alert (its
-attempts are retried, same webhook-id) and is replaced; and a frame carries
-jobs and reports across unchanged.
+``standardwebhooks`` library; a sender killed mid-burst costs no alert (the
+daemon makes its unanswered attempts itself, same webhook-id) and is replaced;
+senders that die as they start are given up while alerts still go out; and a
+frame carries jobs and reports across unchanged.
 """
 
 from __future__ import annotations
@@ -139,7 +140,10 @@ async def test_a_killed_sender_costs_no_alert_and_is_replaced(
         await deliver_all(store, pool, expected=80, seconds=60)
         await killer
     assert not victim.is_alive()
-    assert len(pool._senders) == 2 and victim not in [s.process for s in pool._senders]
+    async with asyncio.timeout(10):  # a replacement starts after a pause
+        while len(pool._senders) < 2:
+            await asyncio.sleep(0.05)
+    assert victim not in [s.process for s in pool._senders]
     assert "exited" in caplog.text
     # Every alert arrived (a webhook-id stands for one subscription and one event),
     # and each verifies; the killed sender's may have arrived twice, never differently.
@@ -148,6 +152,29 @@ async def test_a_killed_sender_costs_no_alert_and_is_replaced(
         Webhook(SECRET).verify(received.body, received.headers)
         webhook_ids.add(received.headers["webhook-id"])
     assert len(webhook_ids) == 80
+
+
+async def test_senders_that_keep_dying_are_given_up_and_the_daemon_sends(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A log level no logger knows makes every sender process fail as it starts.
+    broken = SenderPool(
+        2,
+        SenderConfig(
+            base_url=BASE_URL, settings=SETTINGS, policy=POLICY, log_level="no-such-level"
+        ),
+    )
+    await broken.start()
+    try:
+        async with running_receiver() as receiver:
+            await burst(store, receiver, events=5, subscribers=2)
+            await deliver_all(store, broken, expected=10, seconds=30)
+            async with asyncio.timeout(30):
+                while broken._senders or "not starting another" not in caplog.text:
+                    await asyncio.sleep(0.1)
+    finally:
+        await broken.close(5)
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 10
 
 
 async def test_a_frame_carries_jobs_and_reports_unchanged() -> None:

@@ -199,9 +199,10 @@ class Deliverer:
         try:
             report = await self._send(job)
         except SenderLost as exc:
-            # The request may or may not have gone out: a retry, with the same
-            # webhook-id, is what at-least-once asks for.
-            report = self.attempter.judged(job, self._clock(), 0, None, str(exc), None)
+            # The request may or may not have gone out: sending it again now, from
+            # this process and with the same webhook-id, is what at-least-once asks.
+            log.warning("%s; attempting %s here", exc, job.delivery.id)
+            report = await self.attempter(job)
         self._results.append((job, report))
         self._results_waiting.set()
 

@@ -8,11 +8,13 @@ ClientSession. Jobs go out and reports come back over a socket pair, as pickled
 frames batched per turn of the event loop.
 
 Nothing can be lost in between. A sender that dies fails its outstanding
-attempts with :class:`SenderLost`, which the Deliverer records as a failed
-attempt to retry (same webhook-id), and a new sender takes its place. When the
-daemon dies, every sender sees its socket close, finishes the attempts it holds
-and exits; their outcomes are never recorded, so their claims lapse and the
-alerts are sent again: at least once, as always.
+attempts with :class:`SenderLost`, which the Deliverer answers by making them
+itself (same webhook-id: a receiver may see one twice, never lose one), and a
+new sender takes its place; senders that keep dying at once are not replaced
+forever, and the daemon then makes every request itself. When the daemon dies,
+every sender sees its socket close, finishes the attempts it holds and exits;
+their outcomes are never recorded, so their claims lapse and the alerts are
+sent again: at least once, as always.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import multiprocessing
 import pickle
 import socket
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
@@ -43,6 +46,10 @@ from feedbot.store import AttemptReport, Delivery, DeliveryJob
 log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("!I")
+# Senders that die within _SHORT_LIFE seconds of starting, more than _QUICK_DEATHS
+# times in a row, are broken, not unlucky: they are not replaced.
+_SHORT_LIFE = 10.0
+_QUICK_DEATHS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,7 @@ class SenderPool:
         self._senders: list[_Sender] = []
         self._closing = False
         self._spawned = 0
+        self._quick_deaths = 0
 
     async def start(self) -> None:
         for _ in range(self.processes):
@@ -128,13 +136,30 @@ class SenderPool:
             self._senders.remove(sender)
         sender.fail_all(f"sender process {sender.process.name} exited")
         sender.writer.close()
-        if not self._closing:
-            await asyncio.to_thread(sender.process.join, 5)
+        if self._closing:
+            return
+        await asyncio.to_thread(sender.process.join, 5)
+        lived = time.monotonic() - sender.started
+        self._quick_deaths = self._quick_deaths + 1 if lived < _SHORT_LIFE else 0
+        if self._quick_deaths > _QUICK_DEATHS:
             log.error(
-                "sender process %s exited (code %s); starting another",
+                "sender process %s exited (code %s), the %dth to die within %g s of "
+                "starting: not starting another (%d left; without any, the daemon "
+                "makes the requests itself)",
                 sender.process.name,
                 sender.process.exitcode,
+                self._quick_deaths,
+                _SHORT_LIFE,
+                len(self._senders),
             )
+            return
+        log.error(
+            "sender process %s exited (code %s); starting another",
+            sender.process.name,
+            sender.process.exitcode,
+        )
+        await asyncio.sleep(min(lived, 1.0))  # one that dies at once is not restarted in a loop
+        if not self._closing:
             await self._spawn()
 
 
@@ -145,6 +170,7 @@ class _Sender:
     writer: asyncio.StreamWriter
     waiting: dict[str, asyncio.Future[AttemptReport]] = field(default_factory=dict)
     reading: asyncio.Task[None] = field(init=False)
+    started: float = field(default_factory=time.monotonic)
     _outgoing: list[DeliveryJob] = field(default_factory=list)
 
     def send(self, job: DeliveryJob) -> None:
