@@ -250,7 +250,7 @@ def _parse_all(pages: Sequence[RawPage]) -> tuple[list[EventRecord], dict[str, s
     rejected: dict[str, str] = {}
     for page in pages:
         try:
-            parsed.append(EventRecord.of(parse_page(page.body, page.path)))
+            parsed.append(EventRecord.of(parse_page(page.read(), page.path)))
         except ParseError as exc:
             rejected[page.path] = exc.reason
     return parsed, rejected

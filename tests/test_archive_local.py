@@ -9,6 +9,8 @@ from pathlib import Path
 
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import PollBatch
+from feedbot.ingest import Ingestor
+from feedbot.store import Store
 from tests.conftest import Clock, write_page
 
 
@@ -67,6 +69,39 @@ async def test_oversized_page_is_a_problem_not_a_failure(archive: Path, clock: C
     assert [p.path for p in batch.problems] == ["news/2007/07/9/huge.md"]
     assert "larger than 4096 bytes" in batch.problems[0].reason
     assert len(batch.pages) == 1
+
+
+async def test_a_page_gone_or_grown_after_the_listing_is_rejected(
+    archive: Path, clock: Clock, tmp_path: Path
+) -> None:
+    write_page(archive, "2007/07/9", "gone", "Gone")
+    grown = write_page(archive, "2007/07/9", "grown", "Grown")
+    source = LocalArchiveSource(archive, max_page_bytes=4096, clock=clock)
+    batch = await collect(source, {})
+    (archive / "news/2007/07/9/gone.md").unlink()
+    grown.write_bytes(b"x" * 5000)
+    store = await Store.open(f"sqlite:///{tmp_path / 'local.db'}")
+    try:
+        rejected = (await Ingestor(store, _Offering(batch)).poll()).rejected
+    finally:
+        await store.close()
+    assert rejected["news/2007/07/9/gone.md"] == "cannot read: No such file or directory"
+    assert rejected["news/2007/07/9/grown.md"] == "larger than 4096 bytes"
+
+
+class _Offering:
+    """A source that offers one batch already listed (the files may have changed since)."""
+
+    description = "a listed batch"
+
+    def __init__(self, batch: PollBatch) -> None:
+        self.batch = batch
+
+    async def poll(self, marks, *, days=None):  # type: ignore[no-untyped-def]
+        yield self.batch
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def test_watch_names_the_changed_day_within_a_second(archive: Path, clock: Clock) -> None:

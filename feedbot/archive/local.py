@@ -9,8 +9,9 @@ sizes and mtimes>``:
 - the last ``lookback_days`` days are listed on every poll regardless, because an
   in-place edit of a page changes the page's mtime but not its folder's;
 - a listed day whose digest is unchanged yields nothing; otherwise all of its
-  pages are read (a day holds tens of pages, and the ingest pipeline tells new,
-  changed and unchanged apart by content hash).
+  pages are offered (a day holds tens of pages, and the ingest pipeline tells new,
+  changed and unchanged apart by content hash). The source names the files; the
+  parse step reads them, in worker processes on a large poll.
 
 The file-system watch (:meth:`LocalArchiveSource.changed_days`) catches edits
 anywhere, within a fraction of a second, and names the day folders to re-poll.
@@ -47,7 +48,7 @@ class _Day:
     key: str  # "2007/07/9"
     folder: Path
     mark: str
-    pages: tuple[str, ...]  # file names; empty when only the mark moved
+    pages: tuple[tuple[str, int], ...]  # (file name, size); empty when only the mark moved
 
 
 class LocalArchiveSource:
@@ -79,10 +80,10 @@ class LocalArchiveSource:
             group.append(day)
             size += len(day.pages)
             if size >= _PAGES_PER_BATCH:
-                yield await asyncio.to_thread(self._read, group)
+                yield self._batch(group)
                 group, size = [], 0
         if group:
-            yield await asyncio.to_thread(self._read, group)
+            yield self._batch(group)
 
     async def aclose(self) -> None:
         return None
@@ -176,24 +177,23 @@ class LocalArchiveSource:
                     folders.append((f"{year.name}/{month.name}/{day.name}", day))
         return sorted(folders)
 
-    def _read(self, days: list[_Day]) -> PollBatch:
+    def _batch(self, days: list[_Day]) -> PollBatch:
         batch = PollBatch()
         for day in days:
             batch.marks[_MARK_PREFIX + day.key] = day.mark
-            for name in day.pages:
+            folder = str(day.folder)
+            for name, size in day.pages:
                 path = f"news/{day.key}/{name}"
-                try:
-                    with open(day.folder / name, "rb") as page:
-                        body = page.read(self.max_page_bytes + 1)
-                except OSError as exc:
-                    batch.problems.append(PageProblem(path, f"cannot read: {exc.strerror or exc}"))
-                    continue
-                if len(body) > self.max_page_bytes:
+                if size > self.max_page_bytes:
                     batch.problems.append(
                         PageProblem(path, f"larger than {self.max_page_bytes} bytes")
                     )
                     continue
-                batch.pages.append(RawPage(path, body))
+                # Read where it is parsed (RawPage.read), which rejects a file that
+                # cannot be read, or has grown too large since it was listed.
+                batch.pages.append(
+                    RawPage(path, file=os.path.join(folder, name), max_bytes=self.max_page_bytes)
+                )
         return batch
 
 
@@ -205,7 +205,7 @@ def _numeric_dirs(folder: Path) -> list[Path]:
         return []
 
 
-def _list_pages(folder: Path) -> tuple[tuple[str, ...], str]:
+def _list_pages(folder: Path) -> tuple[tuple[tuple[str, int], ...], str]:
     listing: list[tuple[str, int, int]] = []
     try:
         with os.scandir(folder) as entries:
@@ -217,7 +217,7 @@ def _list_pages(folder: Path) -> tuple[tuple[str, ...], str]:
         pass
     listing.sort()
     digest = hashlib.blake2b(repr(listing).encode(), digest_size=12).hexdigest()
-    return tuple(name for name, _size, _mtime in listing), digest
+    return tuple((name, size) for name, size, _mtime in listing), digest
 
 
 def _is_recent(key: str, today: date, lookback_days: int) -> bool:

@@ -14,14 +14,37 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from feedbot.errors import ParseError
+
 
 @dataclass(frozen=True, slots=True)
 class RawPage:
-    """One event page as fetched. ``path`` is relative to the archive root
-    (``news/2007/07/9/<slug>.md``); it names the page in errors and gives its id."""
+    """One event page. ``path`` is relative to the archive root
+    (``news/2007/07/9/<slug>.md``); it names the page in errors and gives its id.
+
+    Its bytes are ``body`` (fetched), or the local ``file``, which whoever parses
+    the page reads: on a large poll that is a parse worker, so the daemon process
+    never handles the bytes of a first ingest at all.
+    """
 
     path: str
-    body: bytes
+    body: bytes = b""
+    file: str | None = None
+    max_bytes: int = 0  # with ``file``: a larger page is refused
+
+    def read(self) -> bytes:
+        """The page's bytes; a file that cannot be read, or is too large, raises
+        :class:`~feedbot.errors.ParseError` with the reason."""
+        if self.file is None:
+            return self.body
+        try:
+            with open(self.file, "rb") as page:
+                body = page.read(self.max_bytes + 1)
+        except OSError as exc:
+            raise ParseError(self.path, f"cannot read: {exc.strerror or exc}") from None
+        if len(body) > self.max_bytes:
+            raise ParseError(self.path, f"larger than {self.max_bytes} bytes")
+        return body
 
 
 @dataclass(frozen=True, slots=True)
