@@ -14,9 +14,10 @@ What it measures, in one run:
   delivery is DONE in the outbox. ``deliveries_per_s`` = deliveries received /
   (last arrival - first commit); ``p50_ms``/``p99_ms`` per delivery = arrival at the
   receiver - commit of its event's batch.
-- **feedbot on SQLite with sender processes** (``--senders 2``, the default; 0 for
-  none): the same, with ``notify.senders`` processes making the requests while this
-  process claims and records (feedbot/notify/senders.py). The JSON headline
+- **feedbot on SQLite with delivery workers** (``--workers 2``, the default; 0 for
+  none): the same burst, delivered by ``notify.workers`` worker processes that each
+  claim, send and record, while this process stores the events and wakes them, as
+  ``feedbot run`` does with that setting (feedbot/notify/workers.py). The JSON headline
   (``deliveries_per_s``, ``ratio``) is this run; ``in_process_*`` is the one above.
 - **Apprise** (always): one ``apprise.Apprise`` object holding the 50 subscriptions
   as ``json://`` URLs to the same receiver, and ``notify()`` of each event's feedbot
@@ -64,7 +65,7 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.synchronize import Event as MpEvent
@@ -90,10 +91,14 @@ from feedbot.model import (  # noqa: E402
 )
 from feedbot.notify.deliver import Deliverer, DelivererSettings  # noqa: E402
 from feedbot.notify.formats import render_payload  # noqa: E402
-from feedbot.notify.outbound import RequestFactory  # noqa: E402
 from feedbot.notify.retry import RetryPolicy  # noqa: E402
-from feedbot.notify.senders import SenderConfig, SenderPool  # noqa: E402
-from feedbot.notify.ssrf import make_connector  # noqa: E402
+from feedbot.notify.workers import (  # noqa: E402
+    DeliveryConfig,
+    DeliveryWorkers,
+    Outcome,
+    build_deliverer,
+    open_session,
+)
 from feedbot.store import AttemptReport, DeliveryJob, Store, delivery_id  # noqa: E402
 
 BASE_URL = "https://feedbot.example"
@@ -165,7 +170,7 @@ async def add_subscriptions(store: Store, urls: Sequence[str]) -> list[Subscript
 
 
 async def store_burst(
-    store: Store, events: Sequence[Event], per_batch: int, woken: Deliverer | None
+    store: Store, events: Sequence[Event], per_batch: int, wake: Callable[[], None] | None
 ) -> dict[str, float]:
     """Store ``events`` in batches; return each event id's commit time (time.time())."""
     records = [EventRecord.of(e) for e in events]
@@ -183,8 +188,8 @@ async def store_burst(
         )
         committed = time.time()
         stored_at.update(dict.fromkeys((r.id for r in batch), committed))
-        if woken is not None:
-            woken.wake()
+        if wake is not None:
+            wake()
     return stored_at
 
 
@@ -198,11 +203,6 @@ def deliverer_settings(args: argparse.Namespace, idle_poll: float) -> DelivererS
         idle_poll=idle_poll,
         user_agent="feedbot-bench",
     )
-
-
-def open_session(max_in_flight: int) -> aiohttp.ClientSession:
-    connector = make_connector(allow_private=True, limit=max_in_flight)
-    return aiohttp.ClientSession(connector=connector)
 
 
 # -- results -----------------------------------------------------------------------------
@@ -393,10 +393,14 @@ async def feedbot_sqlite(
     receiver: ReceiverProcess,
     events: Sequence[Event],
     tmp: Path,
-    senders: int,
+    workers: int,
 ) -> RunResult:
-    run = f"sqlite-senders-{senders}"
-    store = await Store.open(f"sqlite:///{tmp / (run + '.db')}")
+    """One burst on SQLite: delivered by this process (``workers`` = 0, as ``feedbot
+    run`` does by default), or by ``workers`` delivery worker processes while this
+    process stores the events and wakes them (``notify.workers``)."""
+    run = f"sqlite-workers-{workers}"
+    url = f"sqlite:///{tmp / (run + '.db')}"
+    store = await Store.open(url)
     subscriptions = await add_subscriptions(
         store, subscription_urls(receiver.port, run, args.subscriptions)
     )
@@ -404,67 +408,76 @@ async def feedbot_sqlite(
     done = 0
     all_done = asyncio.Event()
 
-    def count(_job: DeliveryJob, report: AttemptReport) -> None:
+    def count(outcome: Outcome) -> None:
         nonlocal done
-        if report.outcome is DeliveryStatus.DONE:
+        if outcome.status is DeliveryStatus.DONE:
             done += 1
             if done >= len(expected):
                 all_done.set()
 
     settings = deliverer_settings(args, idle_poll=1.0)
-    pool = None
-    if senders:
-        pool = SenderPool(
-            senders,
-            SenderConfig(
-                base_url=BASE_URL, settings=settings, policy=RetryPolicy(), allow_private=True
-            ),
-        )
-        await pool.start()
-    async with open_session(args.max_in_flight) as session:
-        deliverer = Deliverer(
-            store.outbox,
-            session,
-            RequestFactory(BASE_URL),
-            settings=settings,
-            worker_id="bench-sqlite",
-            on_attempt=count,
-            sender=pool,
-        )
-        stop = asyncio.Event()
-        worker = asyncio.create_task(deliverer.run(stop))
-        watch = CpuWatch(receiver.process.pid)
-        children = [psutil.Process(s.process.pid) for s in pool._senders] if pool else []
+    config = DeliveryConfig(
+        store_url=url,
+        base_url=BASE_URL,
+        settings=settings,
+        policy=RetryPolicy(),
+        allow_private=True,
+        # As this process logs (nothing below warnings), so that both runs do the same.
+        log_level="warning",
+        grace=5.0,
+    )
+    pool: DeliveryWorkers | None = None
+    deliverer: Deliverer | None = None
+    stop = asyncio.Event()
+    delivering = None
+    async with open_session(config) as session:
+        if workers:
+            pool = DeliveryWorkers(workers, config, worker_id="bench", on_outcome=count)
+            await pool.start()
+            wake = pool.wake
+        else:
+            deliverer = build_deliverer(
+                config,
+                store,
+                session,
+                worker_id="bench-sqlite",
+                on_attempt=lambda job, report: count(Outcome.of(job, report)),
+            )
+            delivering = asyncio.create_task(deliverer.run(stop))
+            wake = deliverer.wake
+        children = [psutil.Process(w.process.pid) for w in pool._workers] if pool else []
         children_cpu = sum(c.cpu_times().user + c.cpu_times().system for c in children)
+        watch = CpuWatch(receiver.process.pid)
         watch.start()
         cpu_started = time.process_time()
-        stored_at = await store_burst(store, events, args.per_day, deliverer)
+        stored_at = await store_burst(store, events, args.per_day, wake)
         try:
             await asyncio.wait_for(all_done.wait(), timeout=args.timeout)
         except TimeoutError:
             print(f"{run}: timed out with {done} of {len(expected)} done", file=sys.stderr)
         cpu_s = time.process_time() - cpu_started
-        senders_cpu_s = sum(c.cpu_times().user + c.cpu_times().system for c in children)
-        senders_cpu_s -= children_cpu
-        cpu_s += senders_cpu_s
+        workers_cpu_s = sum(c.cpu_times().user + c.cpu_times().system for c in children)
+        workers_cpu_s -= children_cpu
+        cpu_s += workers_cpu_s
         machine = watch.stop(cpu_s)
         stop.set()
-        await worker
-        await deliverer.drain(5)
-    if pool is not None:
-        await pool.close(5)
+        if delivering is not None and deliverer is not None:
+            await delivering
+            await deliverer.drain(5)
+        if pool is not None:
+            await pool.stop()
     outbox_done = await store.outbox.count(DeliveryStatus.DONE)
     await store.close()
     result = analyse(
-        f"feedbot, SQLite, {senders} sender processes" if senders else "feedbot, SQLite, 1 process",
+        f"feedbot, SQLite, {workers} delivery workers" if workers else "feedbot, SQLite, 1 process",
         await receiver.stats(run),
         expected,
         min(stored_at.values()),
         stored_at,
     )
     result.cpu_s = cpu_s
-    if senders:
-        result.extra["cpu_s_sender_processes"] = round(senders_cpu_s, 2)
+    if workers:
+        result.extra["cpu_s_workers"] = round(workers_cpu_s, 2)
     result.extra["outbox_done"] = outbox_done
     result.extra["cpu"] = machine
     return result
@@ -494,15 +507,15 @@ async def _replica(
     def count(_job: DeliveryJob, report: AttemptReport) -> None:
         outcomes[report.outcome.value] += 1
 
-    async with open_session(settings.max_in_flight) as session:
-        deliverer = Deliverer(
-            store.outbox,
-            session,
-            RequestFactory(BASE_URL),
-            settings=settings,
-            worker_id=worker_id,
-            on_attempt=count,
-        )
+    config = DeliveryConfig(
+        store_url=url,
+        base_url=BASE_URL,
+        settings=settings,
+        policy=RetryPolicy(),
+        allow_private=True,
+    )
+    async with open_session(config) as session:
+        deliverer = build_deliverer(config, store, session, worker_id=worker_id, on_attempt=count)
         stopping = asyncio.Event()
         worker = asyncio.create_task(deliverer.run(stopping))
         cpu_started = time.process_time()
@@ -791,13 +804,13 @@ def print_table(
         f"but in Apprise's own JSON envelope, unsigned, recorded nowhere; {args.apprise_mode}() "
         "per event, a new connection per post (requests).",
         "sender = CPU of the sending process(es), all threads (for the replicas: the "
-        "deliverer processes plus the parent storing the events; for sender processes: "
+        "deliverer processes plus the parent storing the events; for delivery workers: "
         "those plus the daemon process); others = the rest of the machine's busy time "
         "(other programs on this machine).",
-        "N sender processes = notify.senders = N: the daemon process claims, records and "
-        "stores as before, and N processes make the requests (feedbot/notify/senders.py). "
-        "They cost about 45% more CPU per delivery than one process (the jobs and reports "
-        "cross a socket), and buy the use of more than one core.",
+        "N delivery workers = notify.workers = N: N processes claim (one UPDATE ... "
+        "RETURNING each time, so no two claim one delivery), send and record, each on its "
+        "own event loop and store connection, sharing the SQLite file; the daemon process "
+        "stores the events and wakes them (feedbot/notify/workers.py).",
     ]
     if replicas:
         base = replicas.get(1)
@@ -825,10 +838,10 @@ def print_table(
         print(textwrap.fill(note, width=100, initial_indent="- ", subsequent_indent="  "))
 
 
-def parse_senders(value: str) -> list[int]:
+def parse_workers(value: str) -> list[int]:
     counts = [int(part) for part in value.split(",") if part.strip()]
     if any(n < 0 for n in counts):
-        raise argparse.ArgumentTypeError("give sender counts like 2, or 0 for none")
+        raise argparse.ArgumentTypeError("give worker counts like 2, or 0 for none")
     return [n for n in counts if n]
 
 
@@ -846,7 +859,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = await feedbot_sqlite(args, receiver, events, Path(tmp), 0)
             pooled = {
-                n: await feedbot_sqlite(args, receiver, events, Path(tmp), n) for n in args.senders
+                n: await feedbot_sqlite(args, receiver, events, Path(tmp), n) for n in args.workers
             }
         replicas: dict[int, RunResult] = {}
         if args.store.startswith("postgresql"):
@@ -864,13 +877,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     def ratio(result: RunResult) -> float | None:
         return round(result.deliveries_per_s / apprise_rate, 2) if apprise_rate else None
 
-    # The headline is the run with the most sender processes asked for (all of
+    # The headline is the run with the most delivery workers asked for (all of
     # them, in-process included, are in the table and below).
     headline = pooled[max(pooled)] if pooled else sqlite
     every = [sqlite, *pooled.values(), *replicas.values()]
     summary: dict[str, Any] = {
         "deliveries": args.events * args.subscriptions,
-        "senders": max(pooled) if pooled else 0,
+        "workers": max(pooled) if pooled else 0,
         "deliveries_per_s": round(headline.deliveries_per_s, 1),
         "p50_ms": round(headline.p50_ms or 0.0, 1),
         "p99_ms": round(headline.p99_ms or 0.0, 1),
@@ -884,7 +897,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "sqlite": sqlite.as_json(),
     }
     for n, result in pooled.items():
-        summary[f"sqlite_senders_{n}"] = result.as_json()
+        summary[f"sqlite_workers_{n}"] = result.as_json()
     if apprise_result is not None:
         summary["apprise"] = apprise_result.as_json()
     if replicas:
@@ -907,10 +920,10 @@ def main() -> None:
     )
     parser.add_argument("--replicas", type=parse_replicas, default=[1], help="e.g. 1,2,3")
     parser.add_argument(
-        "--senders",
-        type=parse_senders,
+        "--workers",
+        type=parse_workers,
         default=[2],
-        help="notify.senders of the SQLite runs beside the in-process one (default 2)",
+        help="notify.workers of the SQLite runs beside the in-process one (default 2)",
     )
     parser.add_argument(
         "--idle-poll", type=float, default=0.1, help="seconds, replicas' outbox poll when idle"

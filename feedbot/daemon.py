@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import secrets
 import signal
 import socket
@@ -41,10 +40,10 @@ from feedbot.ingest import Ingestor, PollResult
 from feedbot.logs import current_logging
 from feedbot.metrics import Metrics
 from feedbot.notify.deliver import Deliverer, DelivererSettings
-from feedbot.notify.outbound import RequestFactory, config_subscriptions
+from feedbot.notify.outbound import config_subscriptions
 from feedbot.notify.retry import RetryPolicy
-from feedbot.notify.senders import SenderConfig, SenderPool
-from feedbot.notify.ssrf import TargetPolicy, make_connector
+from feedbot.notify.ssrf import TargetPolicy
+from feedbot.notify.workers import DeliveryConfig, DeliveryWorkers, build_deliverer, open_session
 from feedbot.settings import Settings
 from feedbot.store import Store
 from feedbot.store.replicas import Change
@@ -109,7 +108,7 @@ class Daemon:
         self.deliverer: Deliverer | None = None
         self.last_poll: PollResult | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._senders: SenderPool | None = None  # notify.senders processes, when set
+        self.workers: DeliveryWorkers | None = None  # notify.workers processes, when set
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._is_poller = False
         self._poll_lock = asyncio.Lock()
@@ -153,8 +152,8 @@ class Daemon:
         self.metrics.record_poll(result, ended_at=time.time())
         if result.changed_topics:
             self.cache.invalidate(result.changed_topics)
-        if result.alerts and self.deliverer is not None:
-            self.deliverer.wake()
+        if result.alerts:
+            self._wake_deliverers()
         if result.new or result.updated or result.rejected or days is None:
             where = "days " + ", ".join(sorted(days)) if days else "archive"
             log.info("poll of %s: %s, %d alerts queued", where, result.summary, result.alerts)
@@ -185,8 +184,14 @@ class Daemon:
             self.cache.clear()
         elif change.topics:
             self.cache.invalidate(change.topics)
-        if change.alerts and self.deliverer is not None:
+        if change.alerts:
+            self._wake_deliverers()
+
+    def _wake_deliverers(self) -> None:
+        if self.deliverer is not None:
             self.deliverer.wake()
+        if self.workers is not None:
+            self.workers.wake()
 
     def _reschedule(self, delay: float) -> None:
         job = self._scheduler.get_job("poll")
@@ -223,54 +228,50 @@ class Daemon:
                 removed,
             )
         if self.store.backend == "sqlite":
-            # One process per SQLite file: claims left over are a crashed run's.
+            # One daemon per SQLite file: claims left over are a crashed run's (its
+            # delivery workers, if any, start after this).
             released = await self.store.outbox.release_all_claims()
             if released:
                 log.info("%d deliveries claimed by a previous run are queued again", released)
         await self.web.start()
 
         notify = settings.notify
-        connector = make_connector(
-            allow_private=notify.allow_private_targets,
-            allow_cidrs=notify.allow_cidrs,
-            limit=notify.max_in_flight,
-        )
-        self._session = aiohttp.ClientSession(connector=connector)
-        deliverer_settings = DelivererSettings(
-            max_in_flight=notify.max_in_flight,
-            per_host=notify.per_host,
-            timeout=notify.timeout,
-            # A claim must outlast an attempt, or another replica sends it too.
-            lease=timedelta(seconds=max(settings.store.lease_seconds, 3 * notify.timeout)),
-            user_agent=f"feedbot/{__version__}",
-        )
-        if notify.senders:
-            level, log_format = current_logging()
-            self._senders = SenderPool(
-                notify.senders,
-                SenderConfig(
-                    base_url=settings.public_base_url,
-                    settings=deliverer_settings,
-                    policy=retry_policy(settings),
-                    allow_private=notify.allow_private_targets,
-                    allow_cidrs=tuple(notify.allow_cidrs),
-                    log_level=level,
-                    log_format=log_format,
-                ),
-            )
-            await self._senders.start()
-        self.deliverer = Deliverer(
-            self.store.outbox,
-            self._session,
-            RequestFactory(settings.public_base_url),
-            settings=deliverer_settings,
+        level, log_format = current_logging()
+        delivery = DeliveryConfig(
+            store_url=settings.store.url,
+            base_url=settings.public_base_url,
+            settings=DelivererSettings(
+                max_in_flight=notify.max_in_flight,
+                per_host=notify.per_host,
+                timeout=notify.timeout,
+                lease=DeliveryConfig.lease_for(settings.store.lease_seconds, notify.timeout),
+                user_agent=f"feedbot/{__version__}",
+            ),
             policy=retry_policy(settings),
-            worker_id=self.worker_id,
-            rng=random.Random(),
-            on_attempt=self.metrics.record_attempt,
-            sender=self._senders,
+            allow_private=notify.allow_private_targets,
+            allow_cidrs=tuple(notify.allow_cidrs),
+            log_level=level,
+            log_format=log_format,
+            grace=settings.server.shutdown_timeout,
         )
-        self._tasks.append(asyncio.create_task(self.deliverer.run(self._stop), name="deliver"))
+        if notify.workers:
+            self.workers = DeliveryWorkers(
+                notify.workers,
+                delivery,
+                worker_id=self.worker_id,
+                on_outcome=self.metrics.record_outcome,
+            )
+            await self.workers.start()
+        else:
+            self._session = open_session(delivery)
+            self.deliverer = build_deliverer(
+                delivery,
+                self.store,
+                self._session,
+                worker_id=self.worker_id,
+                on_attempt=self.metrics.record_attempt,
+            )
+            self._tasks.append(asyncio.create_task(self.deliverer.run(self._stop), name="deliver"))
 
         await self.store.replicas.listen(self._on_change)
         await self._keep_poller_role()
@@ -323,8 +324,8 @@ class Daemon:
             cut = await self.deliverer.drain(grace)
             if cut:
                 log.warning("%d deliveries cut off by shutdown; they will be retried", cut)
-        if self._senders is not None:
-            await self._senders.close(grace)
+        if self.workers is not None:
+            await self.workers.stop()
         await self.web.stop()
         if self._is_poller:
             with contextlib.suppress(FeedbotError):

@@ -13,6 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from feedbot.ingest import PollResult
 from feedbot.model import DeliveryStatus
+from feedbot.notify.workers import Outcome
 from feedbot.store import AttemptReport, DeliveryJob, Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -68,12 +69,15 @@ class Metrics:
             self.pages.labels("rejected").inc(len(result.rejected))
 
     def record_attempt(self, job: DeliveryJob, report: AttemptReport) -> None:
-        self.deliveries.labels(_OUTCOMES[report.outcome]).inc()
-        if report.outcome is DeliveryStatus.DONE:
-            waited = report.attempted_at - job.delivery.created_at
-            self.delivery_latency.observe(waited.total_seconds() + report.latency_ms / 1000)
+        self.record_outcome(Outcome.of(job, report))
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        """One attempt, made here or by a delivery worker process."""
+        self.deliveries.labels(_OUTCOMES[outcome.status]).inc()
+        if outcome.status is DeliveryStatus.DONE:
+            self.delivery_latency.observe(outcome.seconds)
         else:
-            self.subscription_failures.labels(job.subscription.id).inc()
+            self.subscription_failures.labels(outcome.subscription_id).inc()
 
     async def refresh(self, store: Store) -> None:
         for status in (DeliveryStatus.PENDING, DeliveryStatus.FAILED):

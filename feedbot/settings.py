@@ -85,8 +85,8 @@ class NotifySettings(_Section):
         description="seconds before each retry",
     )
     disable_after: float = Field(5.0, gt=0, description="days of failure before disabling")
-    senders: int = Field(
-        0, ge=0, le=64, description="processes making the requests; 0: the daemon itself"
+    workers: int = Field(
+        0, ge=0, le=64, description="delivery worker processes; 0: the daemon delivers"
     )
 
     @field_validator("allow_cidrs")

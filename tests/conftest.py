@@ -31,9 +31,9 @@ SHARED_SEED = REPO.parent / "shared" / "seeds" / "000_ffb26b68fc8d7c51.txt"
 _pg_reason: str | None = None
 
 # The daemon runs on uvloop (feedbot/loop.py); the tests of what touches sockets
-# most closely (the SSRF guard's connect-time checks, the deliverer and its sender
+# most closely (the SSRF guard's connect-time checks, the deliverer and its worker
 # processes) run on both loops, the rest on asyncio's own.
-_ON_BOTH_LOOPS = {"test_ssrf.py", "test_deliver.py", "test_senders.py"}
+_ON_BOTH_LOOPS = {"test_ssrf.py", "test_deliver.py", "test_workers.py"}
 
 
 def pytest_asyncio_loop_factories(

@@ -48,13 +48,6 @@ class Request:
 # Builds the request of one attempt; the daemon composes formats and signing here.
 RequestBuilder = Callable[[DeliveryJob, datetime], Request]
 
-# Makes one attempt and says what it came to (an Attempter, or a SenderPool).
-Sender = Callable[[DeliveryJob], Awaitable[AttemptReport]]
-
-
-class SenderLost(FeedbotError):
-    """The process making an attempt went away before answering."""
-
 
 @dataclass(frozen=True, slots=True)
 class DelivererSettings:
@@ -79,7 +72,6 @@ class Deliverer:
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         on_attempt: Callable[[DeliveryJob, AttemptReport], Awaitable[None] | None] | None = None,
-        sender: Sender | None = None,
     ) -> None:
         self.outbox = outbox
         self.settings = settings or DelivererSettings()
@@ -94,8 +86,6 @@ class Deliverer:
             clock=clock,
             rng=rng or random.Random(),
         )
-        # Where attempts are made: here, or in sender processes (notify.senders).
-        self._send: Sender = sender or self.attempter
         self._wake = asyncio.Event()
         self._in_flight: dict[asyncio.Task[None], str] = {}  # task -> host
         # Finished attempts wait here to be recorded together: one transaction for
@@ -196,13 +186,7 @@ class Deliverer:
             log.error("delivery task failed", exc_info=task.exception())
 
     async def _deliver(self, job: DeliveryJob) -> None:
-        try:
-            report = await self._send(job)
-        except SenderLost as exc:
-            # The request may or may not have gone out: sending it again now, from
-            # this process and with the same webhook-id, is what at-least-once asks.
-            log.warning("%s; attempting %s here", exc, job.delivery.id)
-            report = await self.attempter(job)
+        report = await self.attempter(job)
         self._results.append((job, report))
         self._results_waiting.set()
 
@@ -255,11 +239,7 @@ class Deliverer:
 
 
 class Attempter:
-    """Makes one attempt of a delivery and judges the answer; records nothing.
-
-    The Deliverer's own, or one per sender process: everything it needs crosses
-    a process boundary as plain settings.
-    """
+    """Makes one attempt of a delivery and judges the answer; records nothing."""
 
     def __init__(
         self,
