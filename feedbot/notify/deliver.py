@@ -74,18 +74,14 @@ class Deliverer:
         on_attempt: Callable[[DeliveryJob, AttemptReport], Awaitable[None] | None] | None = None,
     ) -> None:
         self.outbox = outbox
+        self.session = session
+        self.build_request = build_request
         self.settings = settings or DelivererSettings()
+        self.policy = policy or RetryPolicy()
         self.worker_id = worker_id
         self._clock = clock
+        self._rng = rng or random.Random()
         self._on_attempt = on_attempt
-        self.attempter = Attempter(
-            session,
-            build_request,
-            settings=self.settings,
-            policy=policy or RetryPolicy(),
-            clock=clock,
-            rng=rng or random.Random(),
-        )
         self._wake = asyncio.Event()
         self._in_flight: dict[asyncio.Task[None], str] = {}  # task -> host
         # Finished attempts wait here to be recorded together: one transaction for
@@ -93,6 +89,7 @@ class Deliverer:
         self._results: list[tuple[DeliveryJob, AttemptReport]] = []
         self._results_waiting = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
         self._host_load: dict[str, int] = {}
         self._host_subscriptions: dict[str, set[str]] = {}
 
@@ -186,7 +183,7 @@ class Deliverer:
             log.error("delivery task failed", exc_info=task.exception())
 
     async def _deliver(self, job: DeliveryJob) -> None:
-        report = await self.attempter(job)
+        report = await self.attempt(job)
         self._results.append((job, report))
         self._results_waiting.set()
 
@@ -237,29 +234,7 @@ class Deliverer:
             },
         )
 
-
-class Attempter:
-    """Makes one attempt of a delivery and judges the answer; records nothing."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        build_request: RequestBuilder,
-        *,
-        settings: DelivererSettings,
-        policy: RetryPolicy,
-        clock: Callable[[], datetime] = utc_now,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.session = session
-        self.build_request = build_request
-        self.settings = settings
-        self.policy = policy
-        self._clock = clock
-        self._rng = rng or random.Random()
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
-
-    async def __call__(self, job: DeliveryJob) -> AttemptReport:
+    async def attempt(self, job: DeliveryJob) -> AttemptReport:
         """Make one attempt and decide its outcome (does not record it)."""
         attempted_at = self._clock()
         started = time.perf_counter()
@@ -293,9 +268,9 @@ class Attempter:
         except OSError as exc:  # the SSRF guard refuses at connect time
             error = str(exc)
         latency_ms = round((time.perf_counter() - started) * 1000)
-        return self.judged(job, attempted_at, latency_ms, status, error, retry_after)
+        return self._decide(job, attempted_at, latency_ms, status, error, retry_after)
 
-    def judged(
+    def _decide(
         self,
         job: DeliveryJob,
         attempted_at: datetime,
