@@ -11,7 +11,6 @@ transaction, so a crash mid-poll costs nothing but re-reading a batch.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import multiprocessing
 import os
@@ -24,6 +23,7 @@ from feedbot.archive.parse import parse_page
 from feedbot.archive.source import ArchiveSource, PollBatch, RawPage
 from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError, ParseError
+from feedbot.loop import pace_collector
 from feedbot.model import EventRecord
 from feedbot.store import PollRecord, Store
 
@@ -223,7 +223,7 @@ class _Parser:
             # forkserver: never fork a process that runs threads (aiosqlite's).
             context = multiprocessing.get_context("forkserver")
             self._pool = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=context, initializer=_quiet_collector
+                max_workers=self._workers, mp_context=context, initializer=pace_collector
             )
         loop = asyncio.get_running_loop()
         share = -(-len(pages) // self._workers)  # one slice per worker, rounded up
@@ -234,15 +234,6 @@ class _Parser:
         parsed = [event for events, _ in results for event in events]
         rejected = {path: reason for _, bad in results for path, reason in bad.items()}
         return parsed, rejected
-
-
-def _quiet_collector() -> None:
-    """A parse worker makes millions of short-lived objects and no reference
-    cycles: reference counting frees everything, so the cycle collector's passes
-    over each batch's young objects are pure cost. Collections stay possible,
-    just rare."""
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 50)
 
 
 def _parse_all(pages: Sequence[RawPage]) -> tuple[list[EventRecord], dict[str, str]]:
