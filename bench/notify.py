@@ -193,6 +193,19 @@ async def store_burst(
     return stored_at
 
 
+def delivery_config(store_url: str, settings: DelivererSettings) -> DeliveryConfig:
+    return DeliveryConfig(
+        store_url=store_url,
+        base_url=BASE_URL,
+        settings=settings,
+        policy=RetryPolicy(),
+        allow_private=True,
+        # As this process logs (nothing below warnings), so that every run does the same.
+        log_level="warning",
+        grace=5.0,
+    )
+
+
 def deliverer_settings(args: argparse.Namespace, idle_poll: float) -> DelivererSettings:
     return DelivererSettings(
         max_in_flight=args.max_in_flight,
@@ -416,16 +429,7 @@ async def feedbot_sqlite(
                 all_done.set()
 
     settings = deliverer_settings(args, idle_poll=1.0)
-    config = DeliveryConfig(
-        store_url=url,
-        base_url=BASE_URL,
-        settings=settings,
-        policy=RetryPolicy(),
-        allow_private=True,
-        # As this process logs (nothing below warnings), so that both runs do the same.
-        log_level="warning",
-        grace=5.0,
-    )
+    config = delivery_config(url, settings)
     pool: DeliveryWorkers | None = None
     deliverer: Deliverer | None = None
     stop = asyncio.Event()
@@ -507,13 +511,7 @@ async def _replica(
     def count(_job: DeliveryJob, report: AttemptReport) -> None:
         outcomes[report.outcome.value] += 1
 
-    config = DeliveryConfig(
-        store_url=url,
-        base_url=BASE_URL,
-        settings=settings,
-        policy=RetryPolicy(),
-        allow_private=True,
-    )
+    config = delivery_config(url, settings)
     async with open_session(config) as session:
         deliverer = build_deliverer(config, store, session, worker_id=worker_id, on_attempt=count)
         stopping = asyncio.Event()
