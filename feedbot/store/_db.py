@@ -3,6 +3,8 @@ at the boundary, and the upserts that differ between SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from itertools import repeat
@@ -26,15 +28,26 @@ class Database:
         self.engine = engine
         self.backend = engine.dialect.name  # "sqlite" or "postgresql"
         self.where = engine.url.render_as_string(hide_password=True)
+        self._one_at_a_time: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self.backend == "sqlite" else contextlib.nullcontext()
+        )
         # Statements built once per table and column list (and conflict handling).
         self._inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...], bool], UpdateBase] = {}
         self._plans: dict[tuple[UpdateBase, tuple[str, ...]], tuple[str, _Layout]] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction; any database failure leaves as StorageError."""
+        """One transaction; any database failure leaves as StorageError.
+
+        On SQLite a process runs its transactions one at a time. The file takes
+        one writer at a time anyway, and two of this process's connections
+        writing at once were seen to stall each other for the whole busy timeout
+        (10 s, then "database is locked"): tests/test_deliver.py's hanging-receiver
+        test failed about one run in ten that way. Other processes (delivery
+        workers) still wait on SQLite's own lock.
+        """
         try:
-            async with self.engine.begin() as connection:
+            async with self._one_at_a_time, self.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedbot.errors import StorageError
@@ -289,22 +289,31 @@ class Outbox:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        # One statement decides and claims, so two processes can never claim the
-        # same delivery: on PostgreSQL the rows are locked (SKIP LOCKED) for the
-        # UPDATE; on SQLite the UPDATE takes the write lock before it selects.
-        claim = (
-            update(deliveries)
-            .where(deliveries.c.id.in_(due.scalar_subquery()))
-            .values(claimed_by=worker, claim_expires=now + lease)
-            .returning(*_DELIVERY_COLUMNS)
-        )
         async with self._db.transaction() as connection:
+            if self._db.backend == "sqlite":
+                # SQLite has no SKIP LOCKED: take the write lock before choosing,
+                # so that another process's claim waits instead of choosing the
+                # same rows. (A write that changes nothing takes it all the same.)
+                await connection.execute(update(deliveries).where(false()).values(claimed_by=None))
+            ids = list((await connection.execute(due)).scalars())
+            if not ids:
+                return []
+            await connection.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(ids))
+                .values(claimed_by=worker, claim_expires=now + lease)
+            )
+            # Not UPDATE ... RETURNING: with Python 3.11's sqlite3 its statement can
+            # keep the write lock past the commit (tests/test_deliver.py caught it).
             claimed = sorted(
-                (_delivery(row) for row in await connection.execute(claim)),
+                (
+                    _delivery(row)
+                    for row in await connection.execute(
+                        select(*_DELIVERY_COLUMNS).where(deliveries.c.id.in_(ids))
+                    )
+                ),
                 key=lambda d: (d.next_attempt_at, d.id),
             )
-            if not claimed:
-                return []
             bodies = {
                 event_id: body
                 for event_id, body in await connection.execute(
