@@ -15,7 +15,8 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -236,12 +237,31 @@ class _Parser:
         return parsed, rejected
 
 
+# Files read at once by each parser. Reading is the slow part when the archive is
+# not in the page cache (a first start after a reboot): one read at a time leaves
+# the disk idle between requests. Measured with bench/ingest.py after dropping the
+# page cache: 4,468 events/s reading one file at a time.
+_READERS = 8
+
+
 def _parse_all(pages: Sequence[RawPage]) -> tuple[list[EventRecord], dict[str, str]]:
     parsed: list[EventRecord] = []
     rejected: dict[str, str] = {}
-    for page in pages:
-        try:
-            parsed.append(EventRecord.of(parse_page(page.read(), page.path)))
-        except ParseError as exc:
-            rejected[page.path] = exc.reason
+    with ThreadPoolExecutor(_READERS) if len(pages) > _READERS else nullcontext() as readers:
+        contents = readers.map(_content, pages) if readers else map(_content, pages)
+        for page, content in zip(pages, contents, strict=True):
+            try:
+                if isinstance(content, ParseError):
+                    raise content
+                parsed.append(EventRecord.of(parse_page(content, page.path)))
+            except ParseError as exc:
+                rejected[page.path] = exc.reason
     return parsed, rejected
+
+
+def _content(page: RawPage) -> bytes | ParseError:
+    """The page's bytes, or why it could not be read (raised where it is parsed)."""
+    try:
+        return page.read()
+    except ParseError as exc:
+        return exc

@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ _MARK_PREFIX = "local:"
 # ~20% faster at 4000), but two batches are in memory at once: 2000 keeps a first
 # ingest of 100,000 events under 250 MB.
 _PAGES_PER_BATCH = 2000
+_LISTERS = 8  # day folders listed at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,24 +149,31 @@ class LocalArchiveSource:
     def _changed_days(self, marks: Mapping[str, str], only: Collection[str] | None) -> list[_Day]:
         self._require_folder()
         today = self._clock().date()
-        changed: list[_Day] = []
+        to_list: list[tuple[str, Path, int, str]] = []  # key, folder, mtime, previous mark
         for key, folder in self._day_folders(only):
             try:
                 folder_mtime = folder.stat().st_mtime_ns
             except FileNotFoundError:
                 continue
             previous = marks.get(_MARK_PREFIX + key, "")
-            previous_mtime, _, previous_digest = previous.partition(":")
             recent = _is_recent(key, today, self.lookback_days)
-            if only is None and not recent and previous_mtime == str(folder_mtime):
+            if only is None and not recent and previous.partition(":")[0] == str(folder_mtime):
                 continue
-            pages, digest = _list_pages(folder)
-            mark = f"{folder_mtime}:{digest}"
-            if digest == previous_digest:
-                if mark != previous:
-                    changed.append(_Day(key, folder, mark, ()))
-                continue
-            changed.append(_Day(key, folder, mark, pages))
+            to_list.append((key, folder, folder_mtime, previous))
+        # Listings read every page's inode: several at once keep a disk busy when
+        # the archive is not in the page cache (a first start after a reboot).
+        with ThreadPoolExecutor(_LISTERS) as listers:
+            listings = listers.map(_list_pages, [folder for _, folder, _, _ in to_list])
+            changed: list[_Day] = []
+            for (key, folder, folder_mtime, previous), (pages, digest) in zip(
+                to_list, listings, strict=True
+            ):
+                mark = f"{folder_mtime}:{digest}"
+                if digest == previous.partition(":")[2]:
+                    if mark != previous:
+                        changed.append(_Day(key, folder, mark, ()))
+                    continue
+                changed.append(_Day(key, folder, mark, pages))
         return changed
 
     def _day_folders(self, only: Collection[str] | None) -> list[tuple[str, Path]]:
