@@ -805,8 +805,8 @@ def print_table(
         "deliverer processes plus the parent storing the events; for delivery workers: "
         "those plus the daemon process); others = the rest of the machine's busy time "
         "(other programs on this machine).",
-        "N delivery workers = notify.workers = N: N processes claim (one UPDATE ... "
-        "RETURNING each time, so no two claim one delivery), send and record, each on its "
+        "N delivery workers = notify.workers = N: N processes claim (under SQLite's write "
+        "lock, so no two claim one delivery), send and record, each on its "
         "own event loop and store connection, sharing the SQLite file; the daemon process "
         "stores the events and wakes them (feedbot/notify/workers.py).",
     ]

@@ -7,8 +7,8 @@ into the real thing, the same way in the daemon and in a worker.
 With ``notify.workers = N``, ``feedbot run`` starts N :class:`DeliveryWorkers`
 processes, each running its own Deliverer on its own event loop, ClientSession
 and store connection, as replicas do on PostgreSQL: each claims due deliveries
-with one ``UPDATE ... RETURNING`` (no two can claim the same one, on SQLite or
-PostgreSQL), sends them and records the attempts. The daemon process then polls,
+(under SQLite's write lock, or skipping rows locked on PostgreSQL, so no two
+claim the same one), sends them and records the attempts. The daemon process then polls,
 stores and serves feeds and no longer delivers itself. One socket pair per
 worker carries wake-ups one way (SQLite has no LISTEN/NOTIFY: the daemon says
 when it has queued alerts) and attempt outcomes the other, so ``/metrics`` counts
