@@ -16,7 +16,7 @@ from aiohttp import web
 from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
 from feedbot.notify.deliver import Deliverer, DelivererSettings, Request
 from feedbot.notify.retry import RetryPolicy
-from feedbot.store import DeliveryJob, Store
+from feedbot.store import Delivery, DeliveryJob, Store
 from tests.conftest import Clock
 from tests.receivers import hang, running_receiver, status
 
@@ -107,6 +107,18 @@ async def run_until(worker: Deliverer, predicate, seconds: float = 5.0) -> None:
         await worker.drain(0)
 
 
+async def one_attempt(store: Store, session, clock: Clock, answer) -> Delivery:
+    """One event to one subscriber whose receiver answers with ``answer``: the
+    delivery after its first attempt."""
+    async with running_receiver() as receiver:
+        receiver.answer = answer
+        await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+        await run_until(deliverer(store, session, clock), attempts_are(store, 1))
+    (delivery,) = await store.outbox.deliveries()
+    return delivery
+
+
 async def test_delivers_and_records_the_attempt(store: Store, session, clock: Clock) -> None:
     async with running_receiver() as receiver:
         await subscribe(store, receiver.url, clock)
@@ -155,13 +167,7 @@ async def test_retry_on_schedule_with_the_same_webhook_id(
 
 
 async def test_retry_after_is_honoured(store: Store, session, clock: Clock) -> None:
-    async with running_receiver() as receiver:
-        receiver.answer = status(429, {"Retry-After": "600"})
-        await subscribe(store, receiver.url, clock)
-        await new_events(store, clock, "2026/11/27/a")
-
-        await run_until(deliverer(store, session, clock), attempts_are(store, 1))
-    (delivery,) = await store.outbox.deliveries()
+    delivery = await one_attempt(store, session, clock, status(429, {"Retry-After": "600"}))
     assert delivery.next_attempt_at == T0 + timedelta(seconds=600)
 
 
@@ -202,13 +208,9 @@ async def test_gone_disables_the_subscription(store: Store, session, clock: Cloc
 
 
 async def test_redirects_are_not_followed(store: Store, session, clock: Clock) -> None:
-    async with running_receiver() as receiver:
-        receiver.answer = status(302, {"Location": "http://127.0.0.1:1/elsewhere"})
-        await subscribe(store, receiver.url, clock)
-        await new_events(store, clock, "2026/11/27/a")
-
-        await run_until(deliverer(store, session, clock), attempts_are(store, 1))
-    (delivery,) = await store.outbox.deliveries()
+    delivery = await one_attempt(
+        store, session, clock, status(302, {"Location": "http://127.0.0.1:1/elsewhere"})
+    )
     assert "redirect to http://127.0.0.1:1/elsewhere not followed" in (delivery.last_error or "")
 
 
@@ -240,13 +242,7 @@ async def _garbage(request: web.Request, _n: int) -> web.StreamResponse:
 async def test_bad_answers_are_recorded_failures(
     store: Store, session, clock: Clock, answer, expected: str
 ) -> None:
-    async with running_receiver() as receiver:
-        receiver.answer = answer
-        await subscribe(store, receiver.url, clock)
-        await new_events(store, clock, "2026/11/27/a")
-
-        await run_until(deliverer(store, session, clock), attempts_are(store, 1))
-    (delivery,) = await store.outbox.deliveries()
+    delivery = await one_attempt(store, session, clock, answer)
     assert delivery.status is DeliveryStatus.PENDING
     assert expected in (delivery.last_error or ""), delivery.last_error
     assert len(delivery.last_error or "") < 400

@@ -9,58 +9,17 @@ sorted newest first here); ``total`` is the size of the whole feed, for paging.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 from feedbot.feeds._feedgen import atom_document, rss_document
 from feedbot.feeds._jsonfeed import json_feed_document
 from feedbot.feeds._opml import opml_document
-from feedbot.feeds._view import build_view
+from feedbot.feeds._view import FeedView, build_view
 from feedbot.feeds.spec import FeedSpec
 from feedbot.feeds.urls import FeedFormat
 from feedbot.model import StoredEvent, Topic
-
-
-def render_atom(
-    spec: FeedSpec,
-    events: Sequence[StoredEvent],
-    page: int,
-    total: int,
-    *,
-    updated: datetime | None = None,
-) -> bytes:
-    """Page ``page`` of ``spec``'s Atom feed.
-
-    The feed's ``updated`` is the latest ``updated`` of ``events`` (or
-    :data:`~feedbot.feeds.spec.EPOCH` when empty) unless ``updated`` is given.
-    Raises :class:`~feedbot.feeds.spec.PageOutOfRange` for a page that does not exist.
-    """
-    return atom_document(build_view(spec, events, page, total, FeedFormat.ATOM, updated=updated))
-
-
-def render_rss(
-    spec: FeedSpec,
-    events: Sequence[StoredEvent],
-    page: int,
-    total: int,
-    *,
-    updated: datetime | None = None,
-) -> bytes:
-    """The RSS 2.0 twin of :func:`render_atom`."""
-    return rss_document(build_view(spec, events, page, total, FeedFormat.RSS, updated=updated))
-
-
-def render_json_feed(
-    spec: FeedSpec,
-    events: Sequence[StoredEvent],
-    page: int,
-    total: int,
-    *,
-    updated: datetime | None = None,
-) -> bytes:
-    """The JSON Feed 1.1 twin of :func:`render_atom` (paging through ``next_url``)."""
-    view = build_view(spec, events, page, total, FeedFormat.JSON, updated=updated)
-    return json_feed_document(view)
 
 
 def render_feed(
@@ -72,13 +31,26 @@ def render_feed(
     *,
     updated: datetime | None = None,
 ) -> bytes:
-    """Dispatch on ``fmt``: what a route serving ``<feed>.<ext>`` calls."""
-    render = {
-        FeedFormat.ATOM: render_atom,
-        FeedFormat.RSS: render_rss,
-        FeedFormat.JSON: render_json_feed,
-    }[fmt]
-    return render(spec, events, page, total, updated=updated)
+    """Page ``page`` of ``spec``'s feed in ``fmt``: what a route serving
+    ``<feed>.<ext>`` calls.
+
+    The feed's ``updated`` is the latest ``updated`` of ``events`` (or
+    :data:`~feedbot.feeds.spec.EPOCH` when empty) unless ``updated`` is given.
+    Raises :class:`~feedbot.feeds.spec.PageOutOfRange` for a page that does not exist.
+    """
+    return _DOCUMENTS[fmt](build_view(spec, events, page, total, fmt, updated=updated))
+
+
+_DOCUMENTS: dict[FeedFormat, Callable[[FeedView], bytes]] = {
+    FeedFormat.ATOM: atom_document,
+    FeedFormat.RSS: rss_document,
+    FeedFormat.JSON: json_feed_document,
+}
+
+# One format each, for callers that know theirs.
+render_atom = partial(render_feed, FeedFormat.ATOM)
+render_rss = partial(render_feed, FeedFormat.RSS)
+render_json_feed = partial(render_feed, FeedFormat.JSON)
 
 
 def render_opml(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from itertools import repeat
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,40 +55,21 @@ class Database:
         except OSError as exc:
             raise StorageError(f"store {self.where} unreachable: {exc}") from exc
 
-    async def upsert(
+    async def insert_rows(
         self,
         connection: AsyncConnection,
         table: Table,
         rows: list[dict[str, Any]],
         *,
         keys: list[str],
+        on_conflict: Literal["update", "ignore"],
     ) -> None:
-        """Insert ``rows``; a row whose ``keys`` exist already updates that row."""
-        await self._insert_rows(connection, table, rows, keys=keys, update=True)
-
-    async def insert_missing(
-        self,
-        connection: AsyncConnection,
-        table: Table,
-        rows: list[dict[str, Any]],
-        *,
-        keys: list[str],
-    ) -> None:
-        """Insert the ``rows`` whose ``keys`` do not exist yet."""
-        await self._insert_rows(connection, table, rows, keys=keys, update=False)
-
-    async def _insert_rows(
-        self,
-        connection: AsyncConnection,
-        table: Table,
-        rows: list[dict[str, Any]],
-        *,
-        keys: list[str],
-        update: bool,
-    ) -> None:
+        """Insert ``rows``; a row whose ``keys`` exist already updates that row
+        (``"update"``) or is left as it is (``"ignore"``)."""
         if not rows:
             return
         names = tuple(rows[0])
+        update = on_conflict == "update"
         cache_key = (table.name, names, tuple(keys), update)
         statement = self._inserts.get(cache_key)
         if statement is None:

@@ -75,11 +75,12 @@ class Replicas:
         now = func.now()
         expires = now + literal(lease, Interval())
         async with self._db.transaction() as connection:
-            await self._db.insert_missing(
+            await self._db.insert_rows(
                 connection,
                 leases,
                 [{"name": role, "holder": holder, "expires_at": _EPOCH}],
                 keys=["name"],
+                on_conflict="ignore",
             )
             result = await connection.execute(
                 update(leases)

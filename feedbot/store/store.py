@@ -129,11 +129,12 @@ class Store:
             for step in schema.MIGRATIONS[current:]:
                 await connection.run_sync(step)
             if current != schema.SCHEMA_VERSION:
-                await self._db.upsert(
+                await self._db.insert_rows(
                     connection,
                     meta,
                     [{"key": "schema_version", "value": str(schema.SCHEMA_VERSION)}],
                     keys=["key"],
+                    on_conflict="update",
                 )
 
     async def schema_version(self) -> int:
@@ -205,7 +206,7 @@ class Store:
             both = [*new, *changed]
             topic_names = {slug: name for e in both for slug, name in e.topics}
             if topic_names:
-                await self._db.insert_missing(
+                await self._db.insert_rows(
                     connection,
                     topics,
                     [
@@ -213,6 +214,7 @@ class Store:
                         for slug, name in topic_names.items()
                     ],
                     keys=["slug"],
+                    on_conflict="ignore",
                 )
                 await self._db.bulk_insert(
                     connection,
@@ -231,20 +233,22 @@ class Store:
                 [(e.key, target, kind) for e in both for target, kind in e.links],
             )
             if marks_:
-                await self._db.upsert(
+                await self._db.insert_rows(
                     connection,
                     marks,
                     [{"key": k, "value": v} for k, v in marks_.items()],
                     keys=["key"],
+                    on_conflict="update",
                 )
             for chunk in chunks(accepted_paths):
                 await connection.execute(delete(rejections).where(rejections.c.path.in_(chunk)))
             if rejected:
-                await self._db.upsert(
+                await self._db.insert_rows(
                     connection,
                     rejections,
                     [{"path": p, "reason": r, "seen_at": now} for p, r in rejected.items()],
                     keys=["path"],
+                    on_conflict="update",
                 )
             cutoff = None if alert_since is None else alert_since.isoformat()
             alerted = [r for r in new if cutoff is None or r.date >= cutoff]
@@ -287,8 +291,12 @@ class Store:
 
     async def mark_initial_sync_done(self, now: datetime) -> None:
         async with self._db.transaction() as connection:
-            await self._db.insert_missing(
-                connection, meta, [{"key": "initial_sync", "value": now.isoformat()}], keys=["key"]
+            await self._db.insert_rows(
+                connection,
+                meta,
+                [{"key": "initial_sync", "value": now.isoformat()}],
+                keys=["key"],
+                on_conflict="ignore",
             )
 
     async def record_poll(self, record: PollRecord) -> None:
