@@ -15,7 +15,7 @@ import json
 import os
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
@@ -25,8 +25,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from feedbot.archive.http import HttpArchiveSource
+from feedbot.archive.http import HttpArchiveSource, archive_policy
 from feedbot.archive.source import PollBatch
 from feedbot.errors import ArchiveError
 
@@ -71,6 +72,7 @@ class ArchiveServer:
     retry_after: dict[str, str] = field(default_factory=dict)
     fail_everything: int | None = None
     streamed: set[str] = field(default_factory=set)  # sent chunked, no Content-Length
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
     delay: float = 0.0
     slow_seconds: float = 2.0
     in_flight: int = 0
@@ -106,6 +108,8 @@ class ArchiveServer:
     async def _answer(self, request: web.Request, path: str) -> web.StreamResponse:
         if self.fail_everything is not None:
             return web.Response(status=self.fail_everything)
+        if path in self.redirects:
+            return web.Response(status=302, headers={"Location": self.redirects[path]})
         queued = self.script.get(path)
         if queued:
             action = queued.pop(0)
@@ -146,9 +150,8 @@ def _not_modified(request: web.Request, etag: str, mtime: int) -> bool:
     return False
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ArchiveServer]:
-    served = ArchiveServer(tmp_path / "site")
+async def _serve(root: Path) -> AsyncIterator[ArchiveServer]:
+    served = ArchiveServer(root)
     app = web.Application()
     app.router.add_get("/{tail:.*}", served.handle)
     # handler_cancellation: a client that timed out must not keep a slow handler alive.
@@ -160,6 +163,19 @@ async def server(tmp_path: Path) -> AsyncIterator[ArchiveServer]:
     served.url = f"http://127.0.0.1:{port}/"
     yield served
     await runner.cleanup()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ArchiveServer]:
+    async for served in _serve(tmp_path / "site"):
+        yield served
+
+
+@pytest.fixture
+async def elsewhere(tmp_path: Path) -> AsyncIterator[ArchiveServer]:
+    """Another origin (another port) serving the same pages: redirects must not reach it."""
+    async for served in _serve(tmp_path / "site"):
+        yield served
 
 
 @pytest.fixture
@@ -545,3 +561,227 @@ async def test_an_owned_session_is_closed_by_aclose(
 def test_a_base_url_that_is_not_http_is_refused(url: str) -> None:
     with pytest.raises(ArchiveError, match="not an http"):
         HttpArchiveSource(url)
+
+
+# -- memory: batches, index links -------------------------------------------------
+
+
+def write_day(server: ArchiveServer, day: str, count: int, size: int) -> list[str]:
+    """``count`` pages of ``size`` bytes on ``day``, linked from its index, in order."""
+    paths = []
+    for n in range(count):
+        path = f"news/{day}/event-{n}.md"
+        head = page_text(day, f"event-{n}", f"Event {n}.")
+        server.write(path, head + b"x" * (size - len(head)))
+        paths.append(path)
+    server.write(f"news/{day}/index.md", "".join(f"* [{n}](/{p})\n" for n, p in enumerate(paths)))
+    return paths
+
+
+async def test_a_large_day_flows_in_batches_within_the_byte_budget(
+    server: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    page_cap, budget, concurrency = 64 * 1024, 1024 * 1024, 4
+    paths = write_day(server, "2007/07/10", 200, page_cap - 1000)
+    source = make_source(max_page_bytes=page_cap, batch_bytes=budget, max_concurrency=concurrency)
+    batches: list[PollBatch] = []
+    answered_at_yield: list[int] = []
+
+    async for batch in source.poll({}, days=["2007/07/10"]):
+        answered_at_yield.append(sum(1 for p, _s in server.requests if p in paths))
+        batches.append(batch)
+
+    assert problems_of(batches) == {}
+    assert pages_of(batches).keys() == set(paths)
+    held = [sum(len(page.body) for page in batch.pages) for batch in batches]
+    assert max(held) <= budget
+    assert len(batches) >= 200 * (page_cap - 1000) // budget + 1
+    # Pages flow: the first batch is handed on while most of the day is unfetched,
+    # with no more than the pages in flight fetched beyond it.
+    assert answered_at_yield[0] <= len(batches[0].pages) + concurrency
+    # Each page's mark travels with the page; the day's index mark only with the
+    # last batch, once every page of the day is in.
+    for batch in batches:
+        assert {f"http:{page.path}" for page in batch.pages} <= batch.marks.keys()
+    assert [("http:news/2007/07/10/index.md" in b.marks) for b in batches] == [False] * (
+        len(batches) - 1
+    ) + [True]
+
+
+def test_the_budget_holds_at_least_a_page() -> None:
+    with pytest.raises(ValueError, match="batch_bytes"):
+        HttpArchiveSource("http://127.0.0.1/", max_page_bytes=2048, batch_bytes=2047)
+
+
+async def test_an_index_linking_too_many_pages_is_read_up_to_the_cap_and_reported(
+    server: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    paths = write_day(server, "2007/07/10", 30, 600)
+    source = make_source(max_index_links=10)
+    marks: dict[str, str] = {}
+
+    batches = await poll(source, marks, days=["2007/07/10"])
+
+    assert pages_of(batches).keys() == set(paths[:10])
+    assert {p for p, _s in server.requests} == {"news/2007/07/10/index.md", *paths[:10]}
+    reason = "lists more than 10 event pages of its day; only the first 10 were read"
+    assert problems_of(batches) == {"news/2007/07/10/index.md": reason}
+    # Held back: the next poll reads the index again and reports the day again.
+    assert "http:news/2007/07/10/index.md" not in marks
+    assert problems_of(await poll(source, marks, days=["2007/07/10"])) == {
+        "news/2007/07/10/index.md": reason
+    }
+
+
+async def test_an_oversized_index_is_a_problem_of_its_day(
+    server: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    write_day(server, "2007/07/10", 3, 600)
+    server.write("news/2007/07/10/index.md", b"* /news/2007/07/10/event-0.md\n" * 100)
+    server.write("news/2007/07/9/index.md", "* /news/2007/07/9/nothing.md\n")
+    server.write("news/2007/07/9/nothing.md", page_text("2007/07/9", "nothing", "Nothing."))
+
+    batches = await poll(make_source(max_page_bytes=1024), {}, days=["2007/07/9", "2007/07/10"])
+
+    assert problems_of(batches) == {"news/2007/07/10/index.md": "larger than 1024 bytes"}
+    assert server.count("news/2007/07/10/event-0.md") == 0
+
+
+# -- redirects --------------------------------------------------------------------
+
+
+async def test_a_redirect_to_another_origin_is_refused_before_asking_it(
+    site: ArchiveServer,
+    elsewhere: ArchiveServer,
+    make_source: Callable[..., HttpArchiveSource],
+    sleeps: list[float],
+) -> None:
+    port = site.url.rsplit(":", 1)[1].rstrip("/")
+    page = "news/2007/07/10/storming-of-the-mosque.md"
+    site.redirects[page] = f"{elsewhere.url}{page}"
+    site.redirects[SEED_PATH] = f"http://localhost:{port}/{SEED_PATH}"  # same port, other host
+    site.redirects["news/2007/06/20/index.md"] = f"{elsewhere.url}news/2007/06/20/index.md"
+
+    batches = await poll(make_source(), {})
+
+    assert problems_of(batches) == {
+        page: f"HTTP 302 Found to another origin refused: {elsewhere.url}{page}",
+        SEED_PATH: f"HTTP 302 Found to another origin refused: http://localhost:{port}/{SEED_PATH}",
+        "news/2007/06/20/index.md": (
+            f"HTTP 302 Found to another origin refused: {elsewhere.url}news/2007/06/20/index.md"
+        ),
+    }
+    assert elsewhere.requests == Counter()
+    assert site.count(page) == site.count(SEED_PATH) == 1  # the 302 only
+    assert site.count("news/2007/06/20/old-event.md") == 0
+    assert sleeps == []  # final, not retried
+
+
+async def test_a_redirect_within_the_origin_is_followed_a_few_hops(
+    site: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    moved = "news/2007/07/10/ghazi-confirmed-dead.md"
+    site.write(f"moved/{moved}", (site.root / moved).read_bytes())
+    site.redirects[moved] = f"/moved/{moved}"
+    loop = "news/2007/07/10/storming-of-the-mosque.md"
+    site.redirects[loop] = "/loop/b"
+    site.redirects["loop/b"] = f"{site.url}{loop}"
+
+    batches = await poll(make_source(), {}, days=["2007/07/10"])
+
+    assert pages_of(batches) == {moved: (site.root / moved).read_bytes()}
+    assert problems_of(batches) == {loop: "more than 3 redirects"}
+    assert site.count(loop) + site.count("loop/b") == 4
+
+
+# -- which addresses ---------------------------------------------------------------
+
+
+class TableResolver(AbstractResolver):
+    """Answers names from a table and nothing else: no test ever asks real DNS."""
+
+    def __init__(self, table: dict[str, Sequence[str]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in self.table[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_archive_named_publicly_cannot_resolve_to_loopback(
+    site: ArchiveServer, make_source: Callable[..., HttpArchiveSource], sleeps: list[float]
+) -> None:
+    port = site.url.rsplit(":", 1)[1].rstrip("/")
+    url = f"http://archive.test:{port}/"
+    resolver = TableResolver({"archive.test": ["127.0.0.1"]})
+
+    with pytest.raises(ArchiveError) as raised:
+        await poll(make_source(base_url=url, resolver=resolver), {})
+
+    assert str(raised.value) == (
+        f"cannot read the archive at {url}: news/2007/07/10/index.md: "
+        "refused: archive.test resolves to 127.0.0.1 (loopback)"
+    )
+    assert resolver.asked == ["archive.test"]
+    assert site.requests == Counter()  # refused before a socket existed
+    assert sleeps == []  # a refusal is final
+
+
+async def test_a_private_archive_reached_by_name_needs_allow_private(
+    site: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    port = site.url.rsplit(":", 1)[1].rstrip("/")
+    url = f"http://archive.test:{port}/"
+    resolver = TableResolver({"archive.test": ["127.0.0.1"]})
+    policy = archive_policy(url, allow_private=True)
+
+    batches = await poll(make_source(base_url=url, resolver=resolver, policy=policy), {})
+
+    assert pages_of(batches).keys() == ALL_PAGES
+
+
+async def test_an_archive_on_localhost_may_reach_loopback(
+    site: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    port = site.url.rsplit(":", 1)[1].rstrip("/")
+    resolver = TableResolver({"localhost": ["127.0.0.1"]})
+
+    batches = await poll(make_source(base_url=f"http://localhost:{port}/", resolver=resolver), {})
+
+    assert pages_of(batches).keys() == ALL_PAGES
+
+
+def test_archive_policy() -> None:
+    literal = archive_policy("http://127.0.0.1:8000/archive/")
+    assert literal.refusal("127.0.0.1") is None
+    assert literal.refusal("127.0.0.2") == "loopback"
+    assert literal.refusal("10.0.0.1") == "private"
+    v6 = archive_policy("http://[fd00::5]/")
+    assert v6.refusal("fd00::5") is None and v6.refusal("fd00::6") == "private"
+    local = archive_policy("https://localhost/")
+    assert local.refusal("::1") is None and local.refusal("127.0.0.1") is None
+    assert local.refusal("10.0.0.1") == "private"
+    public = archive_policy("https://archive.example.org/")
+    for refused in ("127.0.0.1", "10.0.0.1", "169.254.169.254", "::1"):
+        assert public.refusal(refused) is not None, refused
+    assert public.refusal("93.184.216.34") is None
+    assert archive_policy("http://8.8.8.8/").refusal("127.0.0.1") == "loopback"
+    private = archive_policy("https://archive.lan/", allow_private=True)
+    assert private.refusal("10.0.0.1") is None
+    assert private.refusal("169.254.169.254") == "cloud metadata"

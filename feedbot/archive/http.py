@@ -1,8 +1,9 @@
 """Reading the archive from an ``http://`` or ``https://`` base URL (SPEC section 1).
 
 This module owns :class:`HttpArchiveSource`: which day index pages a poll asks
-for, how event links are found in them, conditional GET, the size cap, timeouts,
-bounded concurrency, the retry policy, and the marks it leaves for the next poll.
+for, how event links are found in them, conditional GET, the size caps, timeouts,
+bounded concurrency, batching by bytes, redirects, the retry policy, which
+addresses archive requests may reach, and the marks it leaves for the next poll.
 Like every source it never parses a page and never touches the store.
 
 Marks (keys start with ``http:``, values are compact JSON):
@@ -10,28 +11,52 @@ Marks (keys start with ``http:``, values are compact JSON):
 - ``http:news/2007/07/9/index.md`` and ``http:news/2007/07/9/<slug>.md`` ->
   ``{"e": ETag, "h": digest of the body, "m": Last-Modified}``, absent fields
   left out. ``{}`` means "fetch it in full next time" (after a failure).
-  A day's index mark is written only when every page it links was fetched, so an
-  index 304 always means "every page of this day is already known".
+  A day's index mark is written only when every page it links was fetched, in
+  the day's last batch, so an index 304 always means "every page of this day is
+  already known".
 - ``http:poll`` -> ``{"day": "2007/07/9"}``: the last day a complete poll
   covered. Without it the poll is a first poll and backfills; after downtime it
   widens the window so that no day goes unseen.
 
-What a poll fetches, oldest day first, one :class:`PollBatch` per day:
+What a poll fetches, oldest day first:
 
 - the index of every day in the window: today and the ``lookback_days - 1``
   days before it, stretched back to cover the days since the last poll, and
-  ``backfill_days`` on a first poll (also the cap on that stretch);
-- index 200: every linked page of that day, conditionally; index 304: every page
-  of that day known from the marks, conditionally, so an edited page is seen
-  while its day is in the window; index 404: an empty day;
+  ``backfill_days`` on a first poll (also the cap on that stretch). Indexes are
+  read a few days ahead of the day being fetched, not all at once, and only
+  their links are kept;
+- index 200: the first ``max_index_links`` pages it links of that day,
+  conditionally; index 304: the pages of that day known from the marks, as
+  many, conditionally, so an edited page is seen while its day is in the window;
+  index 404: an empty day. A day with more links than that is a problem of its
+  index, so its index mark is held back and the rest is never silently lost;
 - a page whose body digest did not change is not offered again (a server that
   ignores conditional requests costs bandwidth, not ingest work).
 
+Batches: a day's pages are yielded as they arrive, in :class:`PollBatch` es
+whose page bodies add up to at most ``batch_bytes`` (at least one page each);
+a day has one batch or more, a batch never spans two days. Held at once are the
+batch being filled and at most ``max_concurrency`` bodies in flight (the
+pipeline holds one or two earlier batches), whatever the size of a day.
+
+Redirects are followed by hand, at most ``_MAX_REDIRECTS`` hops and only to the
+archive's own origin (scheme, host, port): a redirect elsewhere fails that page
+or index with a reason before anything is asked of the other origin, so it can
+neither reach another host nor slip past the filter on other-host links.
+
+Addresses: the source's own connector applies a :class:`TargetPolicy` (see
+:func:`archive_policy`) when it resolves and connects, as the notifier's SSRF
+guard does: an archive named by a public host cannot be resolved to a loopback,
+private or metadata address. An archive configured at such an address (an IP
+literal, or ``localhost``) may reach that address; ``allow_private`` opens the
+private kinds for an archive reached by name on the operator's own network.
+
 Retries: 5xx, 429, timeouts, dropped connections and truncated bodies are tried
 again up to ``retries`` times, after ``backoff * 2**n`` seconds or the
-server's Retry-After, both capped at ``max_backoff``. Other answers are final.
-A page that still fails is a :class:`PageProblem`; when no day index at all can
-be read (or the host cannot be reached) the poll raises :class:`ArchiveError`.
+server's Retry-After, both capped at ``max_backoff``. Other answers, refused
+redirects and refused addresses are final. A page that still fails is a
+:class:`PageProblem`; when no day index at all can be read (or the host cannot
+be reached) the poll raises :class:`ArchiveError`.
 """
 
 from __future__ import annotations
@@ -42,12 +67,16 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -55,12 +84,19 @@ from feedbot.archive.source import PageProblem, PollBatch, RawPage
 from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError
 from feedbot.headers import parse_retry_after
+from feedbot.notify.ssrf import GuardedConnector, TargetPolicy, classify, refusal_of
 
 log = logging.getLogger(__name__)
 
 _MARK_PREFIX = "http:"
 _POLL_MARK = _MARK_PREFIX + "poll"  # never clashes with a page: those start with "news/"
 _CHUNK_BYTES = 64 * 1024
+# A static archive moves a page once at most (http -> https is another origin
+# anyway); more hops than this is a loop or someone stalling us.
+_MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_SHOWN = 200  # characters of a hostile Location shown in a reason
+_LOOPBACK = (IPv4Network("127.0.0.0/8"), IPv6Network("::1/128"))
 _NOT_URL = r"\s\"'<>()\[\]"
 # An event link anywhere in an index, whatever its markup (markdown, HTML, bare).
 # Found in two linear steps, the path first, then the scheme and host in the few
@@ -105,6 +141,32 @@ def _index_path(day: date) -> str:
 
 def _one_line(text: object) -> str:
     return _SPACES.sub(" ", str(text)).strip()
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return url.scheme.lower(), (url.host or "").lower(), url.port
+
+
+def archive_policy(base_url: str, *, allow_private: bool = False) -> TargetPolicy:
+    """Which addresses requests to the archive at ``base_url`` may reach.
+
+    A host that is a non-public IP literal may reach exactly that address, and
+    ``localhost`` (RFC 6761) the loopback networks: the operator chose them. Any
+    other name is taken as public: it may not resolve to a non-public address
+    unless ``allow_private`` (never to cloud metadata, multicast or unspecified).
+    """
+    host = URL(base_url).host or ""
+    allowed: tuple[IPv4Network | IPv6Network, ...] = ()
+    try:
+        literal = ip_address(host)
+    except ValueError:
+        if host.lower().rstrip(".") == "localhost" or host.lower().endswith(".localhost"):
+            allowed = _LOOPBACK
+    else:
+        if classify(literal) is not None:
+            bits = 32 if isinstance(literal, IPv4Address) else 128
+            allowed = (ip_network((int(literal), bits)),)
+    return TargetPolicy(allow_private=allow_private, allow_cidrs=allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +219,20 @@ class _Fetched:
     body: bytes = b""
     etag: str | None = None
     last_modified: str | None = None
+    digest: str | None = None  # of ``body``, with OK
     reason: str = ""
     unreachable: bool = False  # the host itself could not be reached
     error: Exception | None = None  # the aiohttp error behind ``reason``, for chaining
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """A day's index as a poll keeps it: the answer without its body, the pages
+    to fetch, and why some were left out."""
+
+    fetched: _Fetched
+    pages: tuple[str, ...] = ()
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +252,12 @@ def _status_text(response: aiohttp.ClientResponse) -> str:
 
 
 class HttpArchiveSource:
-    """An archive served over HTTP(S) in the layout of SPEC section 1."""
+    """An archive served over HTTP(S) in the layout of SPEC section 1.
+
+    ``policy`` (default: :func:`archive_policy` of ``base_url``) and ``resolver``
+    (default: aiohttp's) apply to the session the source makes itself, which
+    owns the resolver; an injected ``session`` is used as it is.
+    """
 
     def __init__(
         self,
@@ -190,12 +268,16 @@ class HttpArchiveSource:
         max_concurrency: int = 8,
         timeout: float = 10.0,
         max_page_bytes: int = 1_048_576,
+        batch_bytes: int = 33_554_432,
+        max_index_links: int = 1000,
         retries: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         session: aiohttp.ClientSession | None = None,
+        policy: TargetPolicy | None = None,
+        resolver: AbstractResolver | None = None,
         user_agent: str | None = None,
     ) -> None:
         base = URL(base_url)
@@ -206,9 +288,13 @@ class HttpArchiveSource:
             ("backfill_days", backfill_days),
             ("max_concurrency", max_concurrency),
             ("max_page_bytes", max_page_bytes),
+            ("max_index_links", max_index_links),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
+        if batch_bytes < max_page_bytes:
+            # Else one page could not fit in a batch, which must hold at least one.
+            raise ValueError(f"batch_bytes ({batch_bytes}) is below max_page_bytes")
         if retries < 0 or timeout <= 0 or backoff < 0 or max_backoff < 0:
             raise ValueError("retries, backoff and max_backoff must be >= 0, timeout > 0")
         # Pages are joined onto the base as strings, so the base must end in "/".
@@ -217,7 +303,10 @@ class HttpArchiveSource:
         self.lookback_days = lookback_days
         self.backfill_days = max(backfill_days, lookback_days)
         self.max_page_bytes = max_page_bytes
+        self.batch_bytes = batch_bytes
+        self.max_index_links = max_index_links
         self.retries = retries
+        self._max_concurrency = max_concurrency
         self._backoff = float(backoff)
         self._max_backoff = float(max_backoff)
         # sock_connect makes an unanswered connect a ConnectionTimeoutError, which
@@ -229,6 +318,8 @@ class HttpArchiveSource:
         self._slots = asyncio.Semaphore(max_concurrency)
         self._session = session
         self._owns_session = session is None
+        self.policy = policy if policy is not None else archive_policy(self._base)
+        self._resolver = resolver
         self._headers = {"User-Agent": user_agent or _default_user_agent()}
 
     @property
@@ -246,8 +337,9 @@ class HttpArchiveSource:
     async def poll(
         self, marks: Mapping[str, str], *, days: Collection[str] | None = None
     ) -> AsyncIterator[PollBatch]:
-        """Yield one batch per day of the window (or of ``days``, exactly those
-        days whatever the window), oldest first; days with nothing new are skipped."""
+        """Yield the batches of each day of the window (or of ``days``, exactly
+        those days whatever the window), oldest day first; days with nothing new
+        are skipped."""
         today = self._today()
         if days is not None:
             window = sorted({_parse_day_key(key) for key in days})
@@ -256,13 +348,62 @@ class HttpArchiveSource:
         if not window:
             return
         session = self._client()
-        indexes = await self._fetch_indexes(session, window, marks)
-        for position, day in enumerate(window):
-            batch = await self._poll_day(session, day, indexes[_index_path(day)], marks)
-            if days is None and position == len(window) - 1:
-                _set_mark(batch.marks, marks, _POLL_MARK, _poll_mark(today))
-            if batch.pages or batch.problems or batch.marks:
-                yield batch
+        # The newest index goes first, alone: if the host refuses connections or its
+        # name does not resolve, one request (and its retries) says so, instead of
+        # every day of a backfill hammering a host that is down.
+        newest = await self._fetch_index(session, window[-1], marks)
+        if newest.fetched.unreachable:
+            raise self._unreadable(newest.fetched) from newest.fetched.error
+        upcoming = iter(window[:-1])
+        ahead: deque[asyncio.Task[_Index]] = deque()
+        # The problems of failed indexes wait until one index is read: if none
+        # can be, the poll fails as a whole instead.
+        waiting: list[PollBatch] = []
+        read_one = False
+        missing = 0
+        try:
+            for position in range(len(window)):
+                last = position == len(window) - 1
+                if last:
+                    index = newest
+                else:
+                    while (
+                        len(ahead) < self._max_concurrency
+                        and (next_day := next(upcoming, None)) is not None
+                    ):
+                        ahead.append(
+                            asyncio.create_task(self._fetch_index(session, next_day, marks))
+                        )
+                    index = await ahead.popleft()
+                closing = {_POLL_MARK: _poll_mark(today)} if last and days is None else {}
+                if index.fetched.outcome is _Outcome.FAILED:
+                    batch = PollBatch(
+                        problems=[PageProblem(index.fetched.path, index.fetched.reason)]
+                    )
+                    for key, value in closing.items():
+                        _set_mark(batch.marks, marks, key, value)
+                    if read_one:
+                        yield batch
+                    else:
+                        waiting.append(batch)
+                    continue
+                read_one = True
+                for batch in waiting:
+                    yield batch
+                waiting.clear()
+                missing += index.fetched.outcome is _Outcome.MISSING
+                async with aclosing(self._poll_day(session, index, marks, closing)) as batches:
+                    async for batch in batches:
+                        yield batch
+        finally:
+            for task in ahead:
+                task.cancel()
+            if ahead:
+                await asyncio.wait(ahead)
+        if not read_one:
+            raise self._unreadable(newest.fetched) from newest.fetched.error
+        if missing == len(window) > 1:
+            log.warning("%s: no day index found for %d days", self.description, len(window))
 
     # -- which days ---------------------------------------------------------------
 
@@ -286,27 +427,22 @@ class HttpArchiveSource:
 
     # -- the day indexes ----------------------------------------------------------
 
-    async def _fetch_indexes(
-        self, session: aiohttp.ClientSession, window: list[date], marks: Mapping[str, str]
-    ) -> dict[str, _Fetched]:
-        # The newest index goes first, alone: if the host refuses connections or its
-        # name does not resolve, one request (and its retries) says so, instead of
-        # every day of a backfill hammering a host that is down.
-        newest = await self._fetch(session, _index_path(window[-1]), marks)
-        if newest.unreachable:
-            raise self._unreadable(newest) from newest.error
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(self._fetch(session, _index_path(day), marks))
-                for day in window[:-1]
-            ]
-        results = {fetched.path: fetched for fetched in (t.result() for t in tasks)}
-        results[newest.path] = newest
-        if all(r.outcome is _Outcome.FAILED for r in results.values()):
-            raise self._unreadable(newest) from newest.error
-        if all(r.outcome is _Outcome.MISSING for r in results.values()) and len(window) > 1:
-            log.warning("%s: no day index found for %d days", self.description, len(window))
-        return results
+    async def _fetch_index(
+        self, session: aiohttp.ClientSession, day: date, marks: Mapping[str, str]
+    ) -> _Index:
+        fetched = await self._fetch(session, _index_path(day), marks)
+        cap = self.max_index_links
+        if fetched.outcome is _Outcome.OK:
+            pages = self._links(fetched.body, day, cap + 1)
+            over = f"lists more than {cap} event pages of its day; only the first {cap} were read"
+        elif fetched.outcome is _Outcome.NOT_MODIFIED:
+            pages = _known_pages(marks, day)
+            over = f"more than {cap} pages of its day are known; only the first {cap} were read"
+        else:
+            return _Index(fetched)
+        problem = over if len(pages) > cap else None
+        # Only the links are kept: a day's index may be as large as a page.
+        return _Index(replace(fetched, body=b""), tuple(pages[:cap]), problem)
 
     def _unreadable(self, fetched: _Fetched) -> ArchiveError:
         return ArchiveError(
@@ -318,48 +454,81 @@ class HttpArchiveSource:
     async def _poll_day(
         self,
         session: aiohttp.ClientSession,
-        day: date,
-        index: _Fetched,
+        index: _Index,
         marks: Mapping[str, str],
-    ) -> PollBatch:
+        closing: Mapping[str, str],
+    ) -> AsyncGenerator[PollBatch]:
+        """The day's pages in batches of at most ``batch_bytes``, as they arrive;
+        the last batch carries the index mark (if the whole day was read) and
+        the ``closing`` marks."""
         batch = PollBatch()
-        if index.outcome is _Outcome.FAILED:
-            batch.problems.append(PageProblem(index.path, index.reason))
-            return batch
-        if index.outcome is _Outcome.MISSING:
-            return batch
-        if index.outcome is _Outcome.OK:
-            paths = self._links(index.body, day)
-        else:
-            paths = _known_pages(marks, day)
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._fetch(session, path, marks)) for path in paths]
-        for task in tasks:
-            self._take(batch, task.result(), marks)
-        if not batch.problems:
-            self._remember(batch, index, marks)
-        return batch
+        if index.problem is not None:
+            batch.problems.append(PageProblem(index.fetched.path, index.problem))
+        held = 0
+        complete = True
+        paths = iter(index.pages)
+        running: set[asyncio.Task[_Fetched]] = set()
+        try:
+            while True:
+                while (
+                    len(running) < self._max_concurrency and (path := next(paths, None)) is not None
+                ):
+                    running.add(asyncio.create_task(self._fetch(session, path, marks)))
+                if not running:
+                    break
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    fetched = task.result()
+                    page = self._changed_page(fetched, marks)
+                    if (
+                        page is not None
+                        and batch.pages
+                        and held + len(page.body) > self.batch_bytes
+                    ):
+                        complete = complete and not batch.problems
+                        yield batch
+                        batch, held = PollBatch(), 0
+                    if page is not None:
+                        batch.pages.append(page)
+                        held += len(page.body)
+                    self._take(batch, fetched, marks)
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
+        if complete and not batch.problems:
+            self._remember(batch, index.fetched, marks)
+        for key, value in closing.items():
+            _set_mark(batch.marks, marks, key, value)
+        if batch.pages or batch.problems or batch.marks:
+            yield batch
+
+    @staticmethod
+    def _changed_page(fetched: _Fetched, marks: Mapping[str, str]) -> RawPage | None:
+        """The page to offer: fetched, and new or changed since its mark."""
+        if fetched.outcome is not _Outcome.OK:
+            return None
+        old = _Mark.load(marks.get(_MARK_PREFIX + fetched.path))
+        if old is not None and old.digest == fetched.digest:
+            return None
+        return RawPage(fetched.path, fetched.body)
 
     def _take(self, batch: PollBatch, fetched: _Fetched, marks: Mapping[str, str]) -> None:
-        key = _MARK_PREFIX + fetched.path
+        """The problem or the mark that ``fetched`` leaves in ``batch``."""
         if fetched.outcome in (_Outcome.FAILED, _Outcome.MISSING):
             batch.problems.append(PageProblem(fetched.path, fetched.reason))
             # Forget the validators: the next poll fetches the page in full and
             # offers it again, so the ingest pipeline can clear the problem.
-            _set_mark(batch.marks, marks, key, _Mark().dump())
+            _set_mark(batch.marks, marks, _MARK_PREFIX + fetched.path, _Mark().dump())
             return
-        old = _Mark.load(marks.get(key))
-        if fetched.outcome is _Outcome.OK:
-            digest = _digest(fetched.body)
-            if old is None or old.digest != digest:
-                batch.pages.append(RawPage(fetched.path, fetched.body))
         self._remember(batch, fetched, marks)
 
     def _remember(self, batch: PollBatch, fetched: _Fetched, marks: Mapping[str, str]) -> None:
         key = _MARK_PREFIX + fetched.path
         old = _Mark.load(marks.get(key)) or _Mark()
         if fetched.outcome is _Outcome.OK:
-            new = _Mark(fetched.etag, fetched.last_modified, _digest(fetched.body))
+            new = _Mark(fetched.etag, fetched.last_modified, fetched.digest)
         elif fetched.outcome is _Outcome.NOT_MODIFIED:
             # A 304 may carry fresher validators; the body, hence the digest, is unchanged.
             new = _Mark(
@@ -369,8 +538,9 @@ class HttpArchiveSource:
             return
         _set_mark(batch.marks, marks, key, new.dump())
 
-    def _links(self, body: bytes, day: date) -> list[str]:
-        """The event pages of ``day`` that its index links to, in order, once each."""
+    def _links(self, body: bytes, day: date, limit: int) -> list[str]:
+        """The event pages of ``day`` that its index links to, in order, once
+        each, at most ``limit`` of them."""
         text = body.decode("utf-8", errors="replace")
         found: dict[str, None] = {}
         for match in _EVENT_PATH.finditer(text):
@@ -387,6 +557,8 @@ class HttpArchiveSource:
             if linked != day or match["slug"] == "index":
                 continue
             found[f"news/{day_key(day)}/{match['slug']}.md"] = None
+            if len(found) >= limit:
+                break
         return list(found)
 
     def _same_host(self, authority: str) -> bool:
@@ -402,7 +574,10 @@ class HttpArchiveSource:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+            connector = GuardedConnector(self.policy, resolver=self._resolver)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers
+            )
             self._owns_session = True
         return self._session
 
@@ -441,40 +616,73 @@ class HttpArchiveSource:
         self, session: aiohttp.ClientSession, url: URL, path: str, headers: Mapping[str, str]
     ) -> _Fetched | _Retry:
         try:
-            async with session.get(url, headers=headers, timeout=self._timeout) as response:
-                status = response.status
-                if status == 304:
-                    return self._fetched(path, _Outcome.NOT_MODIFIED, response.headers)
-                if status in (404, 410):
-                    return _Fetched(path, _Outcome.MISSING, reason=_status_text(response))
-                if status >= 500 or status == 429:
-                    retry_after = parse_retry_after(
-                        response.headers.get("Retry-After"), self._clock()
-                    )
-                    return _Retry(_status_text(response), retry_after)
-                if not 200 <= status < 300:
-                    return _Fetched(path, _Outcome.FAILED, reason=_status_text(response))
-                body = await self._read_capped(response)
-                if body is None:
-                    reason = f"larger than {self.max_page_bytes} bytes"
-                    return _Fetched(path, _Outcome.FAILED, reason=reason)
-                return self._fetched(path, _Outcome.OK, response.headers, body)
+            # Redirects by hand: aiohttp would follow them to any host.
+            for _hop in range(_MAX_REDIRECTS + 1):
+                async with session.get(
+                    url, headers=headers, timeout=self._timeout, allow_redirects=False
+                ) as response:
+                    if response.status not in _REDIRECTS:
+                        return await self._answer(path, response)
+                    target = self._redirect(url, response)
+                    if isinstance(target, str):
+                        return _Fetched(path, _Outcome.FAILED, reason=target)
+                    url = target
+            return _Fetched(path, _Outcome.FAILED, reason=f"more than {_MAX_REDIRECTS} redirects")
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            if (refusal := refusal_of(exc)) is not None:  # final: the address will not change
+                return _Fetched(
+                    path, _Outcome.FAILED, reason=str(refusal), unreachable=True, error=exc
+                )
             return _Retry(f"cannot connect: {_one_line(exc)}", unreachable=True, error=exc)
         except TimeoutError as exc:
             return _Retry(f"timed out after {self._timeout.total:g} s", error=exc)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             reason = _one_line(exc) or type(exc).__name__
             return _Retry(f"connection failed: {reason}", error=exc)
-        except aiohttp.ClientError as exc:  # too many redirects, a bad URL: final
+        except aiohttp.ClientError as exc:  # a bad URL: final
             reason = _one_line(exc) or type(exc).__name__
             return _Fetched(path, _Outcome.FAILED, reason=f"request failed: {reason}", error=exc)
+
+    def _redirect(self, url: URL, response: aiohttp.ClientResponse) -> URL | str:
+        """Where a redirect leads, or why it is not followed."""
+        location = response.headers.get("Location")
+        if not location:
+            return f"{_status_text(response)} without a Location"
+        shown = _one_line(location)[:_MAX_SHOWN]
+        try:
+            target = url.join(URL(location)).with_fragment(None)
+        except (ValueError, TypeError):
+            return f"{_status_text(response)} to {shown!r}: not a URL"
+        if _origin(target) != _origin(self._base_url):
+            return f"{_status_text(response)} to another origin refused: {shown}"
+        return target
+
+    async def _answer(self, path: str, response: aiohttp.ClientResponse) -> _Fetched | _Retry:
+        status = response.status
+        if status == 304:
+            return self._fetched(path, _Outcome.NOT_MODIFIED, response.headers)
+        if status in (404, 410):
+            return _Fetched(path, _Outcome.MISSING, reason=_status_text(response))
+        if status >= 500 or status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+            return _Retry(_status_text(response), retry_after)
+        if not 200 <= status < 300:
+            return _Fetched(path, _Outcome.FAILED, reason=_status_text(response))
+        body = await self._read_capped(response)
+        if body is None:
+            return _Fetched(
+                path, _Outcome.FAILED, reason=f"larger than {self.max_page_bytes} bytes"
+            )
+        return self._fetched(path, _Outcome.OK, response.headers, body)
 
     @staticmethod
     def _fetched(
         path: str, outcome: _Outcome, headers: CIMultiDictProxy[str], body: bytes = b""
     ) -> _Fetched:
-        return _Fetched(path, outcome, body, headers.get("ETag"), headers.get("Last-Modified"))
+        digest = _digest(body) if outcome is _Outcome.OK else None
+        return _Fetched(
+            path, outcome, body, headers.get("ETag"), headers.get("Last-Modified"), digest
+        )
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes | None:
         """The body, or ``None`` past ``max_page_bytes``; never buffers more than
