@@ -57,7 +57,7 @@ _RETRY_DELAYS = (5.0, 15.0, 60.0, 300.0)  # after a failed poll, before poll_int
 def make_source(settings: Settings, clock: Callable[[], datetime] = utc_now) -> ArchiveSource:
     archive = settings.archive
     if archive.is_url:
-        from feedbot.archive.http import HttpArchiveSource
+        from feedbot.archive.http import HttpArchiveSource, archive_policy
 
         return HttpArchiveSource(
             base_url=archive.source,
@@ -66,6 +66,9 @@ def make_source(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
             max_concurrency=archive.max_concurrency,
             timeout=archive.timeout,
             max_page_bytes=archive.max_page_bytes,
+            batch_bytes=archive.batch_bytes,
+            max_index_links=archive.max_index_links,
+            policy=archive_policy(archive.source, allow_private=archive.allow_private),
             clock=clock,
         )
     return LocalArchiveSource(

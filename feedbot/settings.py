@@ -16,7 +16,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from feedbot.errors import ConfigError
@@ -39,6 +47,27 @@ class ArchiveSettings(_Section):
     max_concurrency: int = Field(8, ge=1, le=256, description="http: requests in flight")
     timeout: float = Field(10.0, gt=0, description="http: seconds per request")
     max_page_bytes: int = Field(1_048_576, ge=1024, description="largest page accepted, bytes")
+    batch_bytes: int = Field(
+        33_554_432,
+        ge=1024,
+        description="http: page bodies held per batch before it is parsed and stored, bytes "
+        "(at least max_page_bytes)",
+    )
+    max_index_links: int = Field(
+        1000, ge=1, description="http: pages read from one day index; more is a problem of the day"
+    )
+    allow_private: bool = Field(
+        False,
+        description="http: an archive reached by name may resolve to private addresses "
+        "(an IP literal or localhost may always reach itself)",
+    )
+
+    @field_validator("batch_bytes")
+    @classmethod
+    def _holds_a_page(cls, value: int, info: ValidationInfo) -> int:
+        if value < info.data.get("max_page_bytes", 0):
+            raise ValueError("must be at least max_page_bytes")
+        return value
 
     @property
     def is_url(self) -> bool:

@@ -29,7 +29,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from feedbot.archive.http import HttpArchiveSource, archive_policy
 from feedbot.archive.source import PollBatch
-from feedbot.errors import ArchiveError
+from feedbot.daemon import make_source as make_daemon_source
+from feedbot.errors import ArchiveError, ConfigError
+from feedbot.settings import ArchiveSettings, Settings, load_settings
 
 NOW = datetime(2007, 7, 10, 12, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[1]
@@ -785,3 +787,31 @@ def test_archive_policy() -> None:
     private = archive_policy("https://archive.lan/", allow_private=True)
     assert private.refusal("10.0.0.1") is None
     assert private.refusal("169.254.169.254") == "cloud metadata"
+
+
+# -- settings ---------------------------------------------------------------------
+
+
+def test_the_daemon_builds_the_source_from_the_archive_keys(tmp_path: Path) -> None:
+    config = tmp_path / "feedbot.toml"
+    config.write_text(
+        '[archive]\nsource = "http://archive.lan:8000/"\nbatch_bytes = 2097152\n'
+        "max_index_links = 50\nallow_private = true\n"
+    )
+    source = make_daemon_source(load_settings(config))
+
+    assert isinstance(source, HttpArchiveSource)
+    assert (source.batch_bytes, source.max_index_links) == (2_097_152, 50)
+    assert source.policy == archive_policy("http://archive.lan:8000/", allow_private=True)
+    default = make_daemon_source(Settings(archive=ArchiveSettings(source="https://a.example/")))
+    assert isinstance(default, HttpArchiveSource)
+    assert default.batch_bytes == 32 * 1024 * 1024
+    assert default.policy.refusal("10.0.0.1") == "private"
+
+
+def test_a_budget_below_the_page_cap_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "feedbot.toml"
+    config.write_text("[archive]\nmax_page_bytes = 4096\nbatch_bytes = 4095\n")
+
+    with pytest.raises(ConfigError, match=r"'archive\.batch_bytes': 4095: .*max_page_bytes"):
+        load_settings(config)
