@@ -84,9 +84,12 @@ def status(code: int, headers: dict[str, str] | None = None, body: bytes = b""):
     return answer
 
 
-def hang(seconds: float):
+def held(release: asyncio.Event):
+    """Answer 204 once ``release`` is set: a receiver that hangs exactly as long
+    as the test needs, not for a guessed number of seconds."""
+
     async def answer(_request: web.Request, _n: int) -> web.StreamResponse:
-        await asyncio.sleep(seconds)
+        await release.wait()
         return web.Response(status=204)
 
     return answer
