@@ -142,15 +142,24 @@ def test_every_package_is_listed_for_the_wheel() -> None:
         for init in (REPO / "feedbot").rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
+    # Every folder under templates/ is a package of its own (feedbot.templates.X):
+    # setuptools ships only listed packages, and warns about each one it finds
+    # unlisted.
+    on_disk |= {
+        ".".join(("feedbot", "templates", *folder.relative_to(REPO / "templates").parts))
+        for folder in (REPO / "templates").rglob("*")
+        if folder.is_dir() and "__pycache__" not in folder.parts
+    }
     missing = sorted(on_disk - listed)
     assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
     assert "feedbot.templates" in listed
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from a copy of what the Dockerfile copies (setuptools
-    writes build/ into the source folder, and a stale one leaks into wheels)."""
+def wheel_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel and the build's verbose output, built from a copy of what the
+    Dockerfile copies (setuptools writes build/ into the source folder, and a
+    stale one leaks into wheels)."""
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
@@ -160,14 +169,42 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     out = tmp_path_factory.mktemp("wheel")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out), str(source)],
+        # -v: pip shows what the build backend prints only when asked to.
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(out), str(source)],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, f"pip wheel failed:\n{result.stdout}\n{result.stderr}"
     (built,) = out.glob("feedbot-*.whl")
-    return built
+    return built, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(wheel_build: tuple[Path, str]) -> Path:
+    return wheel_build[0]
+
+
+# What setuptools prints for a deprecated or inconsistent configuration:
+# "SetuptoolsDeprecationWarning: `project.license` as a TOML table is deprecated",
+# "_Warning: Package 'feedbot.templates.webhook' is absent from the `packages` ...".
+# pip's own "WARNING: ..." lines (about the machine's index settings) are not ours.
+_SETUPTOOLS_WARNING = re.compile(r"\w*Warning: .*")
+
+
+@pytest.mark.slow
+def test_wheel_builds_without_setuptools_warnings(wheel_build: tuple[Path, str]) -> None:
+    warnings = _SETUPTOOLS_WARNING.findall(wheel_build[1])
+    assert not warnings, "\n".join(dict.fromkeys(warnings))
+
+
+def test_license_is_an_spdx_expression_with_a_build_backend_that_reads_it() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["license"] == "MIT"
+    (setuptools,) = [
+        req for req in pyproject["build-system"]["requires"] if req.startswith("setuptools")
+    ]
+    assert ">=77.0.3" in setuptools, "setuptools reads SPDX license strings from 77.0.3"
 
 
 @pytest.mark.slow
