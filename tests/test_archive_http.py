@@ -16,6 +16,7 @@ import os
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
@@ -815,3 +816,23 @@ def test_a_budget_below_the_page_cap_is_a_config_error_naming_the_key(tmp_path: 
 
     with pytest.raises(ConfigError, match=r"'archive\.batch_bytes': 4095: .*max_page_bytes"):
         load_settings(config)
+
+
+async def test_a_poll_given_up_after_one_batch_leaves_no_request_running(
+    server: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    paths = write_day(server, "2007/07/9", 40, 30_000)
+    # The first batch is handed on when the 4th page arrives; the pages after
+    # those are still in flight then, and stay so.
+    server.slow_seconds = 60
+    for path in paths[4:]:
+        server.script[path] = ["slow"]
+    source = make_source(max_page_bytes=32_768, batch_bytes=100_000, max_concurrency=4)
+
+    async with aclosing(source.poll({}, days=["2007/07/9"])) as batches:
+        async for batch in batches:
+            assert len(batch.pages) == 3
+            break
+
+    left = [t for t in asyncio.all_tasks() if "HttpArchiveSource" in repr(t.get_coro())]
+    assert left == []
