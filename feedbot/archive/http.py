@@ -33,11 +33,12 @@ What a poll fetches, oldest day first:
 - a page whose body digest did not change is not offered again (a server that
   ignores conditional requests costs bandwidth, not ingest work).
 
-Batches: a day's pages are yielded as they arrive, in :class:`PollBatch` es
-whose page bodies add up to at most ``batch_bytes`` (at least one page each);
-a day has one batch or more, a batch never spans two days. Held at once are the
-batch being filled and at most ``max_concurrency`` bodies in flight (the
-pipeline holds one or two earlier batches), whatever the size of a day.
+Batches: a day's pages are handed on as they arrive, in batches whose page
+bodies add up to at most ``batch_bytes`` (at least one page each); a day has one
+batch or more, a batch never spans two days. The source holds the batch being
+filled and at most ``max_concurrency`` bodies in flight (the pipeline holds one
+or two earlier batches), whatever the size of a day: no new request starts
+while a batch waits to be taken.
 
 Redirects are followed by hand, at most ``_MAX_REDIRECTS`` hops and only to the
 archive's own origin (scheme, host, port): a redirect elsewhere fails that page
