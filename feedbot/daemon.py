@@ -75,6 +75,7 @@ def make_source(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
         Path(archive.source),
         lookback_days=archive.lookback_days,
         max_page_bytes=archive.max_page_bytes,
+        settle_ms=archive.settle_ms,
         clock=clock,
     )
 
@@ -120,6 +121,11 @@ class Daemon:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        # Days holding a page still being written, polled again once it has settled.
+        self._settling: set[str] = set()
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._settle_polls: set[asyncio.Task[None]] = set()
+        self._settle_rounds = 0  # settle polls in a row that found a page still written
 
     def _not_ready(self) -> list[str]:
         """Reasons of this process for ``/readyz`` to fail, beyond the store's."""
@@ -136,13 +142,17 @@ class Daemon:
             self._poll_task = asyncio.current_task()
             try:
                 result = await self.ingestor.poll(days=days)
-            except FeedbotError as exc:
+            except Exception as exc:  # a bug too: logged with its traceback, and retried
                 self.metrics.record_poll(None, ended_at=time.time())
                 self._failures += 1
                 delay = _RETRY_DELAYS[min(self._failures, len(_RETRY_DELAYS)) - 1]
                 delay = min(delay, self.settings.archive.poll_interval)
                 log.error(
-                    "poll failed (attempt %d, retrying in %.0f s): %s", self._failures, delay, exc
+                    "poll failed (attempt %d, retrying in %.0f s): %s",
+                    self._failures,
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, FeedbotError),
                 )
                 self._reschedule(delay)
                 return None
@@ -157,6 +167,8 @@ class Daemon:
             self.cache.invalidate(result.changed_topics)
         if result.alerts:
             self._wake_deliverers()
+        if result.unsettled:
+            self._poll_when_settled(result.unsettled)
         if result.new or result.updated or result.rejected or days is None:
             where = "days " + ", ".join(sorted(days)) if days else "archive"
             log.info("poll of %s: %s, %d alerts queued", where, result.summary, result.alerts)
@@ -204,11 +216,43 @@ class Daemon:
     async def _scheduled_poll(self) -> None:
         await self.poll()
 
+    def _poll_when_settled(self, unsettled: dict[str, datetime]) -> None:
+        """Poll ``unsettled`` days once their pages have settled, not a poll
+        interval later. A page written on and on is looked at less and less often."""
+        self._settling.update(unsettled)
+        archive = self.settings.archive
+        backoff = archive.settle_ms / 1000 * (2 ** min(self._settle_rounds, 16) - 1)
+        due = (min(unsettled.values()) - utc_now()).total_seconds()
+        wait = min(max(due, backoff, 0.005), archive.poll_interval)
+        loop = asyncio.get_running_loop()
+        if self._settle_timer is not None:
+            if self._settle_timer.when() <= loop.time() + wait:
+                return
+            self._settle_timer.cancel()
+        self._settle_timer = loop.call_later(wait, self._settled)
+
+    def _settled(self) -> None:
+        self._settle_timer = None
+        days, self._settling = self._settling, set()
+        if self._stop.is_set() or not days:
+            return
+        task = asyncio.create_task(self._poll_settled(days), name="settled-poll")
+        self._settle_polls.add(task)
+        task.add_done_callback(self._settle_polls.discard)
+
+    async def _poll_settled(self, days: set[str]) -> None:
+        self._settle_rounds += 1
+        result = await self.poll(days)
+        if result is None or not result.unsettled:
+            self._settle_rounds = 0
+
     async def _watch(self) -> None:
         assert isinstance(self.source, LocalArchiveSource)
         while not self._stop.is_set():
             try:
                 async for days in self.source.changed_days(stop=self._stop):
+                    if days and days <= self._settling:
+                        continue  # a page still being written: polled once it settles
                     await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:
                 log.warning("watch unavailable, polling only: %s", exc)
@@ -322,7 +366,11 @@ class Daemon:
         for task in self._tasks:
             if task.get_name() == "watch":
                 task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+        for task in self._settle_polls:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._settle_polls, return_exceptions=True)
         if self.deliverer is not None:
             cut = await self.deliverer.drain(grace)
             if cut:

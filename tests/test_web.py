@@ -478,7 +478,7 @@ async def test_bad_paths_are_404_never_500(served: Served) -> None:
 async def test_an_unexpected_error_is_a_plain_500(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def broken(*args: object) -> object:
+    async def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("secret internal detail")
 
     served.cache.feed = broken  # type: ignore[method-assign]

@@ -14,7 +14,9 @@ writes the topic list too, and nothing below ``web`` may import it.
 calls :meth:`FeedCache.invalidate` with the slugs whose feeds changed; the next
 request for one of those renders it again, once however many requests arrive
 together. Memory is bounded: only requested documents are kept, least recently
-used first out, under a byte budget.
+used first out, under a byte budget. A document is kept per base URL its links
+are rooted at (the web app may root them at each request's Host), for at most
+``max_bases`` bases at once, so one Host never sees another's links.
 """
 
 from __future__ import annotations
@@ -235,6 +237,7 @@ class _Key(NamedTuple):
     kind: str  # "feed", "opml", "topics", "counts"
     fmt: str = ""
     page: int = 0
+    base: str = ""  # the base URL of the links inside; "" for what holds none
 
 
 @dataclass(slots=True)
@@ -264,6 +267,11 @@ class FeedCache:
     (seconds) re-renders entries older than that on their next request: for
     replicas on PostgreSQL, where another process may ingest and this one is not
     told; ``None`` keeps entries until :meth:`invalidate`.
+
+    Documents are rooted at ``base_url`` unless a request names another base;
+    ``max_bases`` bounds how many bases have documents kept at once (the least
+    recently asked for loses its documents first), so requests naming ever new
+    hosts cannot grow the cache or push out more than their share.
     """
 
     def __init__(
@@ -274,10 +282,12 @@ class FeedCache:
         page_size: int = DEFAULT_PAGE_SIZE,
         max_bytes: int = 64 * 1024 * 1024,
         max_age: float | None = None,
+        max_bases: int = 16,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/")
+        self.max_bases = max_bases
         self.page_size = page_size
         self.max_bytes = max_bytes
         self.max_age = max_age
@@ -286,6 +296,7 @@ class FeedCache:
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._bytes = 0
         self._inflight: dict[_Key, asyncio.Task[Any]] = {}
+        self._bases: OrderedDict[str, None] = OrderedDict()  # least recently used first
         # Bumped by every invalidation of a scope: a render that started before
         # it finishes with old data and must not be kept.
         self._epochs: dict[str, int] = {}
@@ -293,20 +304,30 @@ class FeedCache:
     # -- what the app asks for ----------------------------------------------------
 
     async def feed(
-        self, slug: str | None, fmt: FeedFormat = FeedFormat.ATOM, page: int = 1
+        self,
+        slug: str | None,
+        fmt: FeedFormat = FeedFormat.ATOM,
+        page: int = 1,
+        *,
+        base_url: str | None = None,
     ) -> Document:
-        """Page ``page`` of a topic's feed (every event's when ``slug`` is None).
+        """Page ``page`` of a topic's feed (every event's when ``slug`` is None),
+        its links rooted at ``base_url`` (default: the cache's).
 
         Raises :class:`UnknownTopic` or :class:`~feedbot.feeds.PageOutOfRange`.
         """
-        key = _Key(_ALL if slug is None else slug, "feed", FeedFormat(fmt).value, page)
+        scope = _ALL if slug is None else slug
+        key = _Key(scope, "feed", FeedFormat(fmt).value, page, self._base(base_url))
         return cast(Document, await self._get(key))
 
-    async def opml(self) -> Document:
-        return cast(Document, await self._get(_Key(_META, "opml")))
+    async def opml(self, *, base_url: str | None = None) -> Document:
+        return cast(Document, await self._get(_Key(_META, "opml", base=self._base(base_url))))
 
-    async def topics_page(self) -> Document:
-        return cast(Document, await self._get(_Key(_META, "topics")))
+    async def topics_page(self, *, base_url: str | None = None) -> Document:
+        return cast(Document, await self._get(_Key(_META, "topics", base=self._base(base_url))))
+
+    def _base(self, base_url: str | None) -> str:
+        return self.base_url if base_url is None else base_url.rstrip("/")
 
     async def topic_counts(self) -> tuple[TopicCount, ...]:
         """Every topic with its count, most recently active first."""
@@ -357,6 +378,8 @@ class FeedCache:
     # -- machinery ----------------------------------------------------------------
 
     async def _get(self, key: _Key) -> object:
+        if key.base:
+            self._use_base(key.base)
         entry = self._entries.get(key)
         if entry is not None:
             if self.max_age is None or self._clock() - entry.born <= self.max_age:
@@ -374,6 +397,16 @@ class FeedCache:
         # other waiters share.
         return await asyncio.shield(task)
 
+    def _use_base(self, base: str) -> None:
+        if base in self._bases:
+            self._bases.move_to_end(base)
+            return
+        self._bases[base] = None
+        while len(self._bases) > self.max_bases:
+            evicted, _ = self._bases.popitem(last=False)
+            for key in [k for k in self._entries if k.base == evicted]:
+                self._bytes -= self._entries.pop(key).size
+
     def _settle(self, key: _Key, epoch: int, task: asyncio.Task[Any]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
@@ -381,6 +414,8 @@ class FeedCache:
             return  # errors reach the waiters; nothing is cached
         if self._epochs.get(key.scope, 0) != epoch:
             return
+        if key.base and key.base not in self._bases:
+            return  # its base was pushed out while it rendered
         value = task.result()
         size = value.size if isinstance(value, Document) else 0
         if size > self.max_bytes:
@@ -396,16 +431,17 @@ class FeedCache:
 
     def _make(self, key: _Key) -> Coroutine[Any, Any, object]:
         if key.kind == "feed":
-            return self._render_feed(None if key.scope == _ALL else key.scope, key.fmt, key.page)
+            slug = None if key.scope == _ALL else key.scope
+            return self._render_feed(slug, key.fmt, key.page, key.base)
         if key.kind == "counts":
             return self._load_counts()
         if key.kind == "opml":
-            return self._render_listing(render_opml_document)
+            return self._render_listing(render_opml_document, key.base)
         if key.kind == "topics":
-            return self._render_listing(render_topics_page)
+            return self._render_listing(render_topics_page, key.base)
         raise ValueError(f"unknown cache key {key}")
 
-    async def _render_feed(self, slug: str | None, fmt: str, page: int) -> Document:
+    async def _render_feed(self, slug: str | None, fmt: str, page: int, base: str) -> Document:
         topic, total = None, None
         if slug is not None:
             # The cached topic list already knows the name and the count: one
@@ -415,7 +451,7 @@ class FeedCache:
                 topic, total = known.topic, known.events
         loaded = await load_feed_page(
             self.store,
-            self.base_url,
+            base,
             slug,
             page,
             page_size=self.page_size,
@@ -431,6 +467,6 @@ class FeedCache:
         return _TopicIndex(counts, {c.topic.slug: c for c in counts})
 
     async def _render_listing(
-        self, render: Callable[[Sequence[TopicCount], str], Document]
+        self, render: Callable[[Sequence[TopicCount], str], Document], base: str
     ) -> Document:
-        return render(await self.topic_counts(), self.base_url)
+        return render(await self.topic_counts(), base)

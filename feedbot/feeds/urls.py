@@ -13,10 +13,16 @@ URLs are ``base_url`` plus a fixed path; the web layer routes the same paths:
 
 Page 1 of a feed has no ``page`` parameter, so the URL people subscribe to is the
 one that carries the newest entries.
+
+With no ``server.base_url`` configured, the web app roots each response's links at
+the ``Host`` its request named (:func:`base_from_host`), so a container listening
+on 0.0.0.0 still hands out links its readers can follow.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from enum import StrEnum
 from urllib.parse import quote
 
@@ -44,6 +50,15 @@ _MEDIA_TYPES = {
     FeedFormat.JSON: "application/feed+json; charset=utf-8",
 }
 OPML_MEDIA_TYPE = "text/x-opml; charset=utf-8"
+
+
+# RFC 3986 host = IP-literal / IPv4address / reg-name. A reg-name may also hold
+# sub-delims and percent-escapes; no real Host does, and a link built from one
+# would be odd at best, so only unreserved characters are taken (an IPv4
+# address is one such name). 253: the longest DNS name.
+_REG_NAME = re.compile(r"[A-Za-z0-9._~-]{1,253}")
+_PORT = re.compile(r"[0-9]{0,5}")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def _quote(text: str) -> str:
@@ -82,3 +97,40 @@ def topic_page_url(base_url: str, slug: str | None) -> str:
     """The HTML page a feed is the feed *of*: the topic list, at the topic's anchor."""
     anchor = "" if slug is None else "#" + _quote(slug)
     return f"{_base(base_url)}/topics{anchor}"
+
+
+def base_from_host(host: str, scheme: str = "http") -> str | None:
+    """``scheme://host[:port]`` for a request's ``Host`` header, lowercased and
+    without the scheme's default port; ``None`` when the header is not a
+    ``host[:port]`` of the URL grammar (a path, user info, a bad port, an IPv6
+    address without brackets), so the caller falls back to a configured URL."""
+    if host.startswith("["):
+        literal, bracket, port = host[1:].partition("]")
+        # No zone ids ("%eth0"): they mean nothing off this machine.
+        if "%" in literal:
+            return None
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return None
+        if not bracket or (port and not port.startswith(":")):
+            return None
+        name, port = f"[{literal}]", port[1:]
+    else:
+        name, _, port = host.partition(":")
+        if _REG_NAME.fullmatch(name) is None:
+            return None
+    if _PORT.fullmatch(port) is None or (port and int(port) > 65535):
+        return None
+    if port == _DEFAULT_PORTS.get(scheme):
+        port = ""
+    return f"{scheme}://{name.lower()}" + (f":{int(port)}" if port else "")
+
+
+def is_wildcard_host(host: str) -> bool:
+    """Whether listening on ``host`` means every address (``0.0.0.0``, ``::``):
+    an address that no reader can reach, so no base for links."""
+    try:
+        return not host or ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False

@@ -16,6 +16,10 @@ caching live in :mod:`feedbot.feeds.cache`, HTTP semantics in :mod:`.http`. A
 slug is checked against the slug grammar before anything else, so no request
 path reaches the store or the file system unvalidated. Every feed, OPML and HTML
 request is counted in ``feedbot_feed_requests_total`` by format and status.
+
+Links in documents start with ``server.base_url``; when it is unset, with the
+scheme and ``Host`` of the request (:func:`~feedbot.feeds.urls.base_from_host`),
+or, for a missing or malformed ``Host``, with the address the server listens on.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ import hashlib
 import re
 from collections.abc import Sequence
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from feedbot.feeds import FeedFormat, PageOutOfRange, feed_url, topic_page_url
 from feedbot.feeds.cache import FeedCache, UnknownTopic, filter_script, render_event_page
+from feedbot.feeds.urls import base_from_host
 from feedbot.metrics import Metrics
 from feedbot.settings import Settings
 from feedbot.store import Store, TopicCount
@@ -63,15 +68,16 @@ def create_app(
     metrics: Metrics | None = None,
     readiness: health.ReadinessProbe | None = None,
 ) -> web.Application:
-    """The application; links in documents use ``cache.base_url``. Without
-    ``metrics`` (an app built on its own, in tests) it counts into its own."""
+    """The application; links in documents use ``cache.base_url`` when
+    ``server.base_url`` is set, else each request's Host. Without ``metrics``
+    (an app built on its own, in tests) it counts into its own."""
     metrics = metrics if metrics is not None else Metrics()
     app = web.Application(middlewares=[count_feed_requests(metrics), error_middleware])
     app[SETTINGS] = settings
     app[STORE] = store
     app[CACHE] = cache
     app[METRICS] = metrics
-    routes = _Routes(store, cache)
+    routes = _Routes(store, cache, from_host=not settings.server.base_url)
     app.router.add_get("/feeds/all.{fmt:atom|rss|json}", routes.all_feed)
     app.router.add_get("/feeds/topics/{file}", routes.topic_feed)
     app.router.add_get("/topics", routes.topics)
@@ -122,9 +128,10 @@ def _script_source(script: str) -> str:
 
 
 class _Routes:
-    def __init__(self, store: Store, cache: FeedCache) -> None:
+    def __init__(self, store: Store, cache: FeedCache, *, from_host: bool) -> None:
         self.store = store
         self.cache = cache
+        self.from_host = from_host
         # Archive text is escaped by the templates; this policy is the second
         # line: the one script allowed is the topic filter, by its hash.
         self.html_csp = (
@@ -143,7 +150,7 @@ class _Routes:
         if not is_slug(slug):
             raise not_found(
                 "404 Not Found: not a topic slug (lowercase letters and digits, "
-                f"joined by single hyphens). Every topic: {self._topics_url()}"
+                f"joined by single hyphens). Every topic: {self._topics_url(request)}"
             )
         return await self._feed(request, slug, FeedFormat(extension))
 
@@ -158,15 +165,23 @@ class _Routes:
         else:
             raise web.HTTPBadRequest(text="400 Bad Request: page must be a positive integer.\n")
         try:
-            document = await self.cache.feed(slug, fmt, page)
+            document = await self.cache.feed(slug, fmt, page, base_url=self._base(request))
         except PageOutOfRange as exc:
             raise not_found(f"404 Not Found: {exc}.") from None
         except UnknownTopic:
             assert slug is not None
-            raise not_found(await self._unknown_topic(slug)) from None
+            raise not_found(await self._unknown_topic(request, slug)) from None
         return document_response(request, document)
 
-    async def _unknown_topic(self, slug: str) -> str:
+    def _base(self, request: web.Request) -> str:
+        """The base URL of the links in the answer to ``request``."""
+        if self.from_host:
+            derived = base_from_host(request.headers.get(hdrs.HOST, ""), request.scheme)
+            if derived is not None:
+                return derived
+        return self.cache.base_url
+
+    async def _unknown_topic(self, request: web.Request, slug: str) -> str:
         counts = await self.cache.topic_counts()
         lines = [f'404 Not Found: there is no topic "{slug}".']
         close = closest_topics(slug, counts)
@@ -174,20 +189,21 @@ class _Routes:
             lines.append("Closest topics:")
             lines += [
                 f"  {c.topic.slug}  ({c.topic.name}, {c.events} events)  "
-                f"{feed_url(self.cache.base_url, c.topic.slug)}"
+                f"{feed_url(self._base(request), c.topic.slug)}"
                 for c in close
             ]
-        lines.append(f"Every topic: {self._topics_url()}")
+        lines.append(f"Every topic: {self._topics_url(request)}")
         return "\n".join(lines)
 
-    def _topics_url(self) -> str:
-        return topic_page_url(self.cache.base_url, None)
+    def _topics_url(self, request: web.Request) -> str:
+        return topic_page_url(self._base(request), None)
 
     async def topics(self, request: web.Request) -> web.StreamResponse:
-        return document_response(request, await self.cache.topics_page(), csp=self.html_csp)
+        document = await self.cache.topics_page(base_url=self._base(request))
+        return document_response(request, document, csp=self.html_csp)
 
     async def opml(self, request: web.Request) -> web.StreamResponse:
-        return document_response(request, await self.cache.opml())
+        return document_response(request, await self.cache.opml(base_url=self._base(request)))
 
     async def event(self, request: web.Request) -> web.StreamResponse:
         event_id = request.match_info["id"]
@@ -195,8 +211,10 @@ class _Routes:
         if len(event_id) <= MAX_EVENT_ID:
             stored = await self.store.get_event(event_id)
         if stored is None:
-            raise not_found(f"404 Not Found: no such event. Every topic: {self._topics_url()}")
-        document = render_event_page(stored, self.cache.base_url)
+            raise not_found(
+                f"404 Not Found: no such event. Every topic: {self._topics_url(request)}"
+            )
+        document = render_event_page(stored, self._base(request))
         return document_response(request, document, csp=self.html_csp)
 
 
