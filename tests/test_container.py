@@ -253,16 +253,52 @@ def _compose() -> dict[str, Any]:
     return document
 
 
-def test_compose_default_service() -> None:
+def _started(compose: dict[str, Any], profiles: set[str]) -> set[str]:
+    """The services ``docker compose --profile P ... up`` starts: those with no
+    profiles and those in an active one (the Compose specification's rule)."""
+    return {
+        name
+        for name, service in compose["services"].items()
+        if not service.get("profiles") or profiles & set(service["profiles"])
+    }
+
+
+@pytest.mark.parametrize(
+    ("profile", "services"),
+    [
+        ("sqlite", {"feedbot"}),
+        ("postgres", {"postgres", "feedbot-postgres"}),
+        ("replicas", {"postgres", "replica"}),
+    ],
+)
+def test_compose_profiles_start_only_their_services(profile: str, services: set[str]) -> None:
+    compose = _compose()
+    started = _started(compose, {profile})
+    assert started == services
+    for name in started:
+        needed = set(compose["services"][name].get("depends_on", {}))
+        assert needed <= started, f"{name} needs {needed - started} in profile {profile}"
+    # One feedbot on a SQLite file: a second process on it would be an error.
+    on_sqlite = [n for n in started if "FEEDBOT_STORE__URL" not in _environment(compose, n)]
+    assert len([n for n in on_sqlite if n != "postgres"]) <= 1
+
+
+def _environment(compose: dict[str, Any], name: str) -> dict[str, str]:
+    environment: dict[str, str] = compose["services"][name].get("environment", {})
+    return environment
+
+
+def test_compose_sqlite_service() -> None:
     compose = _compose()
     feedbot = compose["services"]["feedbot"]
-    assert "profiles" not in feedbot
+    assert feedbot["profiles"] == ["sqlite"]
     assert feedbot["build"]["context"] == "."
     assert "8080:8080" in feedbot["ports"]
     assert "./examples/archive:/archive:ro" in feedbot["volumes"]
     named = [v.split(":")[0] for v in feedbot["volumes"] if v.split(":")[1] == "/data"]
     assert named and named[0] in compose["volumes"], "a named volume on /data"
     assert "healthcheck" not in feedbot, "the image's HEALTHCHECK applies"
+    assert feedbot["environment"]["FEEDBOT_SERVER__BASE_URL"] == "http://localhost:8080"
 
 
 def test_compose_postgres_and_replicas_profiles() -> None:
@@ -281,6 +317,20 @@ def test_compose_postgres_and_replicas_profiles() -> None:
         url = service["environment"]["FEEDBOT_STORE__URL"]
         assert url == "postgresql://feedbot:feedbot@postgres/feedbot"
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_comments_speak_to_a_user() -> None:
+    """The file is read by people running it: no issue numbers or work history."""
+    comments = [
+        line.split("#", 1)[1]
+        for line in COMPOSE.read_text(encoding="utf-8").splitlines()
+        if "#" in line
+    ]
+    internal = re.compile(r"\bissue\b|\bsession\b|\bSPEC\b|\bhelper\b|\bTODO\b", re.IGNORECASE)
+    assert not [c for c in comments if internal.search(c)]
+    text = COMPOSE.read_text(encoding="utf-8")
+    for profile in ("sqlite", "postgres", "replicas"):
+        assert f"docker compose --profile {profile} up" in text
 
 
 def test_container_script_is_valid_bash() -> None:
