@@ -141,16 +141,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
+    import logging
+
+    from feedbot.archive.source import name_problem, shown_name
+
     failed = False
     for path in args.pages:
+        shown = shown_name(str(path), limit=None)
         try:
+            if (problem := name_problem(path.name)) is not None:
+                raise ParseError(shown, problem)
             event = parse_page(path.read_bytes(), str(path))
         except OSError as exc:
-            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            print(f"{shown}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             failed = True
             continue
         except ParseError as exc:
             print(str(exc), file=sys.stderr)
+            failed = True
+            continue
+        except Exception as exc:
+            # A bug, yet this page's alone: say so, with the traceback, and go on.
+            logging.getLogger(__name__).error("parsing %s failed", shown, exc_info=True)
+            reason = f"cannot be read as a page (a bug in feedbot): {type(exc).__name__}: {exc}"
+            print(f"{shown}: {reason}", file=sys.stderr)
             failed = True
             continue
         if args.json:

@@ -6,22 +6,30 @@ how many are unchanged. :class:`Ingestor` is the thin shell around it: it pulls
 batches from an archive source, parses them off the event loop, asks the store
 for the hashes, and writes each batch (events, marks, rejections) in one
 transaction, so a crash mid-poll costs nothing but re-reading a batch.
+
+Every page is judged alone: whatever goes wrong with one page (a parse error, a
+file that cannot be read, even a bug in the parser) rejects that page with its
+reason and the poll goes on. A page that changed while it was read is left, with
+its day's mark, for a later poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import multiprocessing
 import os
+import traceback
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from feedbot.archive.parse import parse_page
-from feedbot.archive.source import ArchiveSource, PollBatch, RawPage
+from feedbot.archive.source import ArchiveSource, PageChanging, PollBatch, RawPage
 from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError, ParseError
 from feedbot.loop import pace_collector
@@ -29,6 +37,10 @@ from feedbot.model import EventRecord
 from feedbot.store import PollRecord, Store
 
 log = logging.getLogger(__name__)
+
+# Longest a poll waits for pages being written to settle before it reads their days
+# once more (the source says when they will have: archive.settle_ms after a write).
+SETTLE_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +78,34 @@ class PollResult:
     rejected: dict[str, str] = field(default_factory=dict)  # path -> reason
     changed_topics: set[str] = field(default_factory=set)  # slugs whose feeds changed
     alerts: int = 0  # deliveries queued
+    # Days left for a later poll because a page in them is being written, and when
+    # it should have settled (a page that changed while it was read: now).
+    unsettled: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
+        waiting = f", {len(self.unsettled)} days left for a page being written" * bool(
+            self.unsettled
+        )
         return (
             f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{len(self.rejected)} rejected"
+            f"{len(self.rejected)} rejected{waiting}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a page was not taken."""
+
+    reason: str
+    version: str = ""  # digest of the bytes read ("" when none were)
+    trace: str | None = None  # an unexpected exception's traceback: a bug in feedbot
+
+
+class _Parsed(NamedTuple):
+    events: list[EventRecord]
+    rejected: dict[str, Rejection]
+    changing: list[str]  # paths of pages that changed while they were read
 
 
 class Ingestor:
@@ -93,6 +126,9 @@ class Ingestor:
         self._clock = clock
         self._marks: dict[str, str] | None = None
         self._synced = False
+        # What was last logged about each rejected page: a page is logged again only
+        # when its reason or its bytes change, not on every poll that reads it.
+        self._reported: dict[str, tuple[str, str]] = {}
 
     def forget_marks(self) -> None:
         """Reload the source marks from the store on the next poll (another replica
@@ -106,67 +142,136 @@ class Ingestor:
         progress: Callable[[int], None] | None = None,
     ) -> PollResult:
         """One ingestion pass. Raises :class:`~feedbot.errors.ArchiveError` when the
-        archive cannot be read at all; a bad page is only counted and logged."""
+        archive cannot be read at all; a bad page is only counted and logged.
+
+        Days holding a page being written are waited for (until the source says
+        the page will have settled, at most :data:`SETTLE_WAIT` seconds) and read
+        once more; a page still being written then is left in ``unsettled``."""
         started = self._clock()
         result = PollResult()
         try:
             if self._marks is None:
                 self._marks = await self.store.load_marks()
             alert_since = await self._alert_since(started)
-            # A pipeline of one: batch N is parsed (in worker processes when large)
-            # while batch N-1 is being stored.
-            parsed_batch: tuple[PollBatch, list[EventRecord], dict[str, str]] | None = None
             async with _Parser() as parser:
-                async for batch in self.source.poll(self._marks, days=days):
-                    parsing = asyncio.ensure_future(parser.parse(batch.pages))
-                    try:
-                        if parsed_batch is not None:
-                            await self._store(*parsed_batch, result, alert_since, progress)
-                    finally:
-                        parsed, rejected = await parsing
-                    parsed_batch = (batch, parsed, rejected)
-                if parsed_batch is not None:
-                    await self._store(*parsed_batch, result, alert_since, progress)
+                await self._pass(parser, days, result, alert_since, progress)
+                if result.unsettled:
+                    waiting, result.unsettled = result.unsettled, {}
+                    wait = (max(waiting.values()) - self._clock()).total_seconds()
+                    await asyncio.sleep(min(max(wait, 0.0), SETTLE_WAIT))
+                    again = PollResult()
+                    await self._pass(parser, set(waiting), again, alert_since, progress)
+                    # Pages of those days read the first time count once: the second
+                    # read adds all but its unchanged pages.
+                    result.new += again.new
+                    result.updated += again.updated
+                    result.rejected.update(again.rejected)
+                    result.changed_topics |= again.changed_topics
+                    result.alerts += again.alerts
+                    result.unsettled = again.unsettled
         except FeedbotError as exc:
             await self._record(started, result, error=str(exc))
+            raise
+        except Exception as exc:
+            # A bug outside any one page: the poll is recorded as failed, so /readyz
+            # tells, before the caller logs the traceback.
+            await self._record(started, result, error=f"internal error: {exc!r}")
             raise
         await self._record(started, result, error=None)
         if alert_since is not None and days is None:
             await self.store.mark_initial_sync_done(self._clock())
         return result
 
-    async def _store(
+    async def _pass(
         self,
-        batch: PollBatch,
-        parsed: list[EventRecord],
-        rejected: dict[str, str],
+        parser: _Parser,
+        days: Collection[str] | None,
         result: PollResult,
         alert_since: date | None,
         progress: Callable[[int], None] | None,
     ) -> None:
         assert self._marks is not None
-        rejected.update({p.path: p.reason for p in batch.problems})
-        decision = decide(parsed, await self.store.content_hashes(e.id for e in parsed))
+        # A pipeline of one: batch N is parsed (in worker processes when large)
+        # while batch N-1 is being stored.
+        parsed_batch: tuple[PollBatch, _Parsed] | None = None
+        async for batch in self.source.poll(self._marks, days=days):
+            parsing = asyncio.ensure_future(parser.parse(batch.pages))
+            try:
+                if parsed_batch is not None:
+                    await self._store(*parsed_batch, result, alert_since, progress)
+            finally:
+                parsed = await parsing
+            parsed_batch = (batch, parsed)
+        if parsed_batch is not None:
+            await self._store(*parsed_batch, result, alert_since, progress)
+
+    async def _store(
+        self,
+        batch: PollBatch,
+        parsed: _Parsed,
+        result: PollResult,
+        alert_since: date | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        assert self._marks is not None
+        events = parsed.events
+        rejected = parsed.rejected | {p.path: Rejection(p.reason) for p in batch.problems}
+        marks = batch.marks
+        result.unsettled.update(batch.unsettled)
+        changing = set(parsed.changing)
+        if changing:
+            # Their days keep their old marks: the next poll of them offers them again.
+            held = {page.day for page in batch.pages if page.path in changing}
+            held_marks = {batch.day_marks.get(day) for day in held}
+            marks = {key: value for key, value in marks.items() if key not in held_marks}
+            for day in held:
+                result.unsettled.setdefault(day, self._clock())
+        accepted = [
+            page.path
+            for page in batch.pages
+            if page.path not in rejected and page.path not in changing
+        ]
+        decision = decide(events, await self.store.content_hashes(e.id for e in events))
         written = await self.store.write_batch(
             new=decision.new,
             changed=decision.changed,
-            marks_=batch.marks,
-            rejected=rejected,
-            accepted_paths=[page.path for page in batch.pages if page.path not in rejected],
+            marks_=marks,
+            rejected={path: why.reason for path, why in rejected.items()},
+            accepted_paths=accepted,
             now=self._clock(),
             alert_since=alert_since,
         )
-        self._marks.update(batch.marks)
-        for path, reason in rejected.items():
-            log.warning("page rejected: %s: %s", path, reason, extra={"path": path})
+        self._marks.update(marks)
+        self._report(rejected, accepted)
         result.new += len(decision.new)
         result.updated += len(decision.changed)
         result.unchanged += decision.unchanged
-        result.rejected.update(rejected)
+        result.rejected.update({path: why.reason for path, why in rejected.items()})
         result.changed_topics |= written.topics
         result.alerts += written.alerts
         if progress is not None:
             progress(len(batch.pages) + len(batch.problems))
+
+    def _report(self, rejected: Mapping[str, Rejection], accepted: Sequence[str]) -> None:
+        """Log each rejected page once per reason and version of its bytes."""
+        if self._reported:
+            for path in accepted:
+                self._reported.pop(path, None)
+        for path, why in rejected.items():
+            seen = (why.reason, why.version)
+            if self._reported.get(path) == seen:
+                continue
+            self._reported[path] = seen
+            if why.trace is None:
+                log.warning("page rejected: %s: %s", path, why.reason, extra={"path": path})
+            else:
+                log.error(
+                    "page rejected: %s: %s\n%s",
+                    path,
+                    why.reason,
+                    why.trace.rstrip(),
+                    extra={"path": path},
+                )
 
     async def _alert_since(self, now: datetime) -> date | None:
         """Until a first full poll has completed, alert only events dated within
@@ -217,7 +322,7 @@ class _Parser:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def parse(self, pages: Sequence[RawPage]) -> tuple[list[EventRecord], dict[str, str]]:
+    async def parse(self, pages: Sequence[RawPage]) -> _Parsed:
         if len(pages) < self.LARGE:
             return await asyncio.to_thread(_parse_all, pages)
         if self._pool is None:
@@ -232,9 +337,12 @@ class _Parser:
         results = await asyncio.gather(
             *(loop.run_in_executor(self._pool, _parse_all, part) for part in slices)
         )
-        parsed = [event for events, _ in results for event in events]
-        rejected = {path: reason for _, bad in results for path, reason in bad.items()}
-        return parsed, rejected
+        parsed = _Parsed([], {}, [])
+        for part in results:
+            parsed.events.extend(part.events)
+            parsed.rejected.update(part.rejected)
+            parsed.changing.extend(part.changing)
+        return parsed
 
 
 # Files read at once by each parser. Reading is the slow part when the archive is
@@ -244,24 +352,41 @@ class _Parser:
 _READERS = 8
 
 
-def _parse_all(pages: Sequence[RawPage]) -> tuple[list[EventRecord], dict[str, str]]:
+def _parse_all(pages: Sequence[RawPage]) -> _Parsed:
     parsed: list[EventRecord] = []
-    rejected: dict[str, str] = {}
+    rejected: dict[str, Rejection] = {}
+    changing: list[str] = []
     with ThreadPoolExecutor(_READERS) if len(pages) > _READERS else nullcontext() as readers:
         contents = readers.map(_content, pages) if readers else map(_content, pages)
         for page, content in zip(pages, contents, strict=True):
             try:
-                if isinstance(content, ParseError):
+                if isinstance(content, Exception):
                     raise content
                 parsed.append(EventRecord.of(parse_page(content, page.path)))
             except ParseError as exc:
-                rejected[page.path] = exc.reason
-    return parsed, rejected
+                rejected[page.path] = Rejection(exc.reason, _version(content))
+            except PageChanging:
+                changing.append(page.path)
+            except Exception as exc:
+                # A bug, yet this page's alone: it is rejected, the others go on, and
+                # the traceback travels back (from a worker process) to be logged.
+                rejected[page.path] = Rejection(
+                    f"cannot be read as a page (a bug in feedbot): {type(exc).__name__}: {exc}",
+                    _version(content),
+                    traceback.format_exc(),
+                )
+    return _Parsed(parsed, rejected, changing)
 
 
-def _content(page: RawPage) -> bytes | ParseError:
+def _content(page: RawPage) -> bytes | Exception:
     """The page's bytes, or why it could not be read (raised where it is parsed)."""
     try:
         return page.read()
-    except ParseError as exc:
+    except Exception as exc:
         return exc
+
+
+def _version(content: bytes | Exception) -> str:
+    if isinstance(content, Exception):
+        return ""
+    return hashlib.blake2b(content, digest_size=8).hexdigest()

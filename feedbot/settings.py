@@ -47,6 +47,13 @@ class ArchiveSettings(_Section):
     max_concurrency: int = Field(8, ge=1, le=256, description="http: requests in flight")
     timeout: float = Field(10.0, gt=0, description="http: seconds per request")
     max_page_bytes: int = Field(1_048_576, ge=1024, description="largest page accepted, bytes")
+    settle_ms: int = Field(
+        100,
+        ge=0,
+        le=60_000,
+        description="local: a page modified this recently (ms) may be half-written: "
+        "it is read once it has been left alone that long",
+    )
     batch_bytes: int = Field(
         33_554_432,
         ge=1024,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from feedbot.archive.local import LocalArchiveSource
@@ -147,3 +147,85 @@ async def test_watch_sees_a_page_in_a_brand_new_month(tmp_path: Path, clock: Clo
     write_page(tmp_path, "2026/12/1", "new-month", "A page in a new month")
     await asyncio.wait_for(task, timeout=30)
     assert "2026/12/1" in seen
+
+
+# -- pages being written --------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_WRITTEN_NS = 1_790_000_000_123_456_000  # a page's mtime, set by the tests below
+
+
+def _written(path: Path, ns: int = _WRITTEN_NS) -> datetime:
+    """Date ``path`` at ``ns``; return that moment as the poll's clock sees it."""
+    os.utime(path, ns=(ns, ns))
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+async def _walk(source: LocalArchiveSource, marks: dict[str, str], **kwargs: object) -> PollBatch:
+    merged = PollBatch()
+    async for batch in source.poll(marks, **kwargs):  # type: ignore[arg-type]
+        merged.pages += batch.pages
+        merged.problems += batch.problems
+        merged.marks.update(batch.marks)
+        merged.day_marks.update(batch.day_marks)
+        merged.unsettled.update(batch.unsettled)
+    marks.update(merged.marks)
+    return merged
+
+
+async def test_a_page_modified_within_the_settle_time_waits_and_holds_its_days_mark(
+    tmp_path: Path,
+) -> None:
+    settled = write_page(tmp_path, "2007/07/10", "settled", "Written a while ago")
+    fresh = write_page(tmp_path, "2007/07/10", "fresh", "Being written")
+    _written(settled, _WRITTEN_NS - 10**9)
+    written_at = _written(fresh)
+    clock = Clock(written_at + timedelta(milliseconds=40))
+    source = LocalArchiveSource(tmp_path, settle_ms=100, clock=clock)
+    marks: dict[str, str] = {}
+    batch = await _walk(source, marks)
+    assert [p.path for p in batch.pages] == ["news/2007/07/10/settled.md"]
+    assert batch.unsettled == {"2007/07/10": written_at + timedelta(milliseconds=100)}
+    assert marks == {}  # the day's mark stays: the next poll lists it again
+    clock.advance(0.06)  # 100 ms since the write: settled
+    batch = await _walk(source, marks)
+    assert sorted(p.path for p in batch.pages) == [
+        "news/2007/07/10/fresh.md",
+        "news/2007/07/10/settled.md",
+    ]
+    assert batch.unsettled == {} and set(marks) == {"local:2007/07/10"}
+    assert (await _walk(source, marks)).pages == []
+
+
+async def test_a_page_dated_ahead_is_read_and_settle_0_waits_for_nothing(tmp_path: Path) -> None:
+    page = write_page(tmp_path, "2007/07/10", "ahead", "Dated ahead of the clock")
+    written_at = _written(page)
+    # A file server's clock a little ahead: still being written; far ahead: read.
+    near = LocalArchiveSource(tmp_path, clock=Clock(written_at - timedelta(milliseconds=50)))
+    assert (await _walk(near, {})).pages == []
+    far = LocalArchiveSource(tmp_path, clock=Clock(written_at - timedelta(hours=1)))
+    assert len((await _walk(far, {})).pages) == 1
+    eager = LocalArchiveSource(tmp_path, settle_ms=0, clock=Clock(written_at))
+    assert len((await _walk(eager, {})).pages) == 1
+
+
+async def test_a_page_whose_size_changed_since_the_listing_waits_for_the_next_poll(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    other = write_page(tmp_path, "2007/07/10", "other", "Another page")
+    growing = write_page(tmp_path, "2007/07/10", "growing", "Being written")
+    for page in (other, growing):
+        _written(page, (clock() - _EPOCH) // timedelta(microseconds=1) * 1000 - 10**10)
+    batch = await _walk(LocalArchiveSource(tmp_path, clock=clock), {})
+    with growing.open("ab") as page:
+        page.write(b"\n### Related:\n")  # the writer goes on after the listing
+    store = await Store.open(f"sqlite:///{tmp_path / 'local.db'}")
+    try:
+        result = await Ingestor(store, _Offering(batch), clock=clock).poll()
+        assert (result.new, result.rejected) == (1, {})
+        assert result.unsettled == {"2007/07/10": clock()}
+        assert await store.get_event("2007/07/10/growing") is None
+        assert "local:2007/07/10" not in await store.load_marks()
+    finally:
+        await store.close()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,75 @@ async def test_missing_archive_fails_the_poll_and_is_recorded(
         await ingestor.poll()
     last = await store.last_poll()
     assert last is not None and last.status == "failed" and "nowhere" in (last.error or "")
+
+
+def _date(path: Path, when: datetime) -> None:
+    """Set ``path``'s mtime to ``when`` (the tests' clock, not the real one)."""
+    ns = (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+    os.utime(path, ns=(ns, ns))
+
+
+async def test_a_half_written_page_is_not_taken_as_an_update(
+    store: Store, archive: Path, clock: Clock
+) -> None:
+    page = write_page(archive, "2007/07/10", "storm", "Forces storm the mosque")
+    _date(page, clock() - timedelta(hours=1))
+    source = LocalArchiveSource(archive, settle_ms=100, clock=clock)
+    ingestor = Ingestor(store, source, clock=clock)
+    assert (await ingestor.poll()).new == 2
+    whole = page.read_bytes()
+    # A writer rewrites the page in place and has written up to its summary.
+    page.write_bytes(whole[: whole.index(b"### Sources:")])
+    _date(page, clock() - timedelta(milliseconds=30))
+    cut = await ingestor.poll(days={"2007/07/10"})  # as the watch asks, at once
+    assert (cut.new, cut.updated, cut.rejected) == (0, 0, {})
+    assert cut.unsettled == {"2007/07/10": clock() + timedelta(milliseconds=70)}
+    stored = await store.get_event("2007/07/10/storm")
+    assert stored is not None and len(stored.event.sources) == 1
+    page.write_bytes(whole.replace(b"storm the mosque", b"storm the mosque at dawn"))
+    _date(page, clock() - timedelta(milliseconds=20))
+    clock.advance(0.1)  # the writer is done
+    done = await ingestor.poll(days={"2007/07/10"})
+    assert (done.updated, done.unsettled) == (1, {})
+    stored = await store.get_event("2007/07/10/storm")
+    assert stored is not None and stored.event.title.endswith("at dawn")
+    assert len(stored.event.sources) == 1
+
+
+async def test_a_rejected_page_is_warned_about_once_per_reason_and_content(
+    store: Store, archive: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = archive / "news" / "2007" / "07" / "9" / "broken.md"
+    broken.write_bytes(b"\x00\xff junk")
+    ingestor = Ingestor(store, LocalArchiveSource(archive, clock=clock), clock=clock)
+
+    async def poll_and_warnings(*, touch: bool = True) -> tuple[dict[str, str], list[str]]:
+        if touch:  # another page of the day changes: the whole day is read again
+            write_page(archive, "2007/07/9", "other", f"Other, version {len(caplog.records)}")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="feedbot.ingest"):
+            result = await ingestor.poll(days={"2007/07/9"})
+        return result.rejected, [r.getMessage() for r in caplog.records]
+
+    path = "news/2007/07/9/broken.md"
+    binary = "binary data, not a text page"
+    assert await poll_and_warnings() == ({path: binary}, [f"page rejected: {path}: {binary}"])
+    # Read again, still counted, not warned about again.
+    assert await poll_and_warnings() == ({path: binary}, [])
+    assert await poll_and_warnings() == ({path: binary}, [])
+    last = await store.last_poll()
+    assert last is not None and last.rejected == 1
+    # Other bytes, the same reason: warned again (someone edited it).
+    broken.write_bytes(b"\x00\xfe other junk")
+    assert await poll_and_warnings() == ({path: binary}, [f"page rejected: {path}: {binary}"])
+    # Another reason: warned again.
+    broken.write_text("# A summary but no date\n", encoding="utf-8")
+    rejected, warnings = await poll_and_warnings()
+    assert rejected[path].startswith("no date line") and len(warnings) == 1
+    # Fixed, then broken again the same way: warned again.
+    broken.unlink()
+    write_page(archive, "2007/07/9", "broken", "Fixed")
+    assert await poll_and_warnings() == ({}, [])
+    broken.write_text("# A summary but no date\n", encoding="utf-8")
+    rejected, warnings = await poll_and_warnings()
+    assert len(warnings) == 1

@@ -13,6 +13,12 @@ sizes and mtimes>``:
   changed and unchanged apart by content hash). The source names the files; the
   parse step reads them, in worker processes on a large poll.
 
+A page modified within ``settle_ms`` of the poll's clock may be half-written: it
+is not offered, and its day keeps its old mark (so the next poll lists it again)
+and is reported with the time it will have settled, for the daemon to poll it
+then. A file whose name is not UTF-8 or holds control characters is a rejected
+page, named with those bytes escaped.
+
 The file-system watch (:meth:`LocalArchiveSource.changed_days`) catches edits
 anywhere, within a fraction of a second, and names the day folders to re-poll.
 """
@@ -27,10 +33,10 @@ import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from feedbot.archive.source import PageProblem, PollBatch, RawPage
+from feedbot.archive.source import PageProblem, PollBatch, RawPage, name_problem, shown_name
 from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError
 
@@ -43,14 +49,18 @@ _MARK_PREFIX = "local:"
 # ingest of 100,000 events under 250 MB.
 _PAGES_PER_BATCH = 2000
 _LISTERS = 8  # day folders listed at once
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_Listing = tuple[tuple[str, int, int], ...]  # (file name, size, mtime_ns) of each page
 
 
 @dataclass(frozen=True, slots=True)
 class _Day:
     key: str  # "2007/07/9"
     folder: Path
-    mark: str
-    pages: tuple[tuple[str, int], ...]  # (file name, size); empty when only the mark moved
+    mark: str | None  # None: a page is still being written, the old mark stays
+    pages: _Listing  # empty when only the mark moved
+    bad_names: tuple[tuple[str, str], ...] = ()  # (name shown, reason)
+    settles_at: datetime | None = None  # when the pages being written will have settled
 
 
 class LocalArchiveSource:
@@ -60,12 +70,14 @@ class LocalArchiveSource:
         *,
         lookback_days: int = 3,
         max_page_bytes: int = 1_048_576,
+        settle_ms: int = 100,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.root = root
         self.news = root / "news"
         self.lookback_days = lookback_days
         self.max_page_bytes = max_page_bytes
+        self.settle_ms = settle_ms
         self._clock = clock
 
     @property
@@ -148,7 +160,8 @@ class LocalArchiveSource:
 
     def _changed_days(self, marks: Mapping[str, str], only: Collection[str] | None) -> list[_Day]:
         self._require_folder()
-        today = self._clock().date()
+        now = self._clock()
+        today = now.date()
         to_list: list[tuple[str, Path, int, str]] = []  # key, folder, mtime, previous mark
         for key, folder in self._day_folders(only):
             try:
@@ -165,7 +178,7 @@ class LocalArchiveSource:
         with ThreadPoolExecutor(_LISTERS) as listers:
             listings = listers.map(_list_pages, [folder for _, folder, _, _ in to_list])
             changed: list[_Day] = []
-            for (key, folder, folder_mtime, previous), (pages, digest) in zip(
+            for (key, folder, folder_mtime, previous), (pages, bad, digest) in zip(
                 to_list, listings, strict=True
             ):
                 mark = f"{folder_mtime}:{digest}"
@@ -173,8 +186,22 @@ class LocalArchiveSource:
                     if mark != previous:
                         changed.append(_Day(key, folder, mark, ()))
                     continue
-                changed.append(_Day(key, folder, mark, pages))
+                changed.append(self._settled(_Day(key, folder, mark, pages, bad), now))
         return changed
+
+    def _settled(self, day: _Day, now: datetime) -> _Day:
+        """``day`` without the pages modified within the settle time of ``now`` (in
+        either direction: a file server's clock may be a little ahead), and then
+        without its new mark. A page dated further ahead is read: its date says
+        nothing about when it was written."""
+        settle = self.settle_ms * 1_000_000
+        now_ns = (now - _EPOCH) // timedelta(microseconds=1) * 1000
+        fresh = [mtime for _name, _size, mtime in day.pages if abs(now_ns - mtime) < settle]
+        if not fresh:
+            return day
+        settles_at = _EPOCH + timedelta(microseconds=-(-(max(fresh) + settle) // 1000))
+        pages = tuple(page for page in day.pages if abs(now_ns - page[2]) >= settle)
+        return _Day(day.key, day.folder, None, pages, day.bad_names, settles_at)
 
     def _day_folders(self, only: Collection[str] | None) -> list[tuple[str, Path]]:
         if only is not None:
@@ -189,9 +216,15 @@ class LocalArchiveSource:
     def _batch(self, days: list[_Day]) -> PollBatch:
         batch = PollBatch()
         for day in days:
-            batch.marks[_MARK_PREFIX + day.key] = day.mark
+            if day.mark is not None:
+                batch.marks[_MARK_PREFIX + day.key] = day.mark
+                batch.day_marks[day.key] = _MARK_PREFIX + day.key
+            if day.settles_at is not None:
+                batch.unsettled[day.key] = day.settles_at
+            for shown, reason in day.bad_names:
+                batch.problems.append(PageProblem(f"news/{day.key}/{shown}", reason))
             folder = str(day.folder)
-            for name, size in day.pages:
+            for name, size, _mtime in day.pages:
                 path = f"news/{day.key}/{name}"
                 if size > self.max_page_bytes:
                     batch.problems.append(
@@ -199,9 +232,16 @@ class LocalArchiveSource:
                     )
                     continue
                 # Read where it is parsed (RawPage.read), which rejects a file that
-                # cannot be read, or has grown too large since it was listed.
+                # cannot be read, or has grown too large since it was listed, and
+                # leaves one whose size moved since for a later poll.
                 batch.pages.append(
-                    RawPage(path, file=os.path.join(folder, name), max_bytes=self.max_page_bytes)
+                    RawPage(
+                        path,
+                        file=os.path.join(folder, name),
+                        max_bytes=self.max_page_bytes,
+                        size=size,
+                        day=day.key,
+                    )
                 )
         return batch
 
@@ -214,8 +254,11 @@ def _numeric_dirs(folder: Path) -> list[Path]:
         return []
 
 
-def _list_pages(folder: Path) -> tuple[tuple[tuple[str, int], ...], str]:
+def _list_pages(folder: Path) -> tuple[_Listing, tuple[tuple[str, str], ...], str]:
+    """The day's pages, its page files whose names cannot be pages (name shown,
+    reason), and a digest of both listings."""
     listing: list[tuple[str, int, int]] = []
+    bad: list[tuple[str, str]] = []
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
@@ -226,7 +269,17 @@ def _list_pages(folder: Path) -> tuple[tuple[tuple[str, int], ...], str]:
         pass
     listing.sort()
     digest = hashlib.blake2b(repr(listing).encode(), digest_size=12).hexdigest()
-    return tuple((name, size) for name, size, _mtime in listing), digest
+    if not all(name.isascii() and name.isprintable() for name, _size, _mtime in listing):
+        # Rare, so checked only when a cheap test fails: names beyond ASCII are
+        # usually good UTF-8.
+        kept = []
+        for page in listing:
+            if (reason := name_problem(page[0])) is None:
+                kept.append(page)
+            else:
+                bad.append((shown_name(page[0]), reason))
+        listing = kept
+    return tuple(listing), tuple(bad), digest
 
 
 def _is_recent(key: str, today: date, lookback_days: int) -> bool:
