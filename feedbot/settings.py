@@ -103,6 +103,15 @@ class ServerSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     base_url: str = Field("", description="public URL of the server; empty: http://host:port")
     shutdown_timeout: float = Field(10.0, ge=0)
+    header_timeout: float = Field(
+        10.0, gt=0, le=3600, description="seconds a new connection has to send its headers"
+    )
+    keepalive_timeout: float = Field(
+        75.0, gt=0, le=86_400, description="seconds an idle keep-alive connection stays open"
+    )
+    max_connections: int = Field(
+        512, ge=1, le=1_000_000, description="connections open at once; more get a 503"
+    )
 
 
 class FeedSettings(_Section):
