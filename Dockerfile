@@ -8,9 +8,10 @@
 # FEEDBOT_STORE__URL=postgresql://feedbot:feedbot@postgres/feedbot.
 #
 # BASE_IMAGE is any Debian-like image with python3 (3.11+) and its venv module:
-# python:3.11-slim by default; tests/container/run.sh builds on a local Debian
-# bookworm base because no image registry is reachable there. Both stages use the
-# same base, so the virtual environment built in the first runs in the second.
+# python:3.11-slim from Docker Hub by default. Without Docker Hub, build on a local
+# base (README, "The container", shows one made with debootstrap, as
+# tests/container/run.sh does). Both stages use the same base, so the virtual
+# environment built in the first runs in the second.
 ARG BASE_IMAGE=python:3.11-slim
 
 # --- builder: build the wheel, install it with its pinned dependencies ---------

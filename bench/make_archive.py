@@ -1,4 +1,4 @@
-"""Synthetic archives for the benchmarks: many event pages in the exact SPEC section 1 format.
+"""Synthetic archives for the benchmarks: many event pages in the exact archive format (README).
 
 This script owns the synthetic archive that bench scripts (and a test) run against.
 It writes ``DEST/news/YYYY/MM/D/<slug>.md`` pages and one ``index.md`` per day, the

@@ -2,7 +2,7 @@
 
     python examples/new_event.py [ARCHIVE]        # default: data/demo-archive
 
-The page follows the archive format (SPEC section 1): it continues the Lal Masjid
+The page follows the archive format (README: "The archive format"): it continues the Lal Masjid
 siege story and relates to the seed page, so the alert shows a thread. A running
 ``feedbot run`` picks it up within a second; the sink prints the alert.
 """

@@ -1,8 +1,8 @@
 """The domain model: what an event, its sources, its related events and its topics are.
 
 Plain frozen dataclasses, no I/O and no imports from the rest of feedbot, so every
-other package can depend on this one. ``Event.to_json()`` is the SPEC section 2
-object; ``Event.from_json()`` reads it back (the store keeps events in that form).
+other package can depend on this one. ``Event.to_json()`` is the event object of
+the README (the ``data.event`` of a webhook body, without ``url``); ``Event.from_json()`` reads it back (the store keeps events in that form).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 @lru_cache(maxsize=65536)  # topic names repeat across thousands of events
 def slugify(name: str) -> str:
-    """The topic slug of a name, as SPEC section 2 defines it.
+    """The topic slug of a name, as README: "The archive format" describes it.
 
     ``"Côte d'Ivoire"`` -> ``"cote-d-ivoire"``; ``"Straße"`` -> ``"strasse"``.
     May return ``""`` for a name with no letters or digits at all.
@@ -108,7 +108,7 @@ class Event:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC section 2 object."""
+        """The event object (README: "The archive format")."""
         return {
             "id": self.id,
             "date": self.date.isoformat(),
@@ -150,7 +150,7 @@ class Event:
         )
 
     def canonical_json(self) -> str:
-        """The SPEC section 2 object as compact JSON, the same text for the same event."""
+        """The event object as compact JSON, the same text for the same event."""
         return canonical_json(self.to_json())
 
     @classmethod

@@ -34,7 +34,11 @@ from feedbot.model import Event, Related, RelatedKind, Source, StoredEvent, Topi
 
 BASE = "https://feeds.example.org"
 ATOM = "{http://www.w3.org/2005/Atom}"
-SEED = Path("/work/shared/seeds/000_ffb26b68fc8d7c51.txt")
+SEED = (
+    Path(__file__).resolve().parent.parent
+    / "examples/archive/news/2007/07/9"
+    / "lal-masjid-siege-an-attempt-to-negotiate-a-peaceful-end-to-the-seven-day-standoff-at-islamabad-s-red-mosque-ends-without-any-progress.md"
+)
 
 ISLAMABAD = Topic.named("Islamabad")
 RED_MOSQUE = Topic.named("Red Mosque")

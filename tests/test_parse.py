@@ -1,4 +1,4 @@
-"""Golden-file tests of the archive page parser (SPEC sections 1 and 2).
+"""Golden-file tests of the archive page parser (README: "The archive format").
 
 Every ``tests/data/**/*.md`` page is parsed with its own file path as ``path`` and
 compared with the page beside it: ``<case>.json`` holds the expected
@@ -76,7 +76,7 @@ def test_every_expected_file_has_its_page() -> None:
 
 
 def test_the_seed_by_hand() -> None:
-    """The one real page, checked field by field against SPEC section 2."""
+    """The one real page, checked field by field against the event object it documents."""
     event = parse_page(SEED.read_bytes(), str(SEED))
     assert event.id.startswith("2007/07/9/lal-masjid-siege-an-attempt-to-negotiate-")
     assert event.date.isoformat() == "2007-07-09"

@@ -26,7 +26,7 @@ SAMPLE = REPO / "examples" / "archive"
 sys.path.insert(0, str(REPO / "bench"))
 from make_archive import make_archive  # noqa: E402
 
-# The real page of SPEC section 1 (seeds/000_ffb26b68fc8d7c51.txt), kept verbatim.
+# The one real archive page the sample started from, kept verbatim.
 SEED_PATH = (
     "news/2007/07/9/lal-masjid-siege-an-attempt-to-negotiate-a-peaceful-end-to-the-"
     "seven-day-standoff-at-islamabad-s-red-mosque-ends-without-any-progress.md"

@@ -1,4 +1,4 @@
-"""Reading the archive from an ``http://`` or ``https://`` base URL (SPEC section 1).
+"""Reading the archive from an ``http://`` or ``https://`` base URL (README: "Your own archive").
 
 This module owns :class:`HttpArchiveSource`: which day index pages a poll asks
 for, how event links are found in them, conditional GET, the size caps, timeouts,
@@ -253,7 +253,7 @@ def _status_text(response: aiohttp.ClientResponse) -> str:
 
 
 class HttpArchiveSource:
-    """An archive served over HTTP(S) in the layout of SPEC section 1.
+    """An archive served over HTTP(S) in the layout of README: "The archive format".
 
     ``policy`` (default: :func:`archive_policy` of ``base_url``) and ``resolver``
     (default: aiohttp's) apply to the session the source makes itself, which

@@ -1,4 +1,4 @@
-"""Turning one archive page (SPEC section 1) into an :class:`~feedbot.model.Event`.
+"""Turning one archive page (README: "The archive format") into an :class:`~feedbot.model.Event`.
 
 Pages come from people and scrapers, so the parser is lenient about noise (CRLF,
 BOM, blank lines, trailing spaces, indented headings, control characters, junk
@@ -327,7 +327,7 @@ def _related(item: _Item, event_date: date) -> Related | None:
     except ValueError:
         return None
     contexts = _contexts(link.rest, cut=item.cut)
-    title = link.text.strip()  # SPEC: the whole link text, trimmed, nested brackets kept
+    title = link.text.strip()  # the whole link text, trimmed, nested brackets kept
     if contexts is None or not title:
         return None
     return Related(

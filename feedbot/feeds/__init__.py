@@ -1,6 +1,6 @@
 """Feeds: rendering Atom, RSS 2.0, JSON Feed 1.1 and OPML from stored events.
 
-The pure rendering layer of SPEC section 3 -- no web server, no database. The web
+The pure rendering layer of the feeds (README: "Using it") -- no web server, no database. The web
 app and ``feedbot feeds export`` fetch one page of events from the store and call
 these functions; identical inputs give identical bytes.
 

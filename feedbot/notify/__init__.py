@@ -1,4 +1,4 @@
-"""Alerts to webhook subscribers (SPEC section 4): the pure building blocks.
+"""Alerts to webhook subscribers (README: "Webhooks"): the pure building blocks.
 
 :mod:`.formats` builds request bodies (json, slack, discord, operator
 templates); :mod:`.signing` makes the Standard Webhooks headers and checks

@@ -1,8 +1,8 @@
 """Alert payloads: the request body a webhook subscriber gets for a new event.
 
-Owns the payload formats of SPEC section 4 and nothing about sending them:
+Owns the payload formats of README: "Webhooks" and nothing about sending them:
 
-- ``json``: the SPEC body, built as a Python object and serialized with
+- ``json``: the documented body, built as a Python object and serialized with
   ``json.dumps`` (exactness matters more than layout, so no template).
 - ``slack`` (incoming-webhook blocks) and ``discord`` (one embed): the layout is a
   Jinja2 template in ``templates/webhook/``; every value it places comes from here
@@ -209,7 +209,7 @@ def alert_body(
     in_reply_to: Sequence[str],
     timestamp: datetime,
 ) -> dict[str, Any]:
-    """The SPEC section 4 ``json`` body as a Python object."""
+    """The ``json`` body (README: "Webhooks") as a Python object."""
     data = clean_event(event).to_json()
     data["url"] = urls.event_url(base_url, event.id)
     return {

@@ -1,7 +1,7 @@
 """Standard Webhooks headers and secrets: what makes an alert verifiable.
 
 Owns the ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature`` headers
-of SPEC section 4 and the ``whsec_`` secrets they are signed with. The signature
+of README: "Webhooks" and the ``whsec_`` secrets they are signed with. The signature
 is made by the ``standardwebhooks`` library itself, so a receiver using it
 verifies our headers unchanged.
 

@@ -1,6 +1,6 @@
 """The store's tables, column types and schema migrations (SQLite and PostgreSQL alike).
 
-Events are kept whole as their SPEC section 2 JSON (``body``) beside the columns
+Events are kept whole as their event JSON (``body``) beside the columns
 that queries need: the date for ordering, the content hash that decides whether
 ``updated`` moves, and the topic and link tables that feeds and alerts select on.
 ``event_topics`` repeats the event date so a topic feed is one index range scan.
@@ -73,7 +73,7 @@ events = Table(
     Column("date", String(10), nullable=False),  # ISO date: sorts as text on both backends
     Column("story", Text),
     Column("title", Text, nullable=False),
-    Column("body", Text, nullable=False),  # the SPEC section 2 JSON
+    Column("body", Text, nullable=False),  # the event JSON (Event.to_json)
     Column("content_hash", String(64), nullable=False),
     Column("first_seen", UTCDateTime, nullable=False),
     Column("updated", UTCDateTime, nullable=False),

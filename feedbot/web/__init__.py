@@ -1,4 +1,4 @@
-"""The web layer: the aiohttp app of SPEC section 3 and the server that runs it.
+"""The web layer: the aiohttp app (README: "Using it") and the server that runs it.
 
 The only package that imports ``aiohttp.web``; nothing else in feedbot imports it.
 """

@@ -1,4 +1,4 @@
-"""The aiohttp application: the routes of SPEC section 3 and the health check.
+"""The aiohttp application: the routes of README: "Using it" and the health check.
 
 =========================================  ======================================
 ``/feeds/all.{atom,rss,json}[?page=N]``    every event
