@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from feedbot.errors import ConfigError
 from feedbot.redact import redact
@@ -196,10 +203,39 @@ class Settings(BaseSettings):
         return f"http://{self.server.host}:{self.server.port}"
 
 
+def config_file(path: Path | None = None) -> tuple[Path | None, str]:
+    """The config file to read and how it was chosen: ``path`` (``--config``),
+    else ``$FEEDBOT_CONFIG``, else none (``(None, "")``)."""
+    if path is not None:
+        return path, "--config"
+    if os.environ.get("FEEDBOT_CONFIG"):
+        return Path(os.environ["FEEDBOT_CONFIG"]), "FEEDBOT_CONFIG"
+    return None, ""
+
+
+def environment_variable(*loc: str | int) -> str | None:
+    """The environment variable that sets the key at ``loc`` (``"store", "url"``),
+    as it is spelled in the environment, or None when the key is not set there."""
+    values: Any = EnvSettingsSource(Settings)()
+    for depth, part in enumerate(loc):
+        if not isinstance(values, dict) or part not in values:
+            return None
+        values = values[part]
+        if not isinstance(values, dict):
+            # A JSON value (a list, a whole table) or a scalar: this variable sets it.
+            return _spelled(loc[: depth + 1])
+    return _spelled(loc)
+
+
+def _spelled(loc: Sequence[str | int]) -> str:
+    wanted = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+    # Names are matched case-insensitively: show the one the user wrote.
+    return next((name for name in os.environ if name.upper() == wanted), wanted)
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Read ``path`` (or ``$FEEDBOT_CONFIG``; neither: defaults) and the environment."""
-    if path is None and os.environ.get("FEEDBOT_CONFIG"):
-        path = Path(os.environ["FEEDBOT_CONFIG"])
+    path, _how = config_file(path)
     values: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -220,15 +256,41 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:
-    where = f"{path}: " if path else ""
-    error = exc.errors()[0]
-    key = ".".join(str(part) for part in error["loc"])
-    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"] if isinstance(p, str))
+    """One line per bad key, each naming where the key was set: the environment
+    variable when the environment set it, else the file. The first line stands
+    alone (start-up errors are shown as one line when there is one)."""
+    lines = [_describe_one(error, path) for error in exc.errors()]
+    if len(lines) > 1:
+        lines[0] += f" (and {len(lines) - 1} more, below)"
+    return "\n".join(lines)
+
+
+def _describe_one(error: ErrorDetails, path: Path | None) -> str:
+    loc = error["loc"]
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)[1:]
+    variable = environment_variable(*loc)
+    if variable is not None:
+        where = f"environment variable {variable}: "
+    else:
+        where = f"{path}: " if path else ""
     if error["type"] == "extra_forbidden":
-        return f"{where}unknown key '{key}' (environment: {env_name})"
+        return f"{where}unknown key '{key}'{_known_keys(loc[:-1])}"
     value = error.get("input")
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{where}bad value for '{key}': {value!r}: {error['msg']}{more}"
+    shown = "(hidden)" if loc and loc[-1] in ("secret", "token") else redact(repr(value))
+    return f"{where}bad value for '{key}': {shown}: {error['msg']}"
+
+
+def _known_keys(loc: Sequence[str | int]) -> str:
+    """`` (expected one of ...)``: the keys of the table holding an unknown key."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        model = getattr(annotation, "__args__", (annotation,))[0]
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ""
+    return f" (expected one of {', '.join(model.model_fields)})"
 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
