@@ -1,8 +1,10 @@
-"""The ``feedbot`` command: argument parsing and exit codes, nothing else.
+"""The ``feedbot`` command: argument parsing, exit codes and the store each command
+may open, nothing else.
 
 Exit codes: 0 success; 1 the work ran but something in it failed (a page was
-rejected by ``parse``, the archive could not be read by ``poll``); 2 feedbot
-could not start (bad command line, bad config, unreachable store).
+rejected by ``parse``, the archive could not be read by ``poll``, a delivery
+asked for was not replayed); 2 feedbot could not start (bad command line, bad or
+missing config, no store where one must already be, unreachable store).
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from feedbot import __version__
 from feedbot.archive.parse import parse_page
@@ -23,12 +30,37 @@ from feedbot.errors import ArchiveError, ConfigError, ParseError, StorageError
 from feedbot.logs import setup_logging
 from feedbot.loop import run as run_async
 from feedbot.model import DeliveryStatus
-from feedbot.settings import Settings, load_settings
+from feedbot.settings import Settings, config_file, environment_variable, load_settings
 
 if TYPE_CHECKING:
     from feedbot.store import Store
+    from feedbot.store.outbox import ReplayResult
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
+
+DESCRIPTION = """\
+feedbot polls a news-event archive (a folder or an http(s) site of dated
+Markdown pages), serves per-topic Atom, RSS and JSON feeds of its events, and
+posts signed webhook alerts to subscribers."""
+
+EPILOG = """\
+configuration:
+  Commands that use the store read a TOML config file: --config PATH (before or
+  after the command) or the FEEDBOT_CONFIG environment variable. Any key can be
+  set by an environment variable FEEDBOT_<SECTION>__<KEY> (FEEDBOT_STORE__URL,
+  FEEDBOT_ARCHIVE__SOURCE, ...); `feedbot config check` prints what is in effect.
+
+exit status: 0 done; 1 it ran, but part of the work failed; 2 it could not start.
+
+`feedbot COMMAND --help` describes a command; README.md (Commands, Configuration)
+describes every command and key."""
+
+
+class StoreUse(Enum):
+    """What a command may do when the SQLite file of ``store.url`` is missing."""
+
+    CREATE = "create"  # poll, run, subscriptions add: the first use makes the store
+    EXISTING = "existing"  # listing, removing, replaying: only a store that exists
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,50 +70,85 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except (ConfigError, StorageError) as exc:
-        print(f"feedbot: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"feedbot: {line}", file=sys.stderr)
         return EXIT_UNUSABLE
     except KeyboardInterrupt:
         return 130
     return code
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="feedbot", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"feedbot {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML config file (default: $FEEDBOT_CONFIG)")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. The copy on the
+    subcommands has no defaults, so an option given before the command is not
+    reset by the subcommand's parser."""
+    parser = argparse.ArgumentParser(add_help=False)
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("options of every command")
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=default(None),
+        help="TOML config file (default: $FEEDBOT_CONFIG)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--log-level",
+        default=default("info"),
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log messages shown (default: info)",
+    )
+    group.add_argument(
         "--log-format",
-        default="auto",
+        default=default("auto"),
         choices=["auto", "json", "text"],
         help="auto: text on a terminal, JSON lines otherwise",
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    return parser
 
-    parse = commands.add_parser("parse", help="parse archive pages and print their events")
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedbot",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options(defaults=True)],
+    )
+    parser.add_argument("--version", action="version", version=f"feedbot {__version__}")
+    common = _common_options(defaults=False)
+    top = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
+    ) -> argparse.ArgumentParser:
+        return group.add_parser(name, help=help_, description=help_, parents=[common])
+
+    parse = command(top, "parse", "parse archive pages and print their events")
     parse.add_argument("pages", nargs="+", type=Path, metavar="PAGE")
     parse.add_argument("--json", action="store_true", help="one JSON object per line")
     parse.set_defaults(handler=_cmd_parse)
 
-    poll = commands.add_parser("poll", help="run one ingestion pass and print the counts")
+    poll = command(top, "poll", "run one ingestion pass and print the counts")
     poll.set_defaults(handler=_cmd_poll)
 
-    run = commands.add_parser("run", help="run the daemon")
+    run = command(top, "run", "run the daemon")
     run.set_defaults(handler=_cmd_run)
 
-    config = commands.add_parser("config", help="inspect the configuration")
+    config = command(top, "config", "inspect the configuration")
     config_commands = config.add_subparsers(required=True, metavar="ACTION")
-    check = config_commands.add_parser(
-        "check", help="validate the config and print it, secrets redacted"
-    )
+    check = command(config_commands, "check", "validate the config and print it, secrets redacted")
     check.set_defaults(handler=_cmd_config_check)
 
-    feeds = commands.add_parser("feeds", help="publish the feeds")
+    feeds = command(top, "feeds", "publish the feeds")
     feeds_commands = feeds.add_subparsers(required=True, metavar="ACTION")
-    export = feeds_commands.add_parser(
-        "export", help="write every feed, the OPML list and the topic page for a static host"
+    export = command(
+        feeds_commands,
+        "export",
+        "write every feed, the OPML list and the topic page for a static host",
     )
     export.add_argument("dest", type=Path, metavar="DIR")
     export.add_argument(
@@ -91,9 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=_cmd_feeds_export)
 
-    subs = commands.add_parser("subscriptions", help="manage webhook subscriptions")
+    subs = command(top, "subscriptions", "manage webhook subscriptions")
     subs_commands = subs.add_subparsers(required=True, metavar="ACTION")
-    add = subs_commands.add_parser("add", help="subscribe a webhook URL")
+    add = command(subs_commands, "add", "subscribe a webhook URL")
     add.add_argument("url")
     add.add_argument(
         "--topic",
@@ -112,27 +179,32 @@ def _parser() -> argparse.ArgumentParser:
         help="only events whose title holds one of these (repeatable)",
     )
     add.set_defaults(handler=_cmd_subscriptions_add)
-    subs_commands.add_parser("list", help="list subscriptions").set_defaults(
+    command(subs_commands, "list", "list subscriptions").set_defaults(
         handler=_cmd_subscriptions_list
     )
-    remove = subs_commands.add_parser("remove", help="remove a subscription")
+    remove = command(subs_commands, "remove", "remove a subscription")
     remove.add_argument("id")
     remove.set_defaults(handler=_cmd_subscriptions_remove)
-    test = subs_commands.add_parser("test", help="send a signed ping")
+    enable = command(
+        subs_commands, "enable", "switch a disabled subscription on again (e.g. after a 410)"
+    )
+    enable.add_argument("id")
+    enable.set_defaults(handler=_cmd_subscriptions_enable)
+    test = command(subs_commands, "test", "send a signed ping")
     test.add_argument("id")
     test.set_defaults(handler=_cmd_subscriptions_test)
 
-    deliveries = commands.add_parser("deliveries", help="inspect and replay deliveries")
+    deliveries = command(top, "deliveries", "inspect and replay deliveries")
     deliveries_commands = deliveries.add_subparsers(required=True, metavar="ACTION")
-    listing = deliveries_commands.add_parser("list", help="list recent deliveries")
+    listing = command(deliveries_commands, "list", "list recent deliveries")
     listing.add_argument("--status", choices=[s.value for s in DeliveryStatus])
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(handler=_cmd_deliveries_list)
-    replay = deliveries_commands.add_parser("replay", help="queue failed deliveries again")
+    replay = command(deliveries_commands, "replay", "queue failed deliveries again")
     replay.add_argument("ids", nargs="*", metavar="ID", help="default: every failed delivery")
     replay.set_defaults(handler=_cmd_deliveries_replay)
 
-    sink = commands.add_parser("sink", help="a local webhook receiver that prints alerts")
+    sink = command(top, "sink", "a local webhook receiver that prints alerts")
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=9000)
     sink.add_argument("--secret", help="verify signatures with this whsec_ secret")
@@ -178,8 +250,46 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
-def _cmd_poll(args: argparse.Namespace) -> int:
+def _store_settings(args: argparse.Namespace, use: StoreUse) -> Settings:
+    """The settings of a command that opens the store, once it is clear which one:
+    a store named by a config file or by ``FEEDBOT_STORE__URL``, never the default
+    path under whatever folder feedbot was started in; and for a command that only
+    works on what is there (:attr:`StoreUse.EXISTING`), a SQLite file that exists
+    rather than a new empty one that would answer "nothing"."""
     settings = _settings(args)
+    path, how = config_file(args.config)
+    variable = environment_variable("store", "url")
+    if path is None and variable is None:
+        raise ConfigError(
+            "no config file: give --config PATH or set FEEDBOT_CONFIG "
+            f"(store.url would be {settings.store.url})"
+        )
+    database = _sqlite_file(settings.store.url)
+    if use is StoreUse.EXISTING and database is not None and not database.exists():
+        origin = f"set by {variable}" if variable else f"of {path}, from {how}"
+        meant = "store" if variable else "config"
+        raise ConfigError(
+            f"no store at {database} (store.url {origin}): `feedbot poll` or "
+            f"`feedbot run` creates it; is this the {meant} you meant?"
+        )
+    return settings
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` store URL; None for any other store."""
+    from feedbot.store.store import async_url
+
+    try:
+        parsed = make_url(async_url(url))
+    except ArgumentError:
+        return None  # Store.open says what is wrong with it
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")
+
+
+def _cmd_poll(args: argparse.Namespace) -> int:
+    settings = _store_settings(args, StoreUse.CREATE)
     return run_async(_poll(settings))
 
 
@@ -216,7 +326,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _store_settings(args, StoreUse.CREATE)
     return run_async(_run(settings))
 
 
@@ -239,10 +349,12 @@ async def _run(settings: Settings) -> int:
 
 
 @asynccontextmanager
-async def _opened_store(args: argparse.Namespace) -> AsyncIterator[tuple[Settings, Store]]:
+async def _opened_store(
+    args: argparse.Namespace, use: StoreUse = StoreUse.EXISTING
+) -> AsyncIterator[tuple[Settings, Store]]:
     from feedbot.store import Store
 
-    settings = _settings(args)
+    settings = _store_settings(args, use)
     store = await Store.open(settings.store.url)
     try:
         yield settings, store
@@ -256,7 +368,7 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
         from feedbot.notify.outbound import build_subscription
         from feedbot.notify.signing import new_secret
 
-        async with _opened_store(args) as (settings, store):
+        async with _opened_store(args, StoreUse.CREATE) as (settings, store):
             secret = new_secret() if args.secret == "new" else args.secret
             subscription = build_subscription(
                 url=args.url,
@@ -325,6 +437,29 @@ def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:
     return run_async(remove())
 
 
+def _cmd_subscriptions_enable(args: argparse.Namespace) -> int:
+    async def enable() -> int:
+        async with _opened_store(args) as (_settings, store):
+            current = await store.outbox.subscription(args.id)
+            if current is None:
+                print(f"feedbot: no subscription {args.id}", file=sys.stderr)
+                return EXIT_FAILED
+            if current.active:
+                print(f"{args.id} is already active")
+                return EXIT_OK
+            # The store clears the reason and the failure streak with it.
+            await store.outbox.update_subscription(
+                replace(current, active=True, disabled_reason=None)
+            )
+        print(
+            f"enabled {args.id} (was: {current.disabled_reason or 'disabled'}); "
+            "`feedbot deliveries replay` queues its failed deliveries again"
+        )
+        return EXIT_OK
+
+    return run_async(enable())
+
+
 def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
     async def ping() -> int:
         import aiohttp
@@ -380,13 +515,48 @@ def _cmd_deliveries_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_deliveries_replay(args: argparse.Namespace) -> int:
+    """One line per delivery (queued, or why not) and a total; exit 1 when any
+    delivery asked for (every failed one, without ids) was not queued."""
+
     async def replay() -> int:
         async with _opened_store(args) as (_settings, store):
-            count = await store.outbox.replay(args.ids or None, now=utc_now())
-        print(f"{count} deliveries queued again")
-        return EXIT_OK
+            results = await store.outbox.replay(args.ids or None, now=utc_now())
+        if not results:
+            print("no failed deliveries to replay")
+            return EXIT_OK
+        for result in results:
+            print(f"{result.delivery_id}  {_replay_line(result)}")
+        queued = sum(result.queued for result in results)
+        print(f"{queued} of {len(results)} queued again")
+        return EXIT_OK if queued == len(results) else EXIT_FAILED
 
     return run_async(replay())
+
+
+def _replay_line(result: ReplayResult) -> str:
+    from feedbot.notify.formats import iso_utc
+    from feedbot.store.outbox import ReplayOutcome
+
+    subscription = result.subscription_id
+    enable = (
+        f"subscription {subscription} is disabled ({result.subscription_disabled}); "
+        f"`feedbot subscriptions enable {subscription}` switches it on"
+    )
+    match result.outcome:
+        case ReplayOutcome.QUEUED:
+            return "queued"
+        case ReplayOutcome.ALREADY_PENDING:
+            due = iso_utc(result.next_attempt_at) if result.next_attempt_at else "soon"
+            line = f"not queued: already pending (next attempt {due})"
+            if result.subscription_disabled is not None:
+                line += f", held until its {enable}"
+            return line
+        case ReplayOutcome.SUBSCRIPTION_DISABLED:
+            return f"not queued: its {enable}, then replay again"
+        case ReplayOutcome.SUBSCRIPTION_REMOVED:
+            return f"not queued: its subscription {subscription} was removed"
+        case ReplayOutcome.ALREADY_DELIVERED | ReplayOutcome.NO_SUCH_DELIVERY:
+            return f"not queued: {result.outcome.value}"
 
 
 def _cmd_sink(args: argparse.Namespace) -> int:

@@ -262,6 +262,12 @@ async def test_a_generated_secret_is_shown_once(api: Api, caplog: pytest.LogCapt
         ({"url": "http://[::ffff:127.0.0.1]/hook"}, "url"),
         ({"url": 42}, "url"),
         ({}, "url"),
+        # Input that cannot be a host (a NUL gave a 500).
+        ({"url": "http://exa\u0000mple.org/hook"}, "url"),
+        ({"url": "http://exa mple.org/hook"}, "url"),
+        ({"url": "http://exa%00mple.org/hook"}, "url"),
+        ({"url": "https://hooks.example.com/\u202efeedbot"}, "url"),
+        ({"url": "https://user:pw@hooks.example.com/feedbot"}, "url"),
         ({"url": HOOK, "format": "xml"}, "format"),
         ({"url": HOOK, "format": "template:/nonexistent/template.j2"}, "format"),
         ({"url": HOOK, "secret": "hunter2"}, "secret"),
@@ -431,13 +437,15 @@ async def test_deliveries_listing_detail_and_replay(api: Api) -> None:
         bad = await api.call("GET", f"/api/v1/deliveries?{query}")
         assert (bad.status, bad.json["field"]) == (400, field)
 
-    assert (await api.call("POST", "/api/v1/deliveries/replay", {"ids": ["msg_nope"]})).json == {
-        "replayed": 0
-    }
+    nope = await api.call("POST", "/api/v1/deliveries/replay", {"ids": ["msg_nope"]})
+    assert nope.json["replayed"] == 0
+    assert [(r["id"], r["outcome"]) for r in nope.json["results"]] == [
+        ("msg_nope", "no such delivery")
+    ]
     bad = await api.call("POST", "/api/v1/deliveries/replay", {"ids": "all"})
     assert (bad.status, bad.json["field"]) == (400, "ids")
     replayed = await api.call("POST", "/api/v1/deliveries/replay", {"ids": [failed.id]})
-    assert replayed.status == 200 and replayed.json == {"replayed": 1}
+    assert replayed.status == 200 and replayed.json["replayed"] == 1
     again = await api.call("GET", f"/api/v1/deliveries/{failed.id}")
     assert again.json["status"] == "pending" and again.json["attempts"] == 0
     assert len(again.json["attempt_log"]) == 1  # the history stays
@@ -446,9 +454,53 @@ async def test_deliveries_listing_detail_and_replay(api: Api) -> None:
     await api.store.outbox.finish_attempt(
         failed, AttemptReport(now, 5, None, "timed out", DeliveryStatus.FAILED)
     )
-    assert (await api.call("POST", "/api/v1/deliveries/replay", {})).json == {"replayed": 1}
+    assert (await api.call("POST", "/api/v1/deliveries/replay", {})).json["replayed"] == 1
     await api.store.outbox.finish_attempt(
         failed, AttemptReport(now, 5, None, "timed out", DeliveryStatus.FAILED)
     )
-    assert (await api.call("POST", "/api/v1/deliveries/replay")).json == {"replayed": 1}
+    assert (await api.call("POST", "/api/v1/deliveries/replay")).json["replayed"] == 1
     assert await api.store.outbox.count(DeliveryStatus.FAILED) == 0
+
+
+async def test_replay_answers_for_each_delivery_with_what_to_do(api: Api) -> None:
+    from tests.test_replay import build_scene
+
+    scene = await build_scene(api.store)
+    off = scene.disabled_subscription.id
+    asked = [scene.failed, scene.pending, scene.done, scene.disabled, scene.held, "msg_nope"]
+    reply = await api.call("POST", "/api/v1/deliveries/replay", {"ids": asked})
+    assert reply.status == 200 and reply.json["replayed"] == 1
+    results = {r["id"]: r for r in reply.json["results"]}
+    assert list(results) == asked
+    assert results[scene.failed] == {
+        "id": scene.failed,
+        "outcome": "queued",
+        "queued": True,
+        "subscription_id": results[scene.failed]["subscription_id"],
+        "next_attempt_at": None,
+        "reason": None,
+    }
+    assert results[scene.pending]["outcome"] == "already pending"
+    assert results[scene.pending]["next_attempt_at"] == "2026-11-27T12:00:00Z"
+    assert results[scene.done]["outcome"] == "already delivered"
+    disabled = results[scene.disabled]
+    assert (disabled["outcome"], disabled["queued"]) == ("subscription disabled", False)
+    assert disabled["reason"] == (
+        f"subscription {off} is disabled (HTTP 410 Gone); PATCH /api/v1/subscriptions/{off} "
+        'with {"active": true} switches it on, then replay again'
+    )
+    assert results[scene.held]["reason"].startswith("held until its subscription ")
+    assert results["msg_nope"]["outcome"] == "no such delivery"
+
+    switched = await api.call("PATCH", f"/api/v1/subscriptions/{off}", {"active": True})
+    assert switched.status == 200
+    again = await api.call("POST", "/api/v1/deliveries/replay", {"ids": [scene.disabled]})
+    assert again.json["results"][0]["outcome"] == "queued"
+
+
+async def test_ids_that_cannot_be_ours_are_refused_without_asking_the_store(api: Api) -> None:
+    for path in ("/api/v1/subscriptions/sub%00x", "/api/v1/deliveries/msg%00x"):
+        reply = await api.call("GET", path)
+        assert (reply.status, reply.json["field"]) == (404, "id"), path
+    bad = await api.call("POST", "/api/v1/deliveries/replay", {"ids": ["msg_\u0000"]})
+    assert (bad.status, bad.json["field"]) == (400, "ids")

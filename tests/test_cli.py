@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,7 +85,7 @@ def test_poll_of_a_missing_archive_is_one_line_and_exit_1(
     [
         (
             "[archive]\nsorce = 'x'\n",
-            "unknown key 'archive.sorce' (environment: FEEDBOT_ARCHIVE__SORCE)",
+            "bad.toml: unknown key 'archive.sorce' (expected one of source, poll_interval,",
         ),
         ("[archive]\npoll_interval = 'often'\n", "bad value for 'archive.poll_interval': 'often'"),
         ("[store]\nurl = 'mysql://x'\n", "bad value for 'store.url'"),
@@ -139,6 +141,13 @@ def test_subscriptions_add_list_remove(config: Path, capsys) -> None:
     ("extra", "expected"),
     [
         (["not a url"], "url:"),
+        (["http://exa mple.org/"], "url: 'http://exa mple.org/' holds U+0020 (space)"),
+        (["http://exa\x00mple.org/"], "holds U+0000"),
+        (["https://h.example/\u202ehook"], "holds U+202E (right-to-left override)"),
+        (["http://ex%20ample.org/"], "is not a host name"),
+        (["http://-x.example/"], "is not a host name"),
+        (["http://user:pw@h.example/"], "url: user:password@"),
+        (["http://h.example:0/"], "url: port 0 is out of range"),
         (["ftp://example.org/"], "url:"),
         (["http://127.0.0.1:9000/"], "url: refused"),
         (["https://h.example/", "--format", "xml"], "format: unknown payload format 'xml'"),
@@ -171,4 +180,220 @@ def test_deliveries_list_and_replay(config: Path, capsys) -> None:
     assert main(["--config", str(config), "deliveries", "list"]) == 0
     assert capsys.readouterr().out == ""  # backfill_days = 0: the first poll alerts nobody
     assert main(["--config", str(config), "deliveries", "replay"]) == 0
-    assert capsys.readouterr().out.strip() == "0 deliveries queued again"
+    assert capsys.readouterr().out.strip() == "no failed deliveries to replay"
+
+
+# -- options anywhere, and which config -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--config", "{config}", "subscriptions", "list"],
+        ["subscriptions", "--config", "{config}", "list"],
+        ["subscriptions", "list", "--config", "{config}"],
+        ["subscriptions", "list", "--config", "{config}", "--log-level", "error"],
+        ["--log-format", "text", "subscriptions", "list", "--config", "{config}"],
+        # Given twice, the one nearest the end wins.
+        ["--config", "{missing}", "subscriptions", "list", "--config", "{config}"],
+    ],
+)
+def test_common_options_go_before_or_after_the_command(
+    config: Path, tmp_path: Path, capsys, args: list[str]
+) -> None:
+    assert main(["--config", str(config), "subscriptions", "add", "https://h.example/"]) == 0
+    sub_id = capsys.readouterr().out.strip()
+    filled = [a.format(config=config, missing=tmp_path / "missing.toml") for a in args]
+    assert main(filled) == 0, capsys.readouterr().err
+    assert sub_id in capsys.readouterr().out
+
+
+def test_log_options_after_the_command_are_parsed_there(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["poll", "--log-level", "loud"])
+    assert exited.value.code == 2
+    assert "--log-level: invalid choice: 'loud'" in capsys.readouterr().err
+
+
+STORE_COMMANDS = [
+    ["poll"],
+    ["subscriptions", "add", "https://h.example/"],
+    ["subscriptions", "list"],
+    ["subscriptions", "remove", "sub_0"],
+    ["subscriptions", "enable", "sub_0"],
+    ["subscriptions", "test", "sub_0"],
+    ["deliveries", "list"],
+    ["deliveries", "replay"],
+    ["feeds", "export", "out"],
+]
+READING_COMMANDS = [c for c in STORE_COMMANDS if c[0] not in ("poll", "run") and c[1] != "add"]
+
+
+@pytest.fixture
+def empty_folder(tmp_path: Path, monkeypatch) -> Path:
+    """The working folder, empty, with no config or store named anywhere."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for name in ("FEEDBOT_CONFIG", "FEEDBOT_STORE__URL"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
+@pytest.mark.parametrize("command", STORE_COMMANDS, ids=" ".join)
+def test_without_a_config_no_store_is_invented(
+    empty_folder: Path, capsys, command: list[str]
+) -> None:
+    assert main(command) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "feedbot: no config file: give --config PATH or set FEEDBOT_CONFIG "
+        f"(store.url would be sqlite:///{empty_folder / 'data' / 'feedbot.db'})"
+    ]
+    assert list(empty_folder.iterdir()) == []
+
+
+def test_run_without_a_config_does_not_start(empty_folder: Path) -> None:
+    # A real process: were it to start, it would serve until killed.
+    finished = subprocess.run(
+        [sys.executable, "-m", "feedbot", "run"],
+        cwd=empty_folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stderr.startswith("feedbot: no config file: give --config PATH")
+    assert list(empty_folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", READING_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("chosen_by", ["--config", "FEEDBOT_CONFIG"])
+def test_commands_that_read_the_store_never_create_it(
+    config: Path, tmp_path: Path, monkeypatch, capsys, command: list[str], chosen_by: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if chosen_by == "--config":
+        argv = [*command, "--config", str(config)]
+    else:
+        monkeypatch.setenv("FEEDBOT_CONFIG", str(config))
+        argv = command
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    database = tmp_path / "cli.db"
+    assert len(err) == 1
+    assert err[0].startswith(
+        f"feedbot: no store at {database} (store.url of {config}, from {chosen_by}):"
+    )
+    assert "is this the config you meant?" in err[0]
+    assert not database.exists()
+
+
+def test_a_store_named_in_the_environment_is_enough(
+    empty_folder: Path, archive: Path, monkeypatch, capsys
+) -> None:
+    database = empty_folder / "env.db"
+    monkeypatch.setenv("FEEDBOT_STORE__URL", f"sqlite:///{database}")
+    assert main(["subscriptions", "list"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"feedbot: no store at {database} (store.url set by FEEDBOT_STORE__URL):"
+    )
+    monkeypatch.setenv("FEEDBOT_ARCHIVE__SOURCE", str(archive))
+    assert main(["poll"]) == 0
+    assert database.exists()
+    assert main(["subscriptions", "list"]) == 0
+
+
+def test_config_check_needs_no_store(empty_folder: Path, capsys) -> None:
+    assert main(["config", "check"]) == 0
+    assert json.loads(capsys.readouterr().out)["server"]["port"] == 8080
+    assert list(empty_folder.iterdir()) == []
+
+
+def test_every_bad_key_is_a_line_naming_its_origin(config: Path, monkeypatch, capsys) -> None:
+    config.write_text(config.read_text() + "[server]\nhots = 'x'\n")
+    monkeypatch.setenv("FEEDBOT_SERVER__PROT", "8080")
+    assert main(["config", "check", "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    expected = "(expected one of host, port, base_url, "
+    assert lines[0].endswith("(and 1 more, below)")
+    by_key = {"hots" if "'server.hots'" in line else "prot": line for line in lines}
+    assert by_key["hots"].startswith(f"feedbot: {config}: unknown key 'server.hots' {expected}")
+    assert by_key["prot"].startswith(
+        f"feedbot: environment variable FEEDBOT_SERVER__PROT: unknown key 'server.prot' {expected}"
+    )
+
+
+def test_help_is_written_for_users(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    description = out.split("\n\n")[1]
+    assert description.startswith("feedbot polls a news-event archive")
+    assert "argument parsing" not in out and "``" not in out
+    assert "FEEDBOT_CONFIG" in out and "README" in out and "exit status" in out
+
+
+def test_a_config_subscription_with_a_space_in_its_host_is_refused() -> None:
+    from feedbot.errors import ConfigError
+    from feedbot.notify.outbound import config_subscriptions
+    from feedbot.notify.ssrf import TargetPolicy
+    from feedbot.settings import SubscriptionSettings
+
+    entries = [
+        SubscriptionSettings(url="https://ok.example/"),
+        SubscriptionSettings(url="http://exa mple.org/"),
+    ]
+    with pytest.raises(ConfigError, match=r"^subscriptions\[1\]\.url: .* holds U\+0020"):
+        config_subscriptions(entries, TargetPolicy.build())
+
+
+# -- replay, one answer per delivery ---------------------------------------------------
+
+
+def test_replay_answers_for_each_delivery(config: Path, tmp_path: Path, capsys) -> None:
+    import asyncio
+
+    from feedbot.store import Store
+    from tests.test_replay import Scene, build_scene
+
+    async def scene() -> Scene:
+        store = await Store.open(f"sqlite:///{tmp_path / 'cli.db'}")
+        try:
+            return await build_scene(store)
+        finally:
+            await store.close()
+
+    built = asyncio.run(scene())
+    off = built.disabled_subscription.id
+    cfg = ["--config", str(config)]
+    asked = [built.failed, built.pending, built.done, built.disabled, built.removed, "msg_nope"]
+    assert main(["deliveries", "replay", *asked, *cfg]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{built.failed}  queued"
+    assert lines[1].startswith(f"{built.pending}  not queued: already pending (next attempt ")
+    assert lines[2] == f"{built.done}  not queued: already delivered"
+    assert lines[3] == (
+        f"{built.disabled}  not queued: its subscription {off} is disabled (HTTP 410 Gone); "
+        f"`feedbot subscriptions enable {off}` switches it on, then replay again"
+    )
+    assert lines[4].startswith(f"{built.removed}  not queued: its subscription sub_")
+    assert lines[4].endswith(" was removed")
+    assert lines[5] == "msg_nope  not queued: no such delivery"
+    assert lines[6] == "1 of 6 queued again"
+
+    assert main(["subscriptions", "enable", off, *cfg]) == 0
+    assert capsys.readouterr().out.startswith(f"enabled {off} (was: HTTP 410 Gone)")
+    assert main(["deliveries", "replay", built.disabled, *cfg]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{built.disabled}  queued",
+        "1 of 1 queued again",
+    ]
+    # Every failed one: the removed subscription's is still not queued.
+    assert main(["deliveries", "replay", *cfg]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "0 of 1 queued again"
+    assert main(["subscriptions", "enable", off, *cfg]) == 0
+    assert capsys.readouterr().out.strip() == f"{off} is already active"

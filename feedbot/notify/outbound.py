@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from ipaddress import ip_address
 from pathlib import Path
+
+from yarl import URL
 
 from feedbot.errors import ConfigError, TargetRefused
 from feedbot.model import Subscription
@@ -36,6 +40,9 @@ from feedbot.settings import SubscriptionSettings
 from feedbot.store import DeliveryJob
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# One label of a host name (IDNA already applied): RFC 1123, plus '_', which
+# WHATWG URLs allow and container service names use.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
 PING_TYPE = "feedbot.ping"
 
 
@@ -51,7 +58,7 @@ def build_subscription(
     subscription_id: str = "",
 ) -> Subscription:
     """A subscription with every field checked; raises ConfigError naming the field."""
-    url = url.strip()
+    url = validate_url(url)
     try:
         check_url(url, policy or TargetPolicy.build())
     except TargetRefused as exc:
@@ -75,6 +82,59 @@ def build_subscription(
         keywords=tuple(k.strip() for k in keywords if k.strip()),
         origin=origin,
     )
+
+
+def validate_url(url: str) -> str:
+    """``url`` without surrounding whitespace, if it is a webhook URL feedbot will
+    post to; raises ConfigError naming the field ``url`` otherwise.
+
+    The rule is strict on purpose (the SSRF guard then judges the address): an
+    ``http`` or ``https`` URL, nothing in it that is whitespace, a control or an
+    invisible format character, no ``user:password@`` (a receiver is
+    authenticated by the signature), a port from 1 to 65535, and a host that is
+    an IP address or a domain name whose labels (after IDNA) are letters, digits,
+    hyphens and underscores.
+    """
+    url = url.strip()
+    for position, char in enumerate(url):
+        if unicodedata.category(char)[0] in "CZ":
+            name = unicodedata.name(char, "a control character").lower()
+            raise ConfigError(
+                f"url: {url!r} holds U+{ord(char):04X} ({name}) at position {position}; "
+                "a URL has no spaces, control or invisible characters (encode them as %XX)"
+            )
+    try:
+        parsed = URL(url)
+        port = parsed.explicit_port
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"url: {url!r} is not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise ConfigError(f"url: {url!r} is not an absolute http:// or https:// URL")
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        raise ConfigError(
+            "url: user:password@ in a webhook URL is not supported; "
+            "give the subscription a secret and verify the signature instead"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"url: port {port} is out of range (1 to 65535)")
+    _check_host(parsed.raw_host, url)
+    return url
+
+
+def _check_host(host: str, url: str) -> None:
+    try:
+        ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return
+    name = host.removesuffix(".")  # a fully qualified name may end with a dot
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ConfigError(
+            f"url: {url!r}: {host!r} is not a host name (labels of letters, digits, "
+            "'-' and '_', at most 63 characters each) nor an IP address"
+        )
 
 
 class RequestFactory:

@@ -16,9 +16,10 @@ import secrets
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, false, func, or_, select, update
+from sqlalchemy import bindparam, delete, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedbot.errors import StorageError
@@ -83,6 +84,58 @@ class AttemptReport:
     outcome: DeliveryStatus  # DONE, PENDING (retry at next_attempt_at) or FAILED
     next_attempt_at: datetime | None = None
     disable_subscription: str | None = None  # a reason, to disable it (410, disable_after)
+
+
+class ReplayOutcome(StrEnum):
+    """What a replay did with one delivery."""
+
+    QUEUED = "queued"
+    ALREADY_PENDING = "already pending"
+    ALREADY_DELIVERED = "already delivered"
+    SUBSCRIPTION_DISABLED = "subscription disabled"
+    SUBSCRIPTION_REMOVED = "subscription removed"
+    NO_SUCH_DELIVERY = "no such delivery"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """The answer of :meth:`Outbox.replay` for one delivery."""
+
+    delivery_id: str
+    outcome: ReplayOutcome
+    subscription_id: str | None = None
+    # Why the subscription is off, when it is (a pending delivery waits for it too).
+    subscription_disabled: str | None = None
+    next_attempt_at: datetime | None = None  # of a delivery already pending
+
+    @property
+    def queued(self) -> bool:
+        return self.outcome is ReplayOutcome.QUEUED
+
+
+def _replay_result(row: Any) -> ReplayResult:
+    """What a replay does with the delivery of ``row`` (a delivery joined to its
+    subscription, if there still is one)."""
+    status = DeliveryStatus(row.status)
+    removed = row.subscription_found is None
+    disabled = None if removed or row.active else (row.disabled_reason or "disabled")
+    if status is DeliveryStatus.DONE:
+        outcome = ReplayOutcome.ALREADY_DELIVERED
+    elif status is DeliveryStatus.PENDING:
+        outcome = ReplayOutcome.ALREADY_PENDING
+    elif removed:
+        outcome = ReplayOutcome.SUBSCRIPTION_REMOVED
+    elif disabled is not None:
+        outcome = ReplayOutcome.SUBSCRIPTION_DISABLED
+    else:
+        outcome = ReplayOutcome.QUEUED
+    return ReplayResult(
+        row.id,
+        outcome,
+        row.subscription_id,
+        disabled,
+        row.next_attempt_at if status is DeliveryStatus.PENDING else None,
+    )
 
 
 async def queue_alerts(
@@ -493,25 +546,66 @@ class Outbox:
                 ).scalar_one()
             )
 
-    async def replay(self, ids: Iterable[str] | None = None, *, now: datetime) -> int:
-        """Put failed deliveries (all, or those of ``ids``) back in the queue, due now,
-        with a fresh retry schedule. Their webhook-id stays the same."""
-        condition = deliveries.c.status == DeliveryStatus.FAILED.value
-        if ids is not None:
-            condition = and_(condition, deliveries.c.id.in_(list(ids)))
-        async with self._db.transaction() as connection:
-            result = await connection.execute(
-                update(deliveries)
-                .where(condition)
-                .values(
-                    status=DeliveryStatus.PENDING.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    claimed_by=None,
-                    claim_expires=None,
+    async def replay(
+        self, ids: Iterable[str] | None = None, *, now: datetime
+    ) -> list[ReplayResult]:
+        """Put failed deliveries (those of ``ids``, or every failed one) back in the
+        queue, due now, with a fresh retry schedule; their webhook-id stays the same.
+
+        Answers for each delivery asked for, in the order asked (oldest first for
+        every failed one): queued, or why not. A failed delivery of a disabled or
+        removed subscription is left failed: queued, it would wait for ever."""
+        wanted = None if ids is None else list(dict.fromkeys(ids))
+        judged = (
+            select(
+                deliveries.c.id,
+                deliveries.c.status,
+                deliveries.c.subscription_id,
+                deliveries.c.next_attempt_at,
+                subscriptions.c.id.label("subscription_found"),
+                subscriptions.c.active,
+                subscriptions.c.disabled_reason,
+            )
+            .select_from(
+                deliveries.outerjoin(
+                    subscriptions, subscriptions.c.id == deliveries.c.subscription_id
                 )
             )
-            return int(result.rowcount)
+            .order_by(deliveries.c.created_at, deliveries.c.id)
+            .with_for_update(of=deliveries)
+        )
+        async with self._db.transaction() as connection:
+            if self._db.backend == "sqlite":
+                # Judge and update under the write lock, as claim_due does, so that
+                # no claim or attempt changes a delivery in between.
+                await connection.execute(update(deliveries).where(false()).values(claimed_by=None))
+            rows: list[Any] = []
+            if wanted is None:
+                failed = deliveries.c.status == DeliveryStatus.FAILED.value
+                rows.extend(await connection.execute(judged.where(failed)))
+            else:
+                for chunk in chunks(wanted):
+                    rows.extend(await connection.execute(judged.where(deliveries.c.id.in_(chunk))))
+            found = {row.id: _replay_result(row) for row in rows}
+            queued = [r.delivery_id for r in found.values() if r.queued]
+            for chunk in chunks(queued):
+                await connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(chunk))
+                    .values(
+                        status=DeliveryStatus.PENDING.value,
+                        attempts=0,
+                        next_attempt_at=now,
+                        claimed_by=None,
+                        claim_expires=None,
+                    )
+                )
+        if wanted is None:
+            return list(found.values())
+        return [
+            found.get(wanted_id) or ReplayResult(wanted_id, ReplayOutcome.NO_SUCH_DELIVERY)
+            for wanted_id in wanted
+        ]
 
     async def attempts_of(self, delivery_id: str) -> list[dict[str, Any]]:
         async with self._db.transaction() as connection:

@@ -8,7 +8,7 @@
 ``DELETE /api/v1/subscriptions/{id}``        remove (204; 404, 409)
 ``GET    /api/v1/deliveries``                ``?status=pending|done|failed&limit=N`` (200; 400)
 ``GET    /api/v1/deliveries/{id}``           one, with its attempts (200; 404)
-``POST   /api/v1/deliveries/replay``         ``{"ids": [...]}``, or ``{}`` for all failed (200)
+``POST   /api/v1/deliveries/replay``         ``{"ids": [...]}``, or ``{}`` for all failed (200; 400)
 ===========================================  =========================================
 
 The API exists only when ``admin.token`` is set: without it no ``/api/`` route is
@@ -24,6 +24,12 @@ the only secret ever in a response is one the server made for ``"secret":
 "generate"``, in that one response. Subscriptions from the config file are
 reconciled from it at every start, so only ``active`` can be changed here; the
 rest is edited (or removed) in the file.
+
+A replay answers for each delivery: ``{"replayed": N, "results": [{"id": ...,
+"outcome": "queued" | "already pending" | "already delivered" | "subscription
+disabled" | "subscription removed" | "no such delivery", "queued": bool,
+"subscription_id": ..., "reason": "..."}]}``, ``reason`` saying what to do when
+there is something to do (enable the subscription).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import asyncio
 import hmac
 import json
 import logging
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -50,7 +57,7 @@ from feedbot.notify.signing import new_secret
 from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import Settings
 from feedbot.store import Store
-from feedbot.store.outbox import Delivery
+from feedbot.store.outbox import Delivery, ReplayOutcome, ReplayResult
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +178,32 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
     }
 
 
+def replay_view(result: ReplayResult) -> dict[str, Any]:
+    subscription = result.subscription_id
+    reason: str | None = None
+    enable = (
+        f"subscription {subscription} is disabled ({result.subscription_disabled}); "
+        f'PATCH {PREFIX}/subscriptions/{subscription} with {{"active": true}} switches it on'
+    )
+    match result.outcome:
+        case ReplayOutcome.SUBSCRIPTION_DISABLED:
+            reason = f"{enable}, then replay again"
+        case ReplayOutcome.ALREADY_PENDING if result.subscription_disabled is not None:
+            reason = f"held until its {enable}"
+        case ReplayOutcome.SUBSCRIPTION_REMOVED:
+            reason = f"subscription {subscription} was removed"
+        case _:
+            pass
+    return {
+        "id": result.delivery_id,
+        "outcome": result.outcome.value,
+        "queued": result.queued,
+        "subscription_id": subscription,
+        "next_attempt_at": _iso(result.next_attempt_at),
+        "reason": reason,
+    }
+
+
 def attempt_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "attempted_at": _iso(row["attempted_at"]),
@@ -222,6 +255,12 @@ def _check_fields(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
             if name == "url":
                 _refuse(400, "url: cannot be changed; add a new subscription instead", "url")
             _refuse(400, f"{shown}: unknown field (expected {', '.join(allowed)})", shown)
+
+
+def _has_control(value: str) -> bool:
+    """Whether ``value`` holds a control or invisible format character (NUL among
+    them, which PostgreSQL cannot even compare): no id or name of ours does."""
+    return any(unicodedata.category(char)[0] == "C" for char in value)
 
 
 def _string(body: Mapping[str, Any], name: str) -> str:
@@ -301,7 +340,9 @@ class _AdminApi:
 
     async def _subscription(self, request: web.Request) -> Subscription:
         subscription_id = request.match_info["id"]
-        found = await self.store.outbox.subscription(subscription_id)
+        found = None
+        if not _has_control(subscription_id):
+            found = await self.store.outbox.subscription(subscription_id)
         if found is None:
             _refuse(404, f"no subscription {subscription_id[:64]!r}", "id")
         return found
@@ -447,7 +488,9 @@ class _AdminApi:
 
     async def get_delivery(self, request: web.Request) -> web.StreamResponse:
         delivery_id = request.match_info["id"]
-        delivery = await self.store.outbox.delivery(delivery_id)
+        delivery = None
+        if not _has_control(delivery_id):
+            delivery = await self.store.outbox.delivery(delivery_id)
         if delivery is None:
             _refuse(404, f"no delivery {delivery_id[:64]!r}", "id")
         attempts = await self.store.outbox.attempts_of(delivery.id)
@@ -463,6 +506,9 @@ class _AdminApi:
             ids = _strings(body, "ids")
             if len(ids) > MAX_IDS:
                 _refuse(400, f"ids: at most {MAX_IDS} in one replay", "ids")
-        count = await self.store.outbox.replay(ids, now=utc_now())
-        log.info("%d failed deliveries queued again through the API", count)
-        return _json({"replayed": count})
+            if any(_has_control(i) for i in ids):
+                _refuse(400, "ids: a delivery id holds no control characters", "ids")
+        results = await self.store.outbox.replay(ids, now=utc_now())
+        count = sum(result.queued for result in results)
+        log.info("%d of %d deliveries queued again through the API", count, len(results))
+        return _json({"replayed": count, "results": [replay_view(r) for r in results]})
