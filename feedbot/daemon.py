@@ -248,14 +248,20 @@ class Daemon:
 
     async def _watch(self) -> None:
         assert isinstance(self.source, LocalArchiveSource)
+        unavailable = ""  # the reason last logged; a missing folder is tried every 5 s
         while not self._stop.is_set():
             try:
                 async for days in self.source.changed_days(stop=self._stop):
+                    if unavailable:
+                        log.info("watch of %s in place again", self.source.description)
+                        unavailable = ""
                     if days and days <= self._settling:
                         continue  # a page still being written: polled once it settles
                     await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:
-                log.warning("watch unavailable, polling only: %s", exc)
+                if str(exc) != unavailable:
+                    log.warning("watch unavailable, polling only: %s", exc)
+                unavailable = str(exc)
             except Exception:
                 log.exception("watch failed; restarting it")
             with contextlib.suppress(TimeoutError):

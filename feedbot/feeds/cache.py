@@ -146,8 +146,11 @@ def filter_script() -> str:
     return jinja_environment().get_template(FILTER_SCRIPT).render()
 
 
-def render_topics_page(counts: Sequence[TopicCount], base_url: str) -> Document:
-    """The HTML list of topics (``/topics``, exported as ``index.html``)."""
+def render_topics_page(
+    counts: Sequence[TopicCount], base_url: str, notice: str | None = None
+) -> Document:
+    """The HTML list of topics (``/topics``, exported as ``index.html``), with a
+    ``notice`` on top when the archive cannot be read (served, never cached)."""
     base = base_url.rstrip("/")
     rows = [
         {
@@ -165,6 +168,7 @@ def render_topics_page(counts: Sequence[TopicCount], base_url: str) -> Document:
         .render(
             base=base,
             title="Topics",
+            notice=notice,
             topics=rows,
             all_feeds=_feed_links(base, None),
             opml_url=f"{base}/topics.opml",

@@ -33,8 +33,15 @@ from collections.abc import Sequence
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from feedbot.errors import FeedbotError
 from feedbot.feeds import FeedFormat, PageOutOfRange, feed_url, topic_page_url
-from feedbot.feeds.cache import FeedCache, UnknownTopic, filter_script, render_event_page
+from feedbot.feeds.cache import (
+    FeedCache,
+    UnknownTopic,
+    filter_script,
+    render_event_page,
+    render_topics_page,
+)
 from feedbot.feeds.urls import base_from_host
 from feedbot.metrics import Metrics
 from feedbot.settings import Settings
@@ -199,7 +206,15 @@ class _Routes:
         return topic_page_url(self._base(request), None)
 
     async def topics(self, request: web.Request) -> web.StreamResponse:
-        document = await self.cache.topics_page(base_url=self._base(request))
+        try:
+            notice = health.archive_notice(await self.store.last_poll())
+        except FeedbotError:
+            notice = None  # the store's trouble is /readyz's to tell
+        if notice is None:
+            document = await self.cache.topics_page(base_url=self._base(request))
+        else:
+            counts = await self.cache.topic_counts()
+            document = render_topics_page(counts, self._base(request), notice)
         return document_response(request, document, csp=self.html_csp)
 
     async def opml(self, request: web.Request) -> web.StreamResponse:

@@ -111,6 +111,18 @@ def poll_reasons(
     return []
 
 
+def archive_notice(last_poll: PollRecord | None) -> str | None:
+    """What the topic page tells a reader when the last poll could not read the
+    archive (a folder not mounted yet, a site down), or None."""
+    if last_poll is None or last_poll.status == "ok":
+        return None
+    return (
+        f"The archive could not be read: {redact(last_poll.error or 'no reason recorded')}. "
+        "These feeds hold what was read before; feedbot keeps polling and fills them "
+        "in once the archive can be read (see /readyz)."
+    )
+
+
 async def check_readiness(
     store: Store,
     *,
