@@ -14,7 +14,10 @@ page cut before its summary, or inside it (the summary is the last line, with no
 line end and no sentence end), is rejected. A page is never half-stored.
 Junk bytes around an otherwise valid page do not cost the page: the parts that
 can be recognised decide, and invalid bytes and characters no feed may carry
-are dropped.
+are dropped, as are invisible format characters (bidi overrides and the like),
+which could make a title read otherwise than it is stored. A page holding more
+than :class:`ParseLimits` allows (topics, related events, summary length) is
+rejected with a reason naming the limit, never cut to fit.
 
 The work is one pass over the lines with anchored regular expressions (none of
 them backtracks more than linearly) and a bracket scanner that walks each list
@@ -33,7 +36,30 @@ from feedbot.model import Event, Related, RelatedKind, Source, Topic, slugify
 
 # C0 controls but tab and newline, DEL, C1 controls, and the non-characters XML
 # forbids; archive text may hold any of them and no feed may.
-_FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff"
+# The invisible format characters (Unicode category Cf): bidi embeddings, overrides,
+# isolates and marks make a title read backwards ("U+202E") or hide text, and
+# zero-width spaces, word joiners, soft hyphens and tag characters hide text too.
+# Kept: ZWNJ and ZWJ (U+200C, U+200D), which Persian, Indic scripts and emoji
+# sequences need, and the prepended concatenation marks (U+0600-U+0605, U+06DD,
+# U+070F, U+0890-U+0891, U+08E2, U+110BD, U+110CD), which are visible signs.
+# tests/test_parse_grammar.py checks this list against the unicodedata of the
+# running Python.
+_INVISIBLE_BMP = (
+    "\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+_INVISIBLE_ASTRAL = (
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+INVISIBLE_CHARS = _INVISIBLE_BMP + _INVISIBLE_ASTRAL
+# A class of characters within the BMP is one table lookup per character; with
+# any beyond it, a list of ranges tried in turn, several times slower over a
+# whole page. So the controls and the invisible characters of the BMP go in one
+# pass, and those beyond it in a second, made only for pages that may hold a
+# character beyond the BMP at all.
+_FORBIDDEN_CHARS = re.compile(f"[{_CONTROL_CHARS}{_INVISIBLE_BMP}]")
+_FORBIDDEN_ASTRAL = re.compile(f"[{_INVISIBLE_ASTRAL}]")
+_CONTROLS = re.compile(f"[{_CONTROL_CHARS}]")
 
 # Every pattern is anchored or starts at a rare character, and no two adjacent
 # parts can match the same text, so none of them backtracks quadratically on a
@@ -55,9 +81,10 @@ _SECTION_LINE = re.compile(r"^ {0,3}#{2,4}\s*(Sources?|Related)\s*(?::\s*)?$", r
 _OTHER_HEADING = re.compile(r"^ {0,3}#{1,6}(?:\s|$)")
 _LIST_ITEM = re.compile(r"^\s*(?:[0-9]+[.)]|[-*+])\s+(.*)$")
 _BARE_URL = re.compile(r"^<?(https?://[^\s<>]+)>?$", re.IGNORECASE)
-# "_Context: a, b_", "*Context: a*", "**Context:** a, b", "Context: a".
+# "_Context: a, b_", "*Context: a*", "**Context:** a, b", "Context: a", and marks
+# mixed or unbalanced as people type them ("*_Context: a*_", "**_Context:**_ a").
 _CONTEXT_MARK = re.compile(
-    r"(?:([_*]{1,2})\s*)?(?<![^\W_])Contexts?\s*:\s*([_*]{1,2})?", re.IGNORECASE
+    r"(?:([_*]{1,3})\s*)?(?<![^\W_])Contexts?\s*:\s*([_*]{1,3})?", re.IGNORECASE
 )
 # The common cases, matched at once; each gives exactly what the general code would
 # (tests/test_parse_properties.py checks): a link whose text nests no brackets and
@@ -66,10 +93,28 @@ _SIMPLE_LINK = re.compile(r"\[([^\[\]]*)\]\(([^()]*)\)")
 _SIMPLE_CONTEXT = re.compile(r"\s*_Context:\s*([^_*\s][^_*]*)_\s*$")
 # The emphasis that closes "_Context: ..._": the same run, not inside a word.
 _CLOSERS = {mark: re.compile(re.escape(mark) + r"(?![^\W_])") for mark in ("_", "__", "*", "**")}
+# Mixed marks ("*_Context: a*_", "_*Context: a_*"), or a run that never comes
+# again ("__Context: a**_ more"): the first run of marks not inside a word closes.
+_ANY_CLOSER = re.compile(r"[_*]+(?![^\W_])")
 # How a complete summary ends (before closing quotes and brackets); a page cut
 # inside its summary line most likely ends otherwise.
 _SENTENCE_END = tuple(".!?…。")
 _CLOSING_MARKS = "\"'”’»)]"
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """What one page may hold. A page over a limit is rejected, with a reason that
+    names the limit (as its ``archive.*`` settings key) and the page's number: cut
+    short, it would be stored as a different event than the archive holds.
+
+    The defaults are the settings' defaults, far above any page of the sample
+    archive or of bench/make_archive.py; one 469 KB page once made 60,000 topics.
+    """
+
+    max_topics: int = 200  # archive.max_page_topics
+    max_related: int = 200  # archive.max_page_related
+    max_title_chars: int = 2000  # archive.max_title_chars
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +150,14 @@ def _event_id(year: str, month: str, day: str, slug: str) -> str:
     return f"{year}/{int(month):02d}/{int(day)}/{slug}"
 
 
-def parse_page(data: bytes | str, path: str) -> Event:
+def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = ParseLimits()) -> Event:
     """Parse one page. ``path`` names the page in errors and, inside an archive
     folder (``.../news/YYYY/MM/D/slug.md``), gives the event id; elsewhere the id
-    comes from the page's Formats line."""
+    comes from the page's Formats line. A page over one of ``limits`` is rejected."""
     path_id = event_id_from_path(path)
     if path_id is not None and path_id.rsplit("/", 1)[1] == "index":
         raise ParseError(path, "a day index page, not an event page")
-    text, binary = _decode(data)
+    text = _decode(data)
     if not text.strip():
         raise ParseError(path, "empty page")
     lines = text.split("\n")
@@ -146,6 +191,9 @@ def parse_page(data: bytes | str, path: str) -> Event:
                     raise ParseError(path, "empty summary line")
                 if cut and not title.rstrip(_CLOSING_MARKS).endswith(_SENTENCE_END):
                     raise ParseError(path, "truncated page: it ends inside the summary line")
+                if len(title) > limits.max_title_chars:
+                    found = f"a summary of {len(title):,} characters"
+                    raise _over_limit(path, found, "max_title_chars", limits.max_title_chars)
             continue
         if "#" in line[:4]:  # cheap test first: most lines are list items
             if m := _SECTION_LINE.match(line):
@@ -169,7 +217,7 @@ def parse_page(data: bytes | str, path: str) -> Event:
             item.cut = cut
 
     if event_date is None or title is None:
-        if binary:
+        if _looks_binary(data):
             raise ParseError(path, "binary data, not a text page")
         if event_date is None:
             raise ParseError(path, "no date line (expected '### [YYYY-MM-D](...)')")
@@ -184,33 +232,59 @@ def parse_page(data: bytes | str, path: str) -> Event:
     related = [
         r for i in items if i.section == "related" and (r := _related(i, event_date)) is not None
     ]
+    unique = _unique_related(related)
+    if len(unique) > limits.max_related:
+        found = f"{len(unique):,} related events"
+        raise _over_limit(path, found, "max_page_related", limits.max_related)
+    topics = _topics(story, related)
+    if len(topics) > limits.max_topics:
+        raise _over_limit(path, f"{len(topics):,} topics", "max_page_topics", limits.max_topics)
     return Event(
         id=event_id,
         date=event_date,
         story=story,
         title=title,
         sources=tuple(sources),
-        related=_unique_related(related),
-        topics=_topics(story, related),
+        related=unique,
+        topics=topics,
     )
 
 
-def _decode(data: bytes | str) -> tuple[str, bool]:
-    """The page as text with LF line ends and no character a feed may not carry,
-    and whether it looked like binary data rather than text."""
+def _over_limit(path: str, found: str, key: str, limit: int) -> ParseError:
+    """The rejection of a page over a limit, naming it by its settings key."""
+    return ParseError(path, f"{found}, over the limit of {limit:,} (archive.{key})")
+
+
+def _decode(data: bytes | str) -> str:
+    """The page as text with LF line ends, without BOM, controls or invisible
+    format characters (none of which a feed may carry or a reader may see)."""
+    text, astral = _text(data)
+    text = _FORBIDDEN_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _FORBIDDEN_ASTRAL.sub("", text) if astral else text
+
+
+def _text(data: bytes | str) -> tuple[str, bool]:
+    """The page decoded, and whether it may hold invisible characters beyond the BMP."""
     if isinstance(data, bytes | bytearray | memoryview):
         raw = bytes(data)
         # Invalid bytes (a truncated multibyte character, binary junk) become U+FFFD
         # rather than costing the whole page; a page of pure junk still fails for
         # lack of a date and a summary. Windows editors may save UTF-16 with a BOM.
-        utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-        text = raw.decode("utf-16" if utf16 else "utf-8", errors="replace")
-    else:
-        text = data
-    text = text.lstrip("\ufeff")
-    text, removed = _FORBIDDEN_CHARS.subn("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    junk = removed + text.count("\ufffd")
-    return text, junk * 10 > len(text) + removed
+        if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return raw.decode("utf-16", errors="replace"), True
+        # In UTF-8 those characters start with the byte F0 (U+13430 to U+1D17A)
+        # or F3 (U+E0001 to U+E007F); a search for a byte costs next to nothing.
+        return raw.decode("utf-8", errors="replace"), b"\xf0" in raw or b"\xf3" in raw
+    return data, not data.isascii()
+
+
+def _looks_binary(data: bytes | str) -> bool:
+    """Whether a page that failed looks like binary data rather than text: more
+    than a tenth of it invalid bytes or control characters. Asked only of a
+    rejected page, so that a good page pays for one pass, not two."""
+    text = _text(data)[0].replace("\r\n", "\n").replace("\r", "\n")
+    junk = len(_CONTROLS.findall(text)) + text.count("\ufffd")
+    return junk * 10 > len(text)
 
 
 def _clean(text: str) -> str:
@@ -365,8 +439,10 @@ def _context_body(rest: str, *, cut: bool) -> str | None:
     body = rest[mark.end() :]
     opening, label_closing = mark.group(1), mark.group(2)
     closing = None
-    if opening and not (label_closing and label_closing == opening):  # not "**Context:** a"
-        closing = _CLOSERS[opening].search(body)
+    # Not "**Context:** a" (nor "*_Context:_* a"), where the label's marks close.
+    if opening and label_closing not in (opening, opening[::-1]):
+        same = _CLOSERS.get(opening)
+        closing = (same and same.search(body)) or _ANY_CLOSER.search(body)
     if closing is not None:
         return body[: closing.start()]  # what follows the closing emphasis is not a name
     return None if cut else body  # cut: nothing shows that the last name is whole
