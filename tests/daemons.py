@@ -1,16 +1,17 @@
 """``feedbot`` as a real process, for the end-to-end tests.
 
 A daemon is started with ``server.port = 0``: the port it bound is read back from
-its own log line, so no port is chosen before the daemon holds it. Its log is read
-as it is written (so the pipe never fills up) and kept, for the tests to wait on
-what the daemon says it did and to show when something goes wrong. Tests wait on
-conditions with a generous deadline (:data:`PATIENCE`), never on a sleep: a
-loaded machine makes everything slower, not different.
+its own log line, so no port is chosen before the daemon holds it. Its log goes
+to a file, for the tests to wait on what the daemon says it did and to show when
+something goes wrong. Tests wait on conditions with a generous deadline
+(:data:`PATIENCE`), never on a sleep: a loaded machine makes everything slower,
+not different.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import sys
 import time
@@ -34,44 +35,42 @@ def day_key(day: date) -> str:
     return f"{day:%Y/%m}/{day.day}"
 
 
-async def until(predicate: Callable[[], bool], seconds: float = PATIENCE) -> None:
+async def until(
+    predicate: Callable[[], bool], seconds: float = PATIENCE, *, what: str = "the condition"
+) -> None:
     """Wait until ``predicate()`` holds; fail after ``seconds``."""
     deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds:g} s")
+            raise AssertionError(f"{what}: not within {seconds:g} s")
         await asyncio.sleep(0.02)
 
 
-async def until_async(predicate: Callable[[], Awaitable[bool]], seconds: float = PATIENCE) -> None:
+async def until_async(
+    predicate: Callable[[], Awaitable[bool]],
+    seconds: float = PATIENCE,
+    *,
+    what: str = "the condition",
+) -> None:
     """:func:`until` for a predicate that must await (an HTTP request, a query)."""
     deadline = time.monotonic() + seconds
     while not await predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds:g} s")
+            raise AssertionError(f"{what}: not within {seconds:g} s")
         await asyncio.sleep(0.05)
 
 
-class Feedbot:
-    """One ``python -m feedbot`` process, its log kept line by line."""
+class Daemon:
+    """One ``feedbot run`` process, its log written to a file beside its config.
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    A file, not a pipe: a process the daemon started may outlive it (a kill -9
+    leaves orphans) and would hold a pipe open, so its end could not be awaited.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
         self.process = process
-        self.lines: list[str] = []
-        self._new_line = asyncio.Event()
-        self._reader = asyncio.create_task(self._read(), name=f"log of {process.pid}")
-
-    @classmethod
-    async def start(cls, *args: str) -> Feedbot:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "feedbot",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        return cls(process)
+        self.log_path = log
+        self.url = ""
 
     @property
     def pid(self) -> int:
@@ -79,55 +78,35 @@ class Feedbot:
 
     @property
     def log(self) -> str:
-        return "\n".join(self.lines)
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while line := await self.process.stdout.readline():
-            self.lines.append(line.decode("utf-8", errors="replace").rstrip("\n"))
-            self._new_line.set()
-        self._new_line.set()  # end of output: wake the waiters to notice
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     async def logged(self, pattern: re.Pattern[str], seconds: float = PATIENCE) -> re.Match[str]:
         """The first log line matching ``pattern``, once the daemon has written it."""
-        seen = 0
-        async with asyncio.timeout(seconds):
-            while True:
-                for line in self.lines[seen:]:
-                    if found := pattern.search(line):
-                        return found
-                seen = len(self.lines)
-                if self._reader.done():
-                    raise AssertionError(
-                        f"feedbot exited ({self.process.returncode}) before logging "
-                        f"{pattern.pattern!r}:\n{self.log}"
-                    )
-                self._new_line.clear()
-                await self._new_line.wait()
+        deadline = time.monotonic() + seconds
+        while True:
+            exited = self.process.returncode is not None
+            log = self.log  # read after the exit check: nothing is written after it
+            if found := pattern.search(log):
+                return found
+            if exited:
+                raise AssertionError(
+                    f"feedbot exited ({self.process.returncode}) before logging "
+                    f"{pattern.pattern!r}:\n{log}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern.pattern!r} not logged within {seconds:g} s:\n{log}")
+            await asyncio.sleep(0.02)
 
     async def wait(self, seconds: float = PATIENCE) -> int:
-        """Its exit status, once it has exited (and its output is read)."""
+        """Its exit status, once it has exited."""
         async with asyncio.timeout(seconds):
-            returncode = await self.process.wait()
-            await self._reader
-        return returncode
+            return await self.process.wait()
 
     async def close(self) -> None:
         """Kill it if it still runs."""
         if self.process.returncode is None:
             self.process.kill()
         await self.process.wait()
-        await self._reader
-
-
-class Daemon(Feedbot):
-    """``feedbot run``, with its bound web address."""
-
-    url = ""
-
-    async def listening(self) -> str:
-        self.url = (await self.logged(_LISTENING)).group(1)
-        return self.url
 
     async def metric(self, session: aiohttp.ClientSession, name: str, **labels: str) -> float:
         """A sample of ``/metrics`` (0 when the daemon has not recorded it yet)."""
@@ -149,29 +128,35 @@ class Daemon(Feedbot):
         async def polled() -> bool:
             return await self.metric(session, "feedbot_polls_total", status="ok") >= 1
 
-        await until_async(polled)
+        await until_async(polled, what="a first poll")
 
 
 @asynccontextmanager
 async def feedbot_run(config: Path, *options: str) -> AsyncIterator[Daemon]:
     """``feedbot --config CONFIG OPTIONS run`` (its config says ``port = 0``), once
     it listens; killed on the way out if still running."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "feedbot",
-        "--config",
-        str(config),
-        "--log-format",
-        "json",
-        *options,
-        "run",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    log = next(
+        path
+        for n in itertools.count()
+        if not (path := config.with_name(f"{config.stem}.{n}.log")).exists()
     )
-    daemon = Daemon(process)
+    with log.open("w", encoding="utf-8") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "feedbot",
+            "--config",
+            str(config),
+            "--log-format",
+            "json",
+            *options,
+            "run",
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    daemon = Daemon(process, log)
     try:
-        await daemon.listening()
+        daemon.url = (await daemon.logged(_LISTENING)).group(1)
         yield daemon
     finally:
         await daemon.close()

@@ -1,7 +1,10 @@
 """``feedbot run`` as a real process: first start, instant pickup, SIGTERM, kill -9.
 
-Each test runs the daemon as a subprocess with a temporary config, archive and
-SQLite file, and a real webhook receiver on loopback.
+Each test runs the daemon as a subprocess with a temporary config (``port = 0``),
+archive and SQLite file, and a real webhook receiver on loopback. The tests wait
+on what the daemon reports (its log, ``/metrics``), never on a sleep, and date
+the pages they write from their own start, as the daemon reads the same clock
+(the real one, or libfaketime's).
 """
 
 from __future__ import annotations
@@ -12,28 +15,24 @@ import os
 import signal
 import socket
 import sys
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 
+from feedbot.store import Store
 from tests.conftest import write_page
+from tests.daemons import PATIENCE, day_key, feedbot_run, until, until_async
 from tests.receivers import Receiver, running_receiver
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def write_config(tmp_path: Path, archive: Path, hook: str, port: int, **notify: object) -> Path:
+def write_config(
+    tmp_path: Path, archive: Path, hook: str, *, port: int = 0, **notify: object
+) -> Path:
     extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in notify.items())
     path = tmp_path / "feedbot.toml"
     path.write_text(
@@ -59,93 +58,55 @@ topics = ["*"]
     return path
 
 
-@asynccontextmanager
-async def daemon(config: Path, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "feedbot",
-        "--config",
-        str(config),
-        "run",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        await wait_healthy(port, process)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def wait_healthy(port: int, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            if process.returncode is not None:
-                output = await process.stdout.read() if process.stdout else b""
-                raise AssertionError(f"feedbot run exited early:\n{output.decode()}")
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError("feedbot run never became healthy")
-
-
-async def until(predicate, seconds: float) -> float:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > seconds:
-            raise AssertionError(f"not within {seconds} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
-
-
 def event_ids(receiver: Receiver) -> list[str]:
     return [json.loads(body)["data"]["event"]["id"] for body in receiver.bodies]
 
 
+async def queued_deliveries(config_dir: Path) -> int:
+    """Deliveries in the daemon's store, read beside it as another process would."""
+    store = await Store.open(f"sqlite:///{config_dir / 'daemon.db'}")
+    try:
+        return len(await store.outbox.deliveries())
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("workers", [0, 2])
-async def test_first_start_is_quiet_then_a_new_page_arrives_within_2s(
+async def test_first_start_is_quiet_then_a_new_page_is_alerted(
     tmp_path: Path, archive: Path, workers: int
 ) -> None:
-    port = free_port()
-    async with running_receiver() as receiver:
-        config = write_config(
-            tmp_path, archive, receiver.url, port, backfill_days=0, workers=workers
-        )
-        async with daemon(config, port) as process:
-            await asyncio.sleep(1.0)  # the first poll has run: backfill_days = 0 alerts nobody
+    # After the first poll every new page alerts whatever its date, so a test
+    # that straddles midnight UTC is still right: the date is only a plausible one.
+    today = day_key(datetime.now(UTC).date())
+    async with running_receiver() as receiver, aiohttp.ClientSession() as session:
+        config = write_config(tmp_path, archive, receiver.url, backfill_days=0, workers=workers)
+        async with feedbot_run(config) as daemon:
+            await daemon.first_poll(session)
+            # backfill_days = 0 and the archive holds only a 2007 page: nobody is told.
+            assert await queued_deliveries(tmp_path) == 0
             assert receiver.received == []
-            write_page(archive, "2026/11/27", "dam-burst", "A dam bursts", story="Floods")
-            took = await until(lambda: len(receiver.received) == 1, seconds=2)
-            assert event_ids(receiver) == ["2026/11/27/dam-burst"]
-            async with aiohttp.ClientSession() as session:
-                url = f"http://127.0.0.1:{port}/feeds/topics/floods.atom"
-                async with session.get(url) as response:
-                    assert response.status == 200
-                    assert "A dam bursts" in await response.text()
-                # Counted by the daemon, whichever process delivered it (a worker
-                # reports it once the attempt is recorded: ask until it has).
-                counted = 'feedbot_deliveries_total{outcome="delivered"} 1.0'
-                async with asyncio.timeout(5):
-                    while True:
-                        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                            if counted in await response.text():
-                                break
-                        await asyncio.sleep(0.05)
-            helpers = children_of(process.pid)
-            started = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), timeout=6) == 0
-            assert time.monotonic() - started < 5
+            write_page(archive, today, "dam-burst", "A dam bursts", story="Floods")
+            await until(lambda: len(receiver.received) >= 1)
+            assert event_ids(receiver) == [f"{today}/dam-burst"]
+            async with session.get(f"{daemon.url}/feeds/topics/floods.atom") as response:
+                assert response.status == 200
+                assert "A dam bursts" in await response.text()
+
+            # Counted by the daemon, whichever process delivered it (a worker
+            # reports it once the attempt is recorded: ask until it has).
+            async def counted() -> bool:
+                delivered = await daemon.metric(
+                    session, "feedbot_deliveries_total", outcome="delivered"
+                )
+                return delivered == 1
+
+            await until_async(counted)
+            helpers = children_of(daemon.pid)
+            daemon.process.send_signal(signal.SIGTERM)
+            assert await daemon.wait() == 0, daemon.log
             # Delivery workers (and multiprocessing's helpers) end with the daemon.
-            await until(lambda: not any(alive(pid) for pid in helpers), seconds=5)
-    assert took < 2
+            await until(lambda: not any(alive(pid) for pid in helpers))
+    assert len(receiver.received) == 1
 
 
 def children_of(pid: int) -> set[int]:
@@ -169,41 +130,56 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+HELD_AFTER = 10  # the receiver answers this many requests, then holds the rest
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path, workers: int) -> None:
-    port = free_port()
-    async with running_receiver() as receiver:
+    today = day_key(datetime.now(UTC).date())
+    released = asyncio.Event()
+    async with running_receiver() as receiver, aiohttp.ClientSession() as session:
 
-        async def slow(_request: web.Request, _n: int) -> web.StreamResponse:
-            await asyncio.sleep(0.05)
+        async def answer(_request: web.Request, n: int) -> web.StreamResponse:
+            # Past the first few, requests are held unanswered until the daemon
+            # is killed: the kill lands mid-burst with alerts in flight, however
+            # fast or slow the machine is.
+            if n > HELD_AFTER:
+                await released.wait()
             return web.Response(status=204)
 
-        receiver.answer = slow
+        receiver.answer = answer
         config = write_config(
-            tmp_path, archive, receiver.url, port, backfill_days=0, per_host=2, workers=workers
+            tmp_path,
+            archive,
+            receiver.url,
+            backfill_days=0,
+            per_host=2,
+            workers=workers,
+            timeout=300,  # a held request must not time out before the kill
         )
-        async with daemon(config, port) as process:
-            await asyncio.sleep(0.5)
+        async with feedbot_run(config) as daemon:
+            await daemon.first_poll(session)
             for i in range(60):
-                write_page(archive, "2026/11/27", f"burst-{i:02d}", f"Burst event {i}")
-            await until(lambda: len(receiver.received) >= 10, seconds=10)
-            orphans = children_of(process.pid)
+                write_page(archive, today, f"burst-{i:02d}", f"Burst event {i}")
+            await until(lambda: len(receiver.received) > HELD_AFTER)  # one is in flight
+            orphans = children_of(daemon.pid)
             assert len(orphans) >= workers
-            os.kill(process.pid, signal.SIGKILL)
-            await process.wait()
+            os.kill(daemon.pid, signal.SIGKILL)
+            await daemon.wait()
         # Delivery workers (and multiprocessing's helpers) see the daemon go and end.
-        await until(lambda: not any(alive(pid) for pid in orphans), seconds=15)
-        delivered_before = len(receiver.received)
-        assert delivered_before < 60, "the burst finished before the kill; nothing was tested"
-        async with daemon(config, port):
-            await until(lambda: len(set(event_ids(receiver))) == 60, seconds=20)
+        await until(lambda: not any(alive(pid) for pid in orphans))
+        assert len(receiver.received) < 60, "the burst finished before the kill"
+        released.set()
+        async with feedbot_run(config):
+            await until(lambda: len(set(event_ids(receiver))) == 60)
     ids = event_ids(receiver)
-    assert set(ids) == {f"2026/11/27/burst-{i:02d}" for i in range(60)}
+    assert set(ids) == {f"{today}/burst-{i:02d}" for i in range(60)}
     # Duplicates (sent before the kill, recorded after) keep their webhook-id.
     webhook_ids: dict[str, set[str]] = {}
     for event_id, received in zip(ids, receiver.received, strict=True):
         webhook_ids.setdefault(event_id, set()).add(received.headers["webhook-id"])
     assert all(len(v) == 1 for v in webhook_ids.values())
+    assert len(ids) > 60, "no alert was in flight at the kill: nothing was resent"
 
 
 async def failed_start(*args: str) -> tuple[int | None, list[str]]:
@@ -216,7 +192,7 @@ async def failed_start(*args: str) -> tuple[int | None, list[str]]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    _out, err = await asyncio.wait_for(process.communicate(), timeout=20)
+    _out, err = await asyncio.wait_for(process.communicate(), timeout=PATIENCE)
     return process.returncode, err.decode().strip().splitlines()
 
 
@@ -256,7 +232,7 @@ async def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path, archive: Pat
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = write_config(tmp_path, archive, "http://127.0.0.1:9/", port)
+        config = write_config(tmp_path, archive, "http://127.0.0.1:9/", port=port)
         returncode, lines = await failed_start(
             "--config", str(config), "--log-level", "error", "run"
         )

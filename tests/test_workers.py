@@ -28,9 +28,10 @@ from feedbot.notify.deliver import DelivererSettings
 from feedbot.notify.retry import RetryPolicy
 from feedbot.notify.workers import DeliveryConfig, DeliveryWorkers, Outcome
 from feedbot.store import Store
+from tests.daemons import PATIENCE
 from tests.receivers import Receiver, running_receiver
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
@@ -80,7 +81,7 @@ async def burst(store: Store, receiver: Receiver, events: int, subscribers: int)
     )
 
 
-async def until_done(store: Store, expected: int, seconds: float) -> None:
+async def until_done(store: Store, expected: int, seconds: float = PATIENCE) -> None:
     async with asyncio.timeout(seconds):
         while await store.outbox.count(DeliveryStatus.DONE) < expected:
             await asyncio.sleep(0.05)
@@ -96,7 +97,7 @@ async def test_every_alert_arrives_once_verifies_and_is_counted(
         async with running_receiver() as receiver:
             await burst(store, receiver, events=30, subscribers=4)
             workers.wake()
-            await until_done(store, 120, seconds=30)
+            await until_done(store, 120)
     finally:
         await workers.stop()
     ids = [r.headers["webhook-id"] for r in receiver.received]
@@ -125,12 +126,12 @@ async def test_a_killed_worker_costs_no_alert_and_is_replaced(
             receiver.answer = slow
             await burst(store, receiver, events=40, subscribers=2)
             workers.wake()
-            async with asyncio.timeout(10):
+            async with asyncio.timeout(PATIENCE):
                 while len(receiver.received) < 10:
                     await asyncio.sleep(0.01)
             os.kill(victim.pid, signal.SIGKILL)
-            await until_done(store, 80, seconds=60)
-            async with asyncio.timeout(10):  # a replacement starts after a pause
+            await until_done(store, 80)
+            async with asyncio.timeout(PATIENCE):  # a replacement starts after a pause
                 while workers.running < 2:
                     await asyncio.sleep(0.05)
     finally:
@@ -153,7 +154,7 @@ async def test_workers_that_keep_dying_are_given_up(
     broken = DeliveryWorkers(2, config(tmp_path, log_level="no-such-level"), worker_id="test")
     await broken.start()
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(PATIENCE):
             while broken.running or "not starting another" not in caplog.text:
                 await asyncio.sleep(0.1)
     finally:
