@@ -217,13 +217,15 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
     from feedbot.archive.source import name_problem, shown_name
 
+    # The daemon's limits (archive.max_page_topics, ...): a page it would reject, so does this.
+    limits = _settings(args).archive.parse_limits
     failed = False
     for path in args.pages:
         shown = shown_name(str(path), limit=None)
         try:
             if (problem := name_problem(path.name)) is not None:
                 raise ParseError(shown, problem)
-            event = parse_page(path.read_bytes(), str(path))
+            event = parse_page(path.read_bytes(), str(path), limits=limits)
         except OSError as exc:
             print(f"{shown}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             failed = True
@@ -305,9 +307,13 @@ async def _poll(settings: Settings) -> int:
     # A first ingest of a large archive takes a while: show progress on a terminal.
     bar = tqdm(unit=" pages", disable=not sys.stderr.isatty(), leave=False, mininterval=0.5)
     try:
-        result = await Ingestor(store, source, backfill_days=settings.notify.backfill_days).poll(
-            progress=bar.update
+        ingestor = Ingestor(
+            store,
+            source,
+            backfill_days=settings.notify.backfill_days,
+            limits=settings.archive.parse_limits,
         )
+        result = await ingestor.poll(progress=bar.update)
     except ArchiveError as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
         return EXIT_FAILED

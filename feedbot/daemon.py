@@ -103,7 +103,12 @@ class Daemon:
         self.store = store
         self.source = source
         self.policy = target_policy(settings)
-        self.ingestor = Ingestor(store, source, backfill_days=settings.notify.backfill_days)
+        self.ingestor = Ingestor(
+            store,
+            source,
+            backfill_days=settings.notify.backfill_days,
+            limits=settings.archive.parse_limits,
+        )
         self.cache = FeedCache(store, settings.public_base_url, page_size=settings.feeds.page_size)
         self.metrics = Metrics()
         self.web = WebServer(

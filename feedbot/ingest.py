@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
-from feedbot.archive.parse import parse_page
+from feedbot.archive.parse import DEFAULT_LIMITS, ParseLimits, parse_page
 from feedbot.archive.source import ArchiveSource, PageChanging, PollBatch, RawPage
 from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError, ParseError
@@ -119,8 +119,10 @@ class Ingestor:
         *,
         clock: Callable[[], datetime] = utc_now,
         backfill_days: int = 0,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         self.store = store
+        self.limits = limits
         self.backfill_days = backfill_days
         self.source = source
         self._clock = clock
@@ -153,7 +155,7 @@ class Ingestor:
             if self._marks is None:
                 self._marks = await self.store.load_marks()
             alert_since = await self._alert_since(started)
-            async with _Parser() as parser:
+            async with _Parser(self.limits) as parser:
                 await self._pass(parser, days, result, alert_since, progress)
                 if result.unsettled:
                     waiting, result.unsettled = result.unsettled, {}
@@ -311,7 +313,8 @@ class _Parser:
 
     LARGE = 256  # pages
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ParseLimits) -> None:
+        self._limits = limits
         self._pool: ProcessPoolExecutor | None = None
         self._workers = os.cpu_count() or 1
 
@@ -324,7 +327,7 @@ class _Parser:
 
     async def parse(self, pages: Sequence[RawPage]) -> _Parsed:
         if len(pages) < self.LARGE:
-            return await asyncio.to_thread(_parse_all, pages)
+            return await asyncio.to_thread(_parse_all, pages, self._limits)
         if self._pool is None:
             # forkserver: never fork a process that runs threads (aiosqlite's).
             context = multiprocessing.get_context("forkserver")
@@ -335,7 +338,7 @@ class _Parser:
         share = -(-len(pages) // self._workers)  # one slice per worker, rounded up
         slices = [pages[start : start + share] for start in range(0, len(pages), share)]
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, _parse_all, part) for part in slices)
+            *(loop.run_in_executor(self._pool, _parse_all, part, self._limits) for part in slices)
         )
         parsed = _Parsed([], {}, [])
         for part in results:
@@ -352,7 +355,7 @@ class _Parser:
 _READERS = 8
 
 
-def _parse_all(pages: Sequence[RawPage]) -> _Parsed:
+def _parse_all(pages: Sequence[RawPage], limits: ParseLimits) -> _Parsed:
     parsed: list[EventRecord] = []
     rejected: dict[str, Rejection] = {}
     changing: list[str] = []
@@ -362,7 +365,7 @@ def _parse_all(pages: Sequence[RawPage]) -> _Parsed:
             try:
                 if isinstance(content, Exception):
                     raise content
-                parsed.append(EventRecord.of(parse_page(content, page.path)))
+                parsed.append(EventRecord.of(parse_page(content, page.path, limits=limits)))
             except ParseError as exc:
                 rejected[page.path] = Rejection(exc.reason, _version(content))
             except PageChanging:

@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from feedbot.archive.parse import ParseLimits
 from feedbot.errors import ConfigError
 from feedbot.redact import redact
 
@@ -75,6 +76,20 @@ class ArchiveSettings(_Section):
         description="http: an archive reached by name may resolve to private addresses "
         "(an IP literal or localhost may always reach itself)",
     )
+    max_page_topics: int = Field(
+        200, ge=1, description="a page naming more topics is rejected, with a reason (not cut)"
+    )
+    max_page_related: int = Field(
+        200,
+        ge=1,
+        description="a page listing more related events is rejected, with a reason (not cut)",
+    )
+    max_title_chars: int = Field(
+        2000,
+        ge=1,
+        description="a page whose summary is longer (characters) is rejected, with a reason "
+        "(not cut)",
+    )
 
     @field_validator("batch_bytes")
     @classmethod
@@ -86,6 +101,15 @@ class ArchiveSettings(_Section):
     @property
     def is_url(self) -> bool:
         return self.source.startswith(("http://", "https://"))
+
+    @property
+    def parse_limits(self) -> ParseLimits:
+        """What one page may hold, as the parser takes it (wherever it runs)."""
+        return ParseLimits(
+            max_topics=self.max_page_topics,
+            max_related=self.max_page_related,
+            max_title_chars=self.max_title_chars,
+        )
 
 
 class StoreSettings(_Section):

@@ -117,6 +117,9 @@ class ParseLimits:
     max_title_chars: int = 2000  # archive.max_title_chars
 
 
+DEFAULT_LIMITS = ParseLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class _Link:
     text: str
@@ -150,7 +153,7 @@ def _event_id(year: str, month: str, day: str, slug: str) -> str:
     return f"{year}/{int(month):02d}/{int(day)}/{slug}"
 
 
-def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = ParseLimits()) -> Event:
+def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = DEFAULT_LIMITS) -> Event:
     """Parse one page. ``path`` names the page in errors and, inside an archive
     folder (``.../news/YYYY/MM/D/slug.md``), gives the event id; elsewhere the id
     comes from the page's Formats line. A page over one of ``limits`` is rejected."""
