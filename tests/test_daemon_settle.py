@@ -188,3 +188,30 @@ async def test_readyz_counts_the_poison_pages_and_the_daemon_keeps_polling(
             await daemon.stop()
             await store.close()
     assert not [r for r in caplog.records if "watch failed" in r.getMessage()]
+
+
+class _BrokenSource(LocalArchiveSource):
+    """A source with a bug: every poll raises something that is no FeedbotError."""
+
+    async def poll(self, marks, *, days=None):  # type: ignore[no-untyped-def, override]
+        raise RuntimeError("a bug in the source")
+        yield  # pragma: no cover - makes this an async generator
+
+
+async def test_a_poll_failing_on_a_bug_is_recorded_logged_and_retried(
+    tmp_path: Path, archive: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon, store, _polls = await running(tmp_path, _BrokenSource(archive), watch=False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="feedbot.daemon"):
+            assert await daemon.poll() is None  # logged, not raised
+        failed = await store.last_poll()
+        assert failed is not None and failed.status == "failed"
+        assert failed.error == "internal error: RuntimeError('a bug in the source')"
+        logged = [r for r in caplog.records if r.getMessage().startswith("poll failed")]
+        assert logged and logged[-1].exc_info is not None  # with its traceback
+        job = daemon._scheduler.get_job("poll")
+        assert job is not None and job.next_run_time < utc_now() + timedelta(seconds=60)
+    finally:
+        await daemon.stop()
+        await store.close()
