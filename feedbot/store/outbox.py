@@ -554,7 +554,9 @@ class Outbox:
 
         Answers for each delivery asked for, in the order asked (oldest first for
         every failed one): queued, or why not. A failed delivery of a disabled or
-        removed subscription is left failed: queued, it would wait for ever."""
+        removed subscription is left failed: queued, it would wait for ever. Every
+        failed one leaves out those of removed subscriptions, which nothing can
+        send any more (asked for by id, they are answered)."""
         wanted = None if ids is None else list(dict.fromkeys(ids))
         judged = (
             select(
@@ -582,7 +584,8 @@ class Outbox:
             rows: list[Any] = []
             if wanted is None:
                 failed = deliveries.c.status == DeliveryStatus.FAILED.value
-                rows.extend(await connection.execute(judged.where(failed)))
+                still_subscribed = subscriptions.c.id.is_not(None)
+                rows.extend(await connection.execute(judged.where(failed, still_subscribed)))
             else:
                 for chunk in chunks(wanted):
                     rows.extend(await connection.execute(judged.where(deliveries.c.id.in_(chunk))))
