@@ -28,6 +28,12 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "tests" / "data" / "seed.md"
 SHARED_SEED = REPO.parent / "shared" / "seeds" / "000_ffb26b68fc8d7c51.txt"
 
+# Seconds a test waits for a condition before it fails: far beyond what the
+# condition takes on an idle machine, so that only a real fault reaches it. Tests
+# wait on conditions with this deadline, never on a sleep: a loaded machine makes
+# everything slower, not different.
+PATIENCE = 60.0
+
 _pg_reason: str | None = None
 
 # The daemon runs on uvloop (feedbot/loop.py); the tests of what touches sockets

@@ -23,9 +23,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-# Seconds a test waits for a condition before it fails: far beyond what the
-# condition takes on an idle machine, so only a real fault reaches it.
-PATIENCE = 60.0
+from tests.conftest import PATIENCE
 
 _LISTENING = re.compile(r"web server listening on (http://[^\s\"]+)")
 

@@ -23,8 +23,8 @@ import pytest
 from aiohttp import web
 
 from feedbot.store import Store
-from tests.conftest import write_page
-from tests.daemons import PATIENCE, day_key, feedbot_run, until, until_async
+from tests.conftest import PATIENCE, write_page
+from tests.daemons import day_key, feedbot_run, until, until_async
 from tests.receivers import Receiver, running_receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

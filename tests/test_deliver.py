@@ -16,8 +16,7 @@ from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
 from feedbot.notify.deliver import Deliverer, DelivererSettings, Request
 from feedbot.notify.retry import RetryPolicy
 from feedbot.store import Delivery, DeliveryJob, Store
-from tests.conftest import Clock
-from tests.daemons import PATIENCE
+from tests.conftest import PATIENCE, Clock
 from tests.receivers import held, running_receiver, status
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)

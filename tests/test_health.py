@@ -33,7 +33,7 @@ from feedbot.store import PollRecord, Store
 from feedbot.web import WebServer
 from feedbot.web.app import METRICS, feed_format
 from feedbot.web.health import START_GRACE, Readiness, poll_reasons
-from tests.conftest import write_page
+from tests.conftest import PATIENCE, write_page
 
 INTERVAL = 300.0
 
@@ -296,17 +296,17 @@ async def test_the_daemon_serves_its_own_metrics_and_readiness(
     assert daemon.web.app[METRICS] is daemon.metrics
     await daemon.start()
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):  # the start-up poll
-                async with session.get(daemon.web.url + "/readyz") as response:
-                    body = await response.json()
-                if body["last_poll"] is not None:
-                    break
+        async with aiohttp.ClientSession() as session, asyncio.timeout(PATIENCE):
+            # The start-up poll: counted in /metrics once it has ended (after the
+            # store has recorded it for /readyz).
+            text = ""
+            while 'feedbot_polls_total{status="ok"} 1.0' not in text:
                 await asyncio.sleep(0.02)
+                async with session.get(daemon.web.url + "/metrics") as response:
+                    text = await response.text()
+            async with session.get(daemon.web.url + "/readyz") as response:
+                body = await response.json()
             assert response.status == 200 and body["last_poll"]["new"] == 2
-            async with session.get(daemon.web.url + "/metrics") as response:
-                text = await response.text()
-            assert 'feedbot_polls_total{status="ok"} 1.0' in text
             assert 'feedbot_pages_total{result="new"} 2.0' in text
     finally:
         await daemon.stop()

@@ -389,7 +389,6 @@ def test_parse_time_is_linear(shape: Callable[[int], str]) -> None:
     assert 3.6 < len(four) / len(one) < 4.4
     check(four)  # a giant page is still a well-formed event (or a clean rejection)
     small, large = _best_time(one), _best_time(four)
-    assert large < 2.0, f"a 2 MB page took {large:.2f} s"
     # Four times the page: about four times the time if linear, sixteen if
     # quadratic. The bound sits between, far from both, so a busy machine's noise
     # does not decide the outcome.

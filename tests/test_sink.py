@@ -18,6 +18,7 @@ from feedbot.model import Event, Related, RelatedKind, Source, Topic
 from feedbot.notify.formats import render_payload
 from feedbot.notify.signing import new_secret, webhook_headers
 from feedbot.web.sink import create_sink_app, describe, run_sink
+from tests.conftest import PATIENCE
 
 SECRET = new_secret()
 EVENT = Event(
@@ -191,7 +192,7 @@ async def test_run_sink_serves_until_cancelled(session: aiohttp.ClientSession) -
     out = WatchedOutput()
     task = asyncio.create_task(run_sink("127.0.0.1", 0, SECRET, out))
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(PATIENCE):
             await out.written.wait()
         match = re.search(r"listening on (\S+) \(verifying signatures\)", out.getvalue())
         assert match is not None, out.getvalue()

@@ -40,7 +40,7 @@ from feedbot.settings import Settings
 from feedbot.store import Store
 from feedbot.web import WebServer
 from feedbot.web.http import accepts_gzip
-from tests.conftest import Clock, copy_sample_archive
+from tests.conftest import PATIENCE, Clock, copy_sample_archive
 from tests.receivers import Reply
 
 BASE = "http://feeds.test"  # links use base_url, never the Host the client used
@@ -321,10 +321,10 @@ async def test_invalidation_during_a_render_is_not_lost(served: Served) -> None:
     served.store.events_page = slow_events_page  # type: ignore[method-assign]
     try:
         render = asyncio.create_task(cache.feed("islamabad"))
-        await asyncio.wait_for(started.wait(), 5)
+        await asyncio.wait_for(started.wait(), PATIENCE)
         cache.invalidate({"islamabad"})  # the store changed while it was read
         release.set()
-        await asyncio.wait_for(render, 5)
+        await asyncio.wait_for(render, PATIENCE)
     finally:
         served.store.events_page = events_page  # type: ignore[method-assign]
     renders = cache.stats.renders

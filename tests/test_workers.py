@@ -28,7 +28,7 @@ from feedbot.notify.deliver import DelivererSettings
 from feedbot.notify.retry import RetryPolicy
 from feedbot.notify.workers import DeliveryConfig, DeliveryWorkers, Outcome
 from feedbot.store import Store
-from tests.daemons import PATIENCE
+from tests.conftest import PATIENCE
 from tests.receivers import Receiver, running_receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
