@@ -198,6 +198,67 @@ def test_wheel_builds_without_setuptools_warnings(wheel_build: tuple[Path, str])
     assert not warnings, "\n".join(dict.fromkeys(warnings))
 
 
+@pytest.mark.slow
+def test_editable_install_prints_no_setuptools_warning(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``pip install -e .`` (what ``make`` runs) into a fresh environment: a
+    package mapped from another folder makes setuptools install an import hook
+    and warn about it, so feedbot/templates is a symlink, not a mapping."""
+    assert (REPO / "feedbot" / "templates").is_symlink()
+    assert (REPO / "feedbot" / "templates").resolve() == (REPO / "templates").resolve()
+    source = tmp_path_factory.mktemp("editable")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("feedbot", "templates"):
+        shutil.copytree(
+            REPO / name,
+            source / name,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # This environment's pip, which shows what the build backend warns about (the
+    # pip a new venv comes with may be too old to), installing into the new one.
+    python = str(venv / "bin" / "python")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-deps",
+            "-e",
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    warnings = _SETUPTOOLS_WARNING.findall(output)
+    assert not warnings, "\n".join(dict.fromkeys(warnings))
+    # And the installed package holds its templates (no dependencies installed:
+    # the package's own files only).
+    check = subprocess.run(
+        [
+            python,
+            "-c",
+            "import importlib.resources as r; t = r.files('feedbot') / 'templates'; "
+            "assert (t / 'topics.html').is_file() and (t / 'webhook' / 'slack.json.j2').is_file()",
+        ],
+        cwd=tmp_path_factory.mktemp("elsewhere"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+
+
 def test_license_is_an_spdx_expression_with_a_build_backend_that_reads_it() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     assert pyproject["project"]["license"] == "MIT"
