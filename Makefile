@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 DEMO_SECRET := whsec_ZGVtby1zZWNyZXQtZm9yLWZlZWRib3QtbWFrZS1kZW1v
 
 ## Run the daemon on a copy of the sample archive, with `feedbot sink` printing
-## the alerts it receives (Ctrl-C stops both).
+## the alerts it receives (Ctrl-C stops both). The daemon starts once the sink
+## listens (30 s at most), so its first alerts are not refused.
 demo: $(STAMP) data/demo-archive
 	@echo ""
 	@echo "  topics:      http://127.0.0.1:8080/topics"
@@ -28,6 +29,7 @@ demo: $(STAMP) data/demo-archive
 	@echo ""
 	@trap 'kill $$sink 2>/dev/null; wait $$sink 2>/dev/null' EXIT; \
 	$(BIN)/feedbot --log-level warning sink --secret $(DEMO_SECRET) & sink=$$!; \
+	$(BIN)/python -c 'import socket, time; up = lambda: socket.socket().connect_ex(("127.0.0.1", 9000)) == 0; any(up() or time.sleep(0.1) for _ in range(300))'; \
 	$(BIN)/feedbot --config config/demo.toml --log-format text run
 
 data/demo-archive:
