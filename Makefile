@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-event test lint bench bench-quick clean
+.PHONY: demo demo-event test test-quick test-next-year lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,19 @@ demo-event: data/demo-archive
 ## Run the whole test suite (SQLite and the local PostgreSQL server).
 test: $(STAMP)
 	$(BIN)/pytest
+
+## The quick tier, for development: no slow tests, no real feedbot processes.
+test-quick: $(STAMP)
+	$(BIN)/pytest -m "not slow and not e2e"
+
+## The end-to-end tests again, with the clock a year ahead (Debian: apt-get install
+## faketime): nothing may depend on today's date. `-f '+365d'` is an offset every
+## process of the run shares; a plain start time would restart in each process.
+test-next-year: $(STAMP)
+	faketime -f '+365d' $(BIN)/python -c \
+	  'import sys, time; sys.exit(time.time() - float(sys.argv[1]) < 364 * 86400)' "$$(date +%s)" \
+	  || { echo "faketime does not move this machine's clock" >&2; exit 1; }
+	faketime -f '+365d' $(BIN)/pytest -m e2e
 
 ## ruff and mypy.
 lint: $(STAMP)
