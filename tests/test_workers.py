@@ -37,14 +37,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
-def config(tmp_path: Path, **overrides: object) -> DeliveryConfig:
+def config(
+    tmp_path: Path, *, lease: float = 2.0, timeout: float = 5.0, **overrides: object
+) -> DeliveryConfig:
+    """``lease``: short by default, so that a dead worker's claims come back within
+    the test. A test that counts each alert once gives a live worker all the time
+    a loaded machine may take instead (an attempt's timeout, a claim's lease)."""
     settings = DelivererSettings(
         max_in_flight=32,
         per_host=32,
-        timeout=5.0,
+        timeout=timeout,
         idle_poll=0.05,
-        # Short, so that a dead worker's claims come back within the test.
-        lease=timedelta(seconds=2),
+        lease=timedelta(seconds=lease),
     )
     values: dict[str, object] = {
         "store_url": f"sqlite:///{tmp_path / 'workers.db'}",
@@ -92,7 +96,12 @@ async def test_every_alert_arrives_once_verifies_and_is_counted(
     store: Store, tmp_path: Path
 ) -> None:
     outcomes: list[Outcome] = []
-    workers = DeliveryWorkers(2, config(tmp_path), worker_id="test", on_outcome=outcomes.append)
+    workers = DeliveryWorkers(
+        2,
+        config(tmp_path, lease=PATIENCE, timeout=PATIENCE / 3),
+        worker_id="test",
+        on_outcome=outcomes.append,
+    )
     await workers.start()
     try:
         async with running_receiver() as receiver:
