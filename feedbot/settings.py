@@ -224,7 +224,9 @@ class Settings(BaseSettings):
     def public_base_url(self) -> str:
         if self.server.base_url:
             return self.server.base_url.rstrip("/")
-        return f"http://{self.server.host}:{self.server.port}"
+        host = self.server.host
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address, as URLs spell it
+        return f"http://{host}:{self.server.port}"
 
 
 def config_file(path: Path | None = None) -> tuple[Path | None, str]:

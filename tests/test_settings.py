@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from feedbot.errors import ConfigError
-from feedbot.settings import config_file, environment_variable, load_settings
+from feedbot.settings import Settings, config_file, environment_variable, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +117,12 @@ def test_which_config_and_which_variable(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("FEEDBOT_STORE__URL", "sqlite:///x.db")
     assert environment_variable("store", "url") == "FEEDBOT_STORE__URL"
     assert environment_variable("store", "lease_seconds") is None
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [("127.0.0.1", "http://127.0.0.1:8080"), ("::", "http://[::]:8080")],
+)
+def test_the_fallback_base_url_brackets_an_ipv6_host(host: str, expected: str) -> None:
+    settings = Settings(server={"host": host, "port": 8080})
+    assert settings.public_base_url == expected
