@@ -15,7 +15,6 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ from sqlalchemy.exc import ArgumentError
 from feedbot import __version__
 from feedbot.archive.parse import parse_page
 from feedbot.clock import utc_now
-from feedbot.errors import ArchiveError, ConfigError, ParseError, StorageError
+from feedbot.errors import ArchiveError, ConfigError, NotFoundError, ParseError, StorageError
 from feedbot.logs import setup_logging
 from feedbot.loop import run as run_async
 from feedbot.model import DeliveryStatus
@@ -69,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         code: int = args.handler(args)
+    except NotFoundError as exc:  # removed meanwhile (by the daemon, the API, ...)
+        print(f"feedbot: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except (ConfigError, StorageError) as exc:
         for line in str(exc).splitlines():
             print(f"feedbot: {line}", file=sys.stderr)
@@ -190,6 +192,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     enable.add_argument("id")
     enable.set_defaults(handler=_cmd_subscriptions_enable)
+    disable = command(
+        subs_commands, "disable", "pause a subscription: its alerts queue until it is enabled"
+    )
+    disable.add_argument("id")
+    disable.set_defaults(handler=_cmd_subscriptions_disable)
     test = command(subs_commands, "test", "send a signed ping")
     test.add_argument("id")
     test.set_defaults(handler=_cmd_subscriptions_test)
@@ -453,10 +460,9 @@ def _cmd_subscriptions_enable(args: argparse.Namespace) -> int:
             if current.active:
                 print(f"{args.id} is already active")
                 return EXIT_OK
-            # The store clears the reason and the failure streak with it.
-            await store.outbox.update_subscription(
-                replace(current, active=True, disabled_reason=None)
-            )
+            # Only the switch is written (any format, template ones too); the store
+            # clears the reason and the failure streak with it.
+            await store.outbox.set_active(args.id, True)
         print(
             f"enabled {args.id} (was: {current.disabled_reason or 'disabled'}); "
             "`feedbot deliveries replay` queues its failed deliveries again"
@@ -464,6 +470,26 @@ def _cmd_subscriptions_enable(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_async(enable())
+
+
+def _cmd_subscriptions_disable(args: argparse.Namespace) -> int:
+    async def disable() -> int:
+        async with _opened_store(args) as (_settings, store):
+            current = await store.outbox.subscription(args.id)
+            if current is None:
+                print(f"feedbot: no subscription {args.id}", file=sys.stderr)
+                return EXIT_FAILED
+            if not current.active:
+                print(f"{args.id} is already disabled ({current.disabled_reason or 'disabled'})")
+                return EXIT_OK
+            await store.outbox.set_active(args.id, False, reason="disabled with the CLI")
+        print(
+            f"disabled {args.id}: its alerts wait in the queue; "
+            f"`feedbot subscriptions enable {args.id}` switches it on again"
+        )
+        return EXIT_OK
+
+    return run_async(disable())
 
 
 def _cmd_subscriptions_test(args: argparse.Namespace) -> int:

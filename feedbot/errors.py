@@ -8,6 +8,8 @@ package that meets them, with the original chained as ``__cause__``.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FeedbotError(Exception):
     """Root of every error feedbot raises deliberately."""
@@ -34,7 +36,58 @@ class ArchiveError(FeedbotError):
 
 
 class StorageError(FeedbotError):
-    """The store failed (unreachable database, failed migration, broken schema)."""
+    """The store failed (unreachable database, failed migration, broken schema).
+
+    The store raises one of the subclasses below where it can tell which case it
+    is; the web layer maps each to its HTTP status in one place.
+    """
+
+
+class NotFoundError(StorageError):
+    """A ``kind`` record (``"subscription"``, ...) with the key ``key`` is not in the
+    store, for instance because another connection removed it a moment ago."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"no {kind} {key}")
+        self.kind = kind
+        self.key = key
+
+    def __reduce__(self) -> tuple[type[NotFoundError], tuple[str, str]]:
+        return (type(self), (self.kind, self.key))
+
+
+class ConflictError(StorageError):
+    """A constraint refused a write: a unique key already holds its values (a row
+    another connection stored first). ``reason`` is the database's own word on it."""
+
+    def __init__(self, message: str, *, where: str, reason: str) -> None:
+        super().__init__(message)
+        self.where = where  # the store, its password hidden
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), self.where, self.reason))
+
+
+class UnavailableError(StorageError):
+    """The database could not be reached or did not answer in time (connection
+    refused or lost, a lock held past the timeout): trying again later may work."""
+
+    def __init__(self, message: str, *, where: str, reason: str) -> None:
+        super().__init__(message)
+        self.where = where  # the store, its password hidden
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), self.where, self.reason))
+
+
+def _rebuild(
+    cls: type[ConflictError | UnavailableError], message: str, where: str, reason: str
+) -> ConflictError | UnavailableError:
+    """Unpickles an error whose fields are keyword-only (the default pickling passes
+    ``args``, the message alone)."""
+    return cls(message, where=where, reason=reason)
 
 
 class NotifyError(FeedbotError):

@@ -1,4 +1,5 @@
-"""The admin API through real HTTP on loopback, over a real SQLite store.
+"""The admin API through real HTTP on loopback, over a real SQLite store (and the
+PostgreSQL one, for what the store's answers decide).
 
 Each test runs the real :class:`~feedbot.web.WebServer` on port 0 with
 ``admin.token`` set (or not) and talks to it with aiohttp's client: the
@@ -24,7 +25,7 @@ from feedbot.feeds.cache import FeedCache
 from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription, Topic
 from feedbot.notify.signing import new_secret, validate_secret
 from feedbot.settings import Settings
-from feedbot.store import AttemptReport, Store
+from feedbot.store import AttemptReport, Outbox, Store
 from feedbot.web import WebServer
 from feedbot.web.admin import MAX_BODY
 from tests.receivers import Reply
@@ -73,8 +74,10 @@ def settings(token: str | None = TOKEN) -> Settings:
     )
 
 
-async def serve(tmp_path: Path, config: Settings) -> AsyncIterator[Api]:
-    store = await Store.open(f"sqlite:///{tmp_path / 'feedbot.db'}")
+async def serve(
+    tmp_path: Path, config: Settings, store_url: str | None = None
+) -> AsyncIterator[Api]:
+    store = await Store.open(store_url or f"sqlite:///{tmp_path / 'feedbot.db'}")
     server = WebServer(config, store, FeedCache(store, config.public_base_url))
     await server.start()
     try:
@@ -88,6 +91,13 @@ async def serve(tmp_path: Path, config: Settings) -> AsyncIterator[Api]:
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async for served in serve(tmp_path, settings()):
+        yield served
+
+
+@pytest.fixture
+async def api_on(tmp_path: Path, store_url: str) -> AsyncIterator[Api]:
+    """The API over each backend's store."""
+    async for served in serve(tmp_path, settings(), store_url):
         yield served
 
 
@@ -450,14 +460,23 @@ async def test_deliveries_listing_detail_and_replay(api: Api) -> None:
     assert again.json["status"] == "pending" and again.json["attempts"] == 0
     assert len(again.json["attempt_log"]) == 1  # the history stays
 
+    async def fail_again() -> None:
+        # An attempt is recorded under a claim: take the replayed delivery again.
+        (job,) = [
+            job
+            for job in await api.store.outbox.claim_due(
+                now=datetime.now(UTC), limit=10, worker="test", lease=timedelta(seconds=60)
+            )
+            if job.delivery.id == failed.id
+        ]
+        assert await api.store.outbox.finish_attempt(
+            job.delivery, AttemptReport(now, 5, None, "timed out", DeliveryStatus.FAILED)
+        )
+
     # {} (or no body at all) replays every failed delivery.
-    await api.store.outbox.finish_attempt(
-        failed, AttemptReport(now, 5, None, "timed out", DeliveryStatus.FAILED)
-    )
+    await fail_again()
     assert (await api.call("POST", "/api/v1/deliveries/replay", {})).json["replayed"] == 1
-    await api.store.outbox.finish_attempt(
-        failed, AttemptReport(now, 5, None, "timed out", DeliveryStatus.FAILED)
-    )
+    await fail_again()
     assert (await api.call("POST", "/api/v1/deliveries/replay")).json["replayed"] == 1
     assert await api.store.outbox.count(DeliveryStatus.FAILED) == 0
 
@@ -504,3 +523,96 @@ async def test_ids_that_cannot_be_ours_are_refused_without_asking_the_store(api:
         assert (reply.status, reply.json["field"]) == (404, "id"), path
     bad = await api.call("POST", "/api/v1/deliveries/replay", {"ids": ["msg_\u0000"]})
     assert (bad.status, bad.json["field"]) == (400, "ids")
+
+
+# -- races with other connections, and switching any format on and off ---------------------
+
+
+class _RemovedRightAfterRead:
+    """The API's outbox, but every subscription it reads is removed by another store
+    connection right after: a DELETE (from another request or replica) landing
+    between a handler's read and its write, every time."""
+
+    def __init__(self, outbox: Outbox, other: Store) -> None:
+        self._outbox = outbox
+        self._other = other
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._outbox, name)
+
+    async def subscription(self, subscription_id: str) -> Subscription | None:
+        found = await self._outbox.subscription(subscription_id)
+        if found is not None:
+            assert await self._other.outbox.remove_subscription(subscription_id, now=T0)
+        return found
+
+
+@pytest.mark.parametrize(
+    "body", [{"active": False}, {"active": True}, {"topics": ["flood"]}, {}], ids=str
+)
+async def test_a_patch_racing_a_delete_is_404(
+    api_on: Api, store_url: str, body: dict[str, Any]
+) -> None:
+    created = await api_on.call("POST", "/api/v1/subscriptions", {"url": HOOK})
+    sub_id = created.json["id"]
+    other = await Store.open(store_url)
+    try:
+        api_on.store.outbox = _RemovedRightAfterRead(api_on.store.outbox, other)  # type: ignore[assignment]
+        reply = await api_on.call("PATCH", f"/api/v1/subscriptions/{sub_id}", body)
+    finally:
+        await other.close()
+    assert (reply.status, reply.json) == (
+        404,
+        {"error": f"no subscription {sub_id!r}", "field": "id"},
+    )
+    assert "Retry-After" not in reply.headers
+    assert await api_on.store.outbox.subscriptions() == []
+
+
+async def test_a_template_subscription_is_switched_on_after_a_410(
+    api_on: Api, tmp_path: Path
+) -> None:
+    # The operator gave it a template (config or CLI); the API may still switch it.
+    template = tmp_path / "alert.json.j2"
+    template.write_text('{"title": {{ event.title | tojson }}}\n', encoding="utf-8")
+    stored = await api_on.store.outbox.add_subscription(
+        Subscription(id="", url=HOOK, format=f"template:{template}", origin="cli"), now=T0
+    )
+    path = f"/api/v1/subscriptions/{stored.id}"
+    await api_on.store.write_batch(
+        new=[EventRecord.of(event("2026/11/27/e0", "Flood"))],
+        changed=[],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=T0,
+        alert_since=None,
+    )
+    (job,) = await api_on.store.outbox.claim_due(
+        now=T0, limit=1, worker="w", lease=timedelta(seconds=60)
+    )
+    gone = AttemptReport(
+        T0, 5, 410, "HTTP 410", DeliveryStatus.FAILED, disable_subscription="HTTP 410 Gone"
+    )
+    await api_on.store.outbox.finish_attempt(job.delivery, gone)
+    assert (await api_on.call("GET", path)).json["disabled_reason"] == "HTTP 410 Gone"
+
+    on = await api_on.call("PATCH", path, {"active": True})
+    assert on.status == 200, on.text
+    assert (on.json["active"], on.json["disabled_reason"]) == (True, None)
+    assert on.json["format"] == f"template:{template}"
+    off = await api_on.call("PATCH", path, {"active": False})
+    assert off.status == 200, off.text
+    assert (off.json["active"], off.json["disabled_reason"]) == (
+        False,
+        "disabled through the admin API",
+    )
+    assert (await api_on.call("PATCH", path, {"active": True})).json["active"] is True
+    # Its other fields change too; the template stays, but the API names none.
+    topics = await api_on.call("PATCH", path, {"topics": ["flood"]})
+    assert topics.status == 200, topics.text
+    assert (topics.json["topics"], topics.json["format"]) == (["flood"], f"template:{template}")
+    named = await api_on.call("PATCH", path, {"format": f"template:{template}"})
+    assert (named.status, named.json["field"]) == (400, "format")
+    replay = await api_on.call("POST", "/api/v1/deliveries/replay", {"ids": [job.delivery.id]})
+    assert replay.json["results"][0]["outcome"] == "queued"

@@ -221,6 +221,7 @@ STORE_COMMANDS = [
     ["subscriptions", "list"],
     ["subscriptions", "remove", "sub_0"],
     ["subscriptions", "enable", "sub_0"],
+    ["subscriptions", "disable", "sub_0"],
     ["subscriptions", "test", "sub_0"],
     ["deliveries", "list"],
     ["deliveries", "replay"],
@@ -398,3 +399,77 @@ def test_replay_answers_for_each_delivery(config: Path, tmp_path: Path, capsys) 
     assert capsys.readouterr().out.strip() == "no failed deliveries to replay"
     assert main(["subscriptions", "enable", off, *cfg]) == 0
     assert capsys.readouterr().out.strip() == f"{off} is already active"
+
+
+# -- switching a subscription on and off, any format ------------------------------------
+
+
+def test_enable_and_disable_a_template_subscription_after_a_410(
+    tmp_path: Path, archive: Path, store_url: str, capsys
+) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from feedbot.model import DeliveryStatus, EventRecord
+    from feedbot.store import AttemptReport, Store
+    from tests.test_outbox import event
+
+    config = tmp_path / "feedbot.toml"
+    config.write_text(
+        f'[archive]\nsource = "{archive}"\n[store]\nurl = "{store_url}"\n', encoding="utf-8"
+    )
+    cfg = ["--config", str(config)]
+    template = tmp_path / "alert.json.j2"
+    template.write_text('{"title": {{ event.title | tojson }}}\n', encoding="utf-8")
+    add = ["subscriptions", "add", "https://h.example/", "--format", f"template:{template}"]
+    assert main([*add, *cfg]) == 0
+    sub_id = capsys.readouterr().out.strip()
+
+    async def gone() -> None:  # the receiver answers 410: the deliverer disables it
+        now = datetime.now(UTC)
+        store = await Store.open(store_url)
+        try:
+            await store.write_batch(
+                new=[EventRecord.of(event("2026/11/27/a"))],
+                changed=[],
+                marks_={},
+                rejected={},
+                accepted_paths=[],
+                now=now,
+                alert_since=None,
+            )
+            (job,) = await store.outbox.claim_due(
+                now=now, limit=1, worker="w", lease=timedelta(seconds=60)
+            )
+            report = AttemptReport(
+                now, 5, 410, "HTTP 410", DeliveryStatus.FAILED, disable_subscription="HTTP 410 Gone"
+            )
+            await store.outbox.finish_attempt(job.delivery, report)
+        finally:
+            await store.close()
+
+    asyncio.run(gone())
+
+    def listed() -> str:
+        assert main(["subscriptions", "list", *cfg]) == 0
+        (line,) = capsys.readouterr().out.splitlines()
+        assert line.startswith(sub_id) and f"format=template:{template}" in line
+        return line
+
+    assert listed().endswith("disabled (HTTP 410 Gone)")
+    assert main(["subscriptions", "disable", sub_id, *cfg]) == 0
+    assert capsys.readouterr().out.strip() == f"{sub_id} is already disabled (HTTP 410 Gone)"
+    assert main(["subscriptions", "enable", sub_id, *cfg]) == 0
+    assert capsys.readouterr().out.startswith(f"enabled {sub_id} (was: HTTP 410 Gone)")
+    assert listed().endswith(" active")
+    assert main(["subscriptions", "disable", sub_id, *cfg]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"disabled {sub_id}: its alerts wait in the queue; "
+        f"`feedbot subscriptions enable {sub_id}` switches it on again"
+    )
+    assert listed().endswith("disabled (disabled with the CLI)")
+    assert main(["subscriptions", "enable", sub_id, *cfg]) == 0
+    capsys.readouterr()
+    assert listed().endswith(" active")
+    assert main(["subscriptions", "disable", "sub_nope", *cfg]) == 1
+    assert capsys.readouterr().err.strip() == "feedbot: no subscription sub_nope"

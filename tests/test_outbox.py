@@ -6,7 +6,10 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from feedbot.archive.local import LocalArchiveSource
+from feedbot.errors import NotFoundError
 from feedbot.ingest import Ingestor
 from feedbot.model import (
     DeliveryStatus,
@@ -253,3 +256,102 @@ async def test_a_paused_subscription_keeps_its_queue(store: Store) -> None:
     assert await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE) == []
     await store.outbox.update_subscription(replace(s, active=True))
     assert len(await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE)) == 1
+
+
+# -- finishing under the claim, health per subscription ----------------------------
+
+
+async def test_a_lapsed_claim_cannot_overwrite_a_later_result(store: Store) -> None:
+    clock = Clock(T0)
+    await store.outbox.add_subscription(sub(), now=clock())
+    await store_new(store, event("2020/01/1/a"), now=clock())
+    (slow,) = await store.outbox.claim_due(now=clock(), limit=1, worker="slow", lease=LEASE)
+    clock.advance(LEASE.total_seconds() + 1)  # the slow worker's lease runs out...
+    (fast,) = await store.outbox.claim_due(now=clock(), limit=1, worker="fast", lease=LEASE)
+    assert fast.delivery.id == slow.delivery.id  # ...and another worker takes it over
+    recorded = await store.outbox.finish_attempt(
+        fast.delivery, AttemptReport(clock(), 5, 200, None, DeliveryStatus.DONE)
+    )
+    clock.advance(1)
+    late = AttemptReport(
+        clock(), 5, 503, "HTTP 503", DeliveryStatus.PENDING, clock() + timedelta(minutes=5)
+    )
+    # The slow worker's answer comes in: it changes nothing, and says so.
+    lost = await store.outbox.finish_attempts([(slow.delivery, late)])
+    stored = await store.outbox.delivery(slow.delivery.id)
+    assert stored is not None
+    assert (stored.status, stored.attempts, stored.last_status) == (DeliveryStatus.DONE, 1, 200)
+    assert [a["status"] for a in await store.outbox.attempts_of(stored.id)] == [200]
+    assert await store.outbox.failing_since(fast.subscription.id) is None
+    assert (recorded, lost) == (True, {slow.delivery.id})
+    assert await store.outbox.finish_attempt(slow.delivery, late) is False
+
+
+async def test_a_lapsed_claim_nobody_took_over_still_counts(store: Store) -> None:
+    clock = Clock(T0)
+    await store.outbox.add_subscription(sub(), now=clock())
+    await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"), now=clock())
+    slow, other = await store.outbox.claim_due(now=clock(), limit=2, worker="w", lease=LEASE)
+    clock.advance(LEASE.total_seconds() + 1)
+    # Nobody took the first over: its answer is the latest there is. The other was
+    # given back meanwhile: its claim is gone.
+    await store.outbox.release(other.delivery.id)
+    lost = await store.outbox.finish_attempts(
+        [
+            (slow.delivery, AttemptReport(clock(), 5, 200, None, DeliveryStatus.DONE)),
+            (other.delivery, AttemptReport(clock(), 5, 200, None, DeliveryStatus.DONE)),
+        ]
+    )
+    assert await store.outbox.count(DeliveryStatus.DONE) == 1
+    assert await store.outbox.count(DeliveryStatus.PENDING) == 1
+    assert lost == {other.delivery.id}
+
+
+async def test_failing_since_is_each_subscriptions_own(store: Store) -> None:
+    subs = {
+        name: await store.outbox.add_subscription(sub(f"https://{name}.example/"), now=T0)
+        for name in ("early", "late", "mended")
+    }
+    await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"))
+    jobs = await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE)
+    by_sub: dict[str, list] = {}
+    for job in jobs:
+        by_sub.setdefault(job.subscription.id, []).append(job)
+
+    def at(seconds: int, outcome: DeliveryStatus = DeliveryStatus.PENDING) -> AttemptReport:
+        when = T0 + timedelta(seconds=seconds)
+        if outcome is DeliveryStatus.DONE:
+            return AttemptReport(when, 5, 200, None, outcome)
+        return AttemptReport(when, 5, 503, "HTTP 503", outcome, when + timedelta(minutes=1))
+
+    early, late, mended = (by_sub[subs[name].id] for name in ("early", "late", "mended"))
+    # One batch, in the order the answers came.
+    assert not await store.outbox.finish_attempts(
+        [
+            (early[0].delivery, at(1)),
+            (mended[0].delivery, at(2)),
+            (late[0].delivery, at(9)),
+            (early[1].delivery, at(3)),
+            (mended[1].delivery, at(4, DeliveryStatus.DONE)),
+            (late[1].delivery, at(7)),
+        ]
+    )
+    assert await store.outbox.failing_since(subs["early"].id) == T0 + timedelta(seconds=1)
+    assert await store.outbox.failing_since(subs["late"].id) == T0 + timedelta(seconds=7)
+    assert await store.outbox.failing_since(subs["mended"].id) is None
+
+
+async def test_switching_or_changing_a_removed_subscription_is_not_found(store: Store) -> None:
+    added = await store.outbox.add_subscription(sub(), now=T0)
+    off = await store.outbox.set_active(added.id, False, reason="paused")
+    assert (off.active, off.disabled_reason) == (False, "paused")
+    # Switched off again, it keeps the reason it was switched off with.
+    again = await store.outbox.set_active(added.id, False, reason="paused again")
+    assert again.disabled_reason == "paused"
+    assert await store.outbox.set_active(added.id, True) == replace(added, active=True)
+    assert await store.outbox.remove_subscription(added.id, now=T0)
+    with pytest.raises(NotFoundError) as gone:
+        await store.outbox.set_active(added.id, True)
+    assert (gone.value.kind, gone.value.key) == ("subscription", added.id)
+    with pytest.raises(NotFoundError):
+        await store.outbox.update_subscription(replace(added, topics=("flood",)))

@@ -13,13 +13,23 @@ from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import UpdateBase
 
-from feedbot.errors import StorageError
+from feedbot.errors import ConflictError, StorageError, UnavailableError
 
 T = TypeVar("T")
+# What says the database is out of reach or out of time, not that the request was
+# wrong: a lost connection, a lock held past the timeout, a full pool.
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 CHUNK = 500  # ids per IN (...) clause: far below every backend's parameter limit
 
 
@@ -37,7 +47,10 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction; any database failure leaves as StorageError.
+        """One transaction; any database failure leaves as StorageError: a
+        :class:`ConflictError` when a constraint refused a write, an
+        :class:`UnavailableError` when the database was out of reach or out of
+        time, a plain StorageError otherwise.
 
         On SQLite a process runs its transactions one at a time. The file takes
         one writer at a time anyway, and two of this process's connections
@@ -51,9 +64,16 @@ class Database:
                 yield connection
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise StorageError(f"store {self.where}: {reason}") from exc
+            message = f"store {self.where}: {reason}"
+            if isinstance(exc, IntegrityError):
+                raise ConflictError(message, where=self.where, reason=reason) from exc
+            if isinstance(exc, _UNAVAILABLE):
+                raise UnavailableError(message, where=self.where, reason=reason) from exc
+            raise StorageError(message) from exc
         except OSError as exc:
-            raise StorageError(f"store {self.where} unreachable: {exc}") from exc
+            raise UnavailableError(
+                f"store {self.where} unreachable: {exc}", where=self.where, reason=str(exc)
+            ) from exc
 
     async def insert_rows(
         self,

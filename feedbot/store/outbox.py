@@ -19,10 +19,20 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, delete, false, func, or_, select, update
+from sqlalchemy import (
+    bindparam,
+    case,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from feedbot.errors import StorageError
+from feedbot.errors import ConfigError, NotFoundError
 from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription, event_key
 from feedbot.store._db import Database, chunks
 from feedbot.store.schema import (
@@ -61,6 +71,10 @@ class Delivery:
     last_attempt_at: datetime | None
     last_status: int | None
     last_error: str | None
+    # The claim it was read under, if any (worker, end of lease): an attempt is
+    # recorded only while its delivery is still under that claim.
+    claimed_by: str | None = None
+    claim_expires: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,35 +238,57 @@ class Outbox:
     # -- subscriptions -------------------------------------------------------------
 
     async def add_subscription(self, subscription: Subscription, *, now: datetime) -> Subscription:
+        """Store a new subscription; ConflictError when its id (or, for one of the
+        config, its URL) is taken."""
         stored = _with_created(subscription, now)
         async with self._db.transaction() as connection:
             await connection.execute(subscriptions.insert().values(_subscription_row(stored)))
         return stored
 
     async def update_subscription(self, subscription: Subscription) -> Subscription:
+        """Store every field of ``subscription`` but its creation time, and return
+        it as stored; NotFoundError when it is not there (removed meanwhile)."""
         async with self._db.transaction() as connection:
-            row = _subscription_row(subscription)
-            del row["created_at"]
-            if subscription.active:
-                row["disabled_reason"] = None
-                row["failing_since"] = None
-            result = await connection.execute(
-                update(subscriptions).where(subscriptions.c.id == subscription.id).values(row)
+            return await _update_subscription(connection, subscription)
+
+    async def set_active(
+        self, subscription_id: str, active: bool, *, reason: str | None = None
+    ) -> Subscription:
+        """Switch a subscription on, its disabled reason and failure streak cleared,
+        or off with ``reason`` (one it was switched off with already stays). Either
+        way its queue is kept, and nothing else of it is written: a change made
+        meanwhile by another connection stays. NotFoundError when it is not there."""
+        values: dict[str, Any] = (
+            {"active": True, "disabled_reason": None, "failing_since": None}
+            if active
+            else {
+                "active": False,
+                # Both read the row as it was before this update.
+                "disabled_reason": case(
+                    (subscriptions.c.active, literal(reason)),
+                    else_=func.coalesce(subscriptions.c.disabled_reason, literal(reason)),
+                ),
+            }
+        )
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                update(subscriptions).where(subscriptions.c.id == subscription_id).values(values)
             )
-            if result.rowcount == 0:
-                raise StorageError(f"no subscription {subscription.id}")
-        found = await self.subscription(subscription.id)
-        assert found is not None
-        return found
+            return await _stored_subscription(connection, subscription_id)
 
     async def remove_subscription(self, subscription_id: str, *, now: datetime) -> bool:
         """Delete a subscription; its pending deliveries fail with a reason."""
         async with self._db.transaction() as connection:
-            result = await connection.execute(
-                delete(subscriptions).where(subscriptions.c.id == subscription_id)
-            )
-            await self._fail_pending(connection, subscription_id, "subscription removed", now)
-            return bool(result.rowcount)
+            return await self._remove_subscription(connection, subscription_id, now)
+
+    async def _remove_subscription(
+        self, connection: AsyncConnection, subscription_id: str, now: datetime
+    ) -> bool:
+        result = await connection.execute(
+            delete(subscriptions).where(subscriptions.c.id == subscription_id)
+        )
+        await self._fail_pending(connection, subscription_id, "subscription removed", now)
+        return bool(result.rowcount)
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
         async with self._db.transaction() as connection:
@@ -279,36 +315,62 @@ class Outbox:
     ) -> tuple[int, int, int]:
         """Make the config file's subscriptions the stored ones of origin "config",
         matched by URL: add the new, update the changed, remove the dropped.
-        Returns (added, updated, removed)."""
-        existing = {s.url: s for s in await self.subscriptions() if s.origin == "config"}
+        Returns (added, updated, removed).
+
+        One transaction, begun by taking a lock that every reconcile takes: replicas
+        starting together reconcile one after the other, and each after the first
+        finds the rows stored and changes nothing. (Without it, each read "no row
+        for this URL" and added one: three stores made two or three rows for one
+        URL in 10 rounds of 10.) ``config_url_key`` holds the rule besides.
+        """
+        _refuse_repeated_urls(wanted)
         added = updated = removed = 0
-        for want in wanted:
-            have = existing.pop(want.url, None)
-            if have is None:
-                await self.add_subscription(
-                    _replace(want, id=want.id or new_subscription_id(), origin="config"), now=now
-                )
-                added += 1
-            elif (have.topics, have.format, have.secret, have.keywords) != (
-                want.topics,
-                want.format,
-                want.secret,
-                want.keywords,
-            ):
-                await self.update_subscription(
-                    _replace(
-                        have,
-                        topics=want.topics,
-                        format=want.format,
-                        secret=want.secret,
-                        keywords=want.keywords,
+        async with self._db.transaction() as connection:
+            await self._lock_config_subscriptions(connection)
+            rows = await connection.execute(
+                select(subscriptions).where(subscriptions.c.origin == "config")
+            )
+            existing = {row["url"]: _subscription(row) for row in rows.mappings()}
+            for want in wanted:
+                have = existing.pop(want.url, None)
+                if have is None:
+                    stored = _with_created(
+                        _replace(want, id=want.id or new_subscription_id(), origin="config"), now
                     )
-                )
-                updated += 1
-        for gone in existing.values():
-            await self.remove_subscription(gone.id, now=now)
-            removed += 1
+                    await connection.execute(
+                        subscriptions.insert().values(_subscription_row(stored))
+                    )
+                    added += 1
+                elif (have.topics, have.format, have.secret, have.keywords) != (
+                    want.topics,
+                    want.format,
+                    want.secret,
+                    want.keywords,
+                ):
+                    await _update_subscription(
+                        connection,
+                        _replace(
+                            have,
+                            topics=want.topics,
+                            format=want.format,
+                            secret=want.secret,
+                            keywords=want.keywords,
+                        ),
+                    )
+                    updated += 1
+            for gone in existing.values():
+                await self._remove_subscription(connection, gone.id, now)
+                removed += 1
         return added, updated, removed
+
+    async def _lock_config_subscriptions(self, connection: AsyncConnection) -> None:
+        """Wait for, then hold until the transaction ends, the lock of reconciling."""
+        if self._db.backend == "postgresql":
+            await connection.execute(select(func.pg_advisory_xact_lock(_RECONCILE_LOCK)))
+        else:
+            # SQLite's write lock, taken before the first read so that what is read
+            # is what the writes apply to. (A write that changes nothing takes it.)
+            await connection.execute(update(subscriptions).where(false()).values(origin="config"))
 
     # -- deliveries ----------------------------------------------------------------
 
@@ -392,16 +454,34 @@ class Outbox:
             )
         return jobs
 
-    async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> None:
-        """Record one attempt and its outcome, and release the claim."""
-        await self.finish_attempts([(delivery, report)])
+    async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> bool:
+        """Record one attempt and its outcome, and release the claim. False when the
+        claim was lost (see :meth:`finish_attempts`): nothing was recorded."""
+        return not await self.finish_attempts([(delivery, report)])
 
-    async def finish_attempts(self, results: Sequence[tuple[Delivery, AttemptReport]]) -> None:
+    async def finish_attempts(
+        self, results: Sequence[tuple[Delivery, AttemptReport]]
+    ) -> frozenset[str]:
         """Record many attempts in one transaction (the deliverer batches them: one
-        commit per attempt would cap throughput at the disk's flush rate)."""
+        commit per attempt would cap throughput at the disk's flush rate).
+
+        An attempt counts only while its delivery is still under the claim it was
+        read with (``Delivery.claimed_by`` and ``claim_expires``). A worker whose
+        lease ran out may find its delivery claimed by another, finished, failed by
+        a removal or replayed: its late answer would overwrite a later one, so it
+        changes nothing. (A lapsed claim that nobody took over still counts: its
+        answer is the latest there is.) Returns the ids of the deliveries whose
+        claim was lost, nothing recorded for them.
+        """
         if not results:
-            return
+            return frozenset()
         async with self._db.transaction() as connection:
+            if self._db.backend == "sqlite":
+                # Judge the claims and write under one lock, as claim does.
+                await connection.execute(update(deliveries).where(false()).values(claimed_by=None))
+            held = await _claims_held(connection, [delivery for delivery, _ in results])
+            lost = frozenset(d.id for d, _ in results if d.id not in held)
+            results = [(d, r) for d, r in results if d.id in held]
             await self._db.bulk_insert(
                 connection,
                 attempts,
@@ -443,32 +523,7 @@ class Outbox:
                     for delivery, report in results
                 ],
             )
-            # Touch a subscription row only when its health changes: every success
-            # writing it would make all deliveries of a subscription, across
-            # replicas, queue on that one row's lock.
-            latest: dict[str, AttemptReport] = {}
-            for delivery, report in results:
-                latest[delivery.subscription_id] = report
-            healthy = [i for i, r in latest.items() if r.outcome is DeliveryStatus.DONE]
-            failing = {i: r.attempted_at for i, r in latest.items() if i not in healthy}
-            if healthy:
-                await connection.execute(
-                    update(subscriptions)
-                    .where(
-                        subscriptions.c.id.in_(healthy),
-                        subscriptions.c.failing_since.is_not(None),
-                    )
-                    .values(failing_since=None)
-                )
-            if failing:
-                await connection.execute(
-                    update(subscriptions)
-                    .where(
-                        subscriptions.c.id.in_(list(failing)),
-                        subscriptions.c.failing_since.is_(None),
-                    )
-                    .values(failing_since=min(failing.values()))
-                )
+            await _record_health(connection, results)
             for delivery, report in results:
                 if report.disable_subscription:
                     await connection.execute(
@@ -482,6 +537,7 @@ class Outbox:
                         f"subscription disabled: {report.disable_subscription}",
                         report.attempted_at,
                     )
+        return lost
 
     async def release_all_claims(self) -> int:
         """Drop every claim: for a single-process store at start-up, where any
@@ -652,6 +708,102 @@ def _with_created(subscription: Subscription, now: datetime) -> Subscription:
     )
 
 
+async def _claims_held(connection: AsyncConnection, claimed: Sequence[Delivery]) -> set[str]:
+    """The ids of ``claimed`` whose delivery is still under the claim it was read
+    with; on PostgreSQL their rows stay locked until the transaction ends, so no
+    claim takes them over in between."""
+    wanted = {(d.id, d.claimed_by, d.claim_expires) for d in claimed if d.claimed_by}
+    held: set[str] = set()
+    for chunk in chunks([d.id for d in claimed]):
+        query = select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.claim_expires).where(
+            deliveries.c.id.in_(chunk), deliveries.c.status == DeliveryStatus.PENDING.value
+        )
+        rows = await connection.execute(query.with_for_update())
+        held.update(row.id for row in rows if (row.id, row.claimed_by, row.claim_expires) in wanted)
+    return held
+
+
+async def _record_health(
+    connection: AsyncConnection, results: Sequence[tuple[Delivery, AttemptReport]]
+) -> None:
+    """Set each subscription's ``failing_since`` to its own first failure since its
+    last success (its last answer a failure), or clear it (a success).
+
+    Touch a subscription row only when its health changes: every success writing
+    it would make all deliveries of a subscription, across replicas, queue on that
+    one row's lock."""
+    since: dict[str, datetime | None] = {}  # None: its latest attempt succeeded
+    for delivery, report in results:
+        key = delivery.subscription_id
+        if report.outcome is DeliveryStatus.DONE:
+            since[key] = None
+        else:
+            earlier = since.get(key)
+            since[key] = (
+                report.attempted_at if earlier is None else min(earlier, report.attempted_at)
+            )
+    healthy = [key for key, moment in since.items() if moment is None]
+    if healthy:
+        await connection.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id.in_(healthy), subscriptions.c.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    failing = [{"key": key, "since": moment} for key, moment in since.items() if moment]
+    if failing:
+        await connection.execute(_FAILING_SINCE, failing)
+
+
+# The advisory lock that reconciling the config's subscriptions holds (PostgreSQL;
+# the schema migration holds 7261001).
+_RECONCILE_LOCK = 7261002
+
+
+def _refuse_repeated_urls(wanted: Sequence[Subscription]) -> None:
+    """A config subscription is known by its URL: two entries with one URL would
+    be one row, whose fields flip between them."""
+    first: dict[str, int] = {}
+    for index, subscription in enumerate(wanted):
+        earlier = first.setdefault(subscription.url, index)
+        if earlier != index:
+            raise ConfigError(
+                f"subscriptions[{index}].url: {subscription.url!r} is the URL of "
+                f"subscriptions[{earlier}] too; a config subscription is known by its URL, "
+                "so give each URL once (several topics go in one entry's topics)"
+            )
+
+
+async def _stored_subscription(connection: AsyncConnection, subscription_id: str) -> Subscription:
+    row = (
+        (
+            await connection.execute(
+                select(subscriptions).where(subscriptions.c.id == subscription_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFoundError("subscription", subscription_id)
+    return _subscription(row)
+
+
+async def _update_subscription(
+    connection: AsyncConnection, subscription: Subscription
+) -> Subscription:
+    row = _subscription_row(subscription)
+    del row["created_at"]
+    if subscription.active:
+        row["disabled_reason"] = None
+        row["failing_since"] = None
+    await connection.execute(
+        update(subscriptions).where(subscriptions.c.id == subscription.id).values(row)
+    )
+    # Read back in the same transaction: a removal committed in between is a
+    # NotFoundError here, not a row that vanished after "updated".
+    return await _stored_subscription(connection, subscription.id)
+
+
 def _subscription_row(subscription: Subscription) -> dict[str, Any]:
     return {
         "id": subscription.id,
@@ -703,6 +855,14 @@ _FINISH = (
     )
 )
 
+# A subscription's first failure since its last success; a streak already
+# running keeps its start.
+_FAILING_SINCE = (
+    update(subscriptions)
+    .where(subscriptions.c.id == bindparam("key"), subscriptions.c.failing_since.is_(None))
+    .values(failing_since=bindparam("since", type_=UTCDateTime()))
+)
+
 # The columns a Delivery is read from, in the order of its fields.
 _DELIVERY_COLUMNS = [deliveries.c[f.name] for f in fields(Delivery)]
 
@@ -723,6 +883,8 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         last_attempt_at,
         last_status,
         last_error,
+        claimed_by,
+        claim_expires,
     ) = row[: len(_DELIVERY_COLUMNS)]
     return Delivery(
         id=id_,
@@ -737,4 +899,6 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         last_attempt_at=last_attempt_at,
         last_status=last_status,
         last_error=last_error,
+        claimed_by=claimed_by,
+        claim_expires=claim_expires,
     )

@@ -30,7 +30,12 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    delete,
+    select,
+    update,
 )
+
+from feedbot.model import DeliveryStatus
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -163,6 +168,18 @@ subscriptions = Table(
     Column("disabled_reason", Text),
 )
 
+# A config file's subscriptions are matched by URL, so there is one row per URL,
+# however many replicas reconcile at once. API and CLI subscriptions may share a
+# URL (with other topics or another format), as they always could.
+config_url_key = Index(
+    "uq_subscriptions_config_url",
+    subscriptions.c.origin,
+    subscriptions.c.url,
+    unique=True,
+    sqlite_where=subscriptions.c.origin == "config",
+    postgresql_where=subscriptions.c.origin == "config",
+)
+
 # The outbox. A row is written in the transaction that stores its event, so no
 # alert is ever lost between "stored" and "queued". ``id`` is the webhook-id:
 # derived from subscription and event, it stays the same across every retry and
@@ -221,11 +238,44 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
     return step
 
 
+def _one_config_subscription_per_url(connection: Connection) -> None:
+    """Add :data:`config_url_key`. Stores written before it may hold several config
+    rows for one URL (replicas that reconciled at once): the oldest stays, the
+    others go as if removed from the config, their pending deliveries failed with
+    the reason."""
+    rows = connection.execute(
+        select(subscriptions.c.id, subscriptions.c.url)
+        .where(subscriptions.c.origin == "config")
+        .order_by(subscriptions.c.created_at, subscriptions.c.id)
+    )
+    kept: dict[str, str] = {}
+    for subscription_id, url in rows.all():
+        first = kept.setdefault(url, subscription_id)
+        if first == subscription_id:
+            continue
+        connection.execute(
+            update(deliveries)
+            .where(
+                deliveries.c.subscription_id == subscription_id,
+                deliveries.c.status == DeliveryStatus.PENDING.value,
+            )
+            .values(
+                status=DeliveryStatus.FAILED.value,
+                last_error=f"subscription removed: a duplicate of {first} (same config URL)",
+                claimed_by=None,
+                claim_expires=None,
+            )
+        )
+        connection.execute(delete(subscriptions).where(subscriptions.c.id == subscription_id))
+    config_url_key.create(connection, checkfirst=True)
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
     _create(subscriptions, deliveries, attempts),
     _create(leases),
+    _one_config_subscription_per_url,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

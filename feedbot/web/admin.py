@@ -49,7 +49,7 @@ from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from feedbot.clock import utc_now
-from feedbot.errors import ConfigError, StorageError
+from feedbot.errors import ConfigError, ConflictError, NotFoundError, StorageError
 from feedbot.model import DeliveryStatus, Subscription
 from feedbot.notify.formats import iso_utc
 from feedbot.notify.outbound import build_subscription
@@ -58,6 +58,7 @@ from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import Settings
 from feedbot.store import Store
 from feedbot.store.outbox import Delivery, ReplayOutcome, ReplayResult
+from feedbot.web.http import log_storage_error, storage_status
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,15 @@ def _error(
     status: int, message: str, field: str | None, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return _json({"error": message, "field": field}, status, headers)
+
+
+def _storage_error(exc: StorageError, status: int) -> web.Response:
+    """The answer to a store error, whose status :func:`storage_status` gave."""
+    if isinstance(exc, NotFoundError):  # removed by another request since it was read
+        return _error(status, f"no {exc.kind} {exc.key[:64]!r}", "id")
+    if isinstance(exc, ConflictError):
+        return _error(status, f"conflict: the store holds another record here ({exc.reason})", None)
+    return _error(status, "the store is unavailable", None, {hdrs.RETRY_AFTER: "30"})
 
 
 def config_error(exc: ConfigError) -> ApiError:
@@ -322,9 +332,9 @@ class _AdminApi:
                     headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
                 return _error(exc.status, exc.reason, None, headers)
             except StorageError as exc:
-                log.error("store unavailable serving %s %s: %s", request.method, request.path, exc)
-                retry: dict[str, str] = {hdrs.RETRY_AFTER: "30"}
-                return _error(503, "the store is unavailable", None, retry)
+                status = storage_status(exc)
+                log_storage_error(request, exc, status)
+                return _storage_error(exc, status)
             except Exception:
                 log.exception("unhandled error serving %s %s", request.method, request.path)
                 return _error(500, "internal error; it has been logged", None)
@@ -347,10 +357,13 @@ class _AdminApi:
             _refuse(404, f"no subscription {subscription_id[:64]!r}", "id")
         return found
 
-    async def _build(self, **fields: Any) -> Subscription:
-        if str(fields.get("format", "")).strip().startswith("template:"):
+    async def _build(self, *, format_asked: bool, **fields: Any) -> Subscription:
+        """A checked subscription of ``fields``; ``format_asked``: its format is the
+        request's (not one kept from the stored subscription)."""
+        if format_asked and str(fields.get("format", "")).strip().startswith("template:"):
             # A template is a file on this server: whoever may name one could have
-            # any readable file sent to their URL. Only the operator (config, CLI).
+            # any readable file sent to their URL. Only the operator (config, CLI);
+            # a subscription they gave one keeps it through other changes.
             raise config_error(
                 ConfigError(
                     "format: template formats are set in the config file or with the CLI, "
@@ -376,6 +389,7 @@ class _AdminApi:
             _refuse(400, "url: required", "url")
         secret, generated = _secret(body) if "secret" in body else (None, False)
         built = await self._build(
+            format_asked=True,
             url=_string(body, "url"),
             topics=_strings(body, "topics") if "topics" in body else ["*"],
             format=_string(body, "format") if "format" in body else "json",
@@ -418,8 +432,16 @@ class _AdminApi:
             if not isinstance(body["active"], bool):
                 _refuse(400, "active: must be true or false", "active")
             active = body["active"]
+        if set(body) <= {"active"}:
+            # Switching on or off writes nothing else, so it works for every format
+            # (a template one included) and keeps what another request changed.
+            reason = None if active else "disabled through the admin API"
+            stored = await self.store.outbox.set_active(current.id, active, reason=reason)
+            self._log_change(stored, body)
+            return _json(subscription_view(stored))
         secret, generated = _secret(body) if "secret" in body else (current.secret, False)
         built = await self._build(
+            format_asked="format" in body,
             url=current.url,
             topics=_strings(body, "topics") if "topics" in body else current.topics,
             format=_string(body, "format") if "format" in body else current.format,
@@ -438,16 +460,19 @@ class _AdminApi:
             built, active=active, disabled_reason=reason, created_at=current.created_at
         )
         stored = await self.store.outbox.update_subscription(changed)
+        self._log_change(stored, body)
+        view = subscription_view(stored)
+        if generated:
+            view["secret"] = secret
+        return _json(view)
+
+    def _log_change(self, stored: Subscription, body: Mapping[str, Any]) -> None:
         log.info(
             "subscription %s changed through the API: %s",
             stored.id,
             ", ".join(sorted(body)) or "nothing",
             extra={"subscription_id": stored.id},
         )
-        view = subscription_view(stored)
-        if generated:
-            view["secret"] = secret
-        return _json(view)
 
     async def delete_subscription(self, request: web.Request) -> web.StreamResponse:
         current = await self._subscription(request)

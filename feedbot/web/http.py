@@ -8,8 +8,9 @@ Last-Modified, ``Vary: Accept-Encoding`` and Cache-Control. HEAD comes for free:
 aiohttp sends the headers of the GET, Content-Length included, and no body.
 
 :func:`error_middleware` is the one place an unexpected exception becomes a
-response: a plain 500 (503 when the store is down) whose body says nothing of the
-code, while the traceback goes to the server's log.
+response: a plain 500 whose body says nothing of the code, while the traceback
+goes to the server's log. A store error answers the status
+:data:`STORAGE_STATUS` gives its kind, here and in the admin API alike.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from functools import lru_cache
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from feedbot.errors import StorageError
+from feedbot.errors import ConflictError, NotFoundError, StorageError, UnavailableError
 from feedbot.feeds.cache import Document
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,31 @@ def not_found(text: str) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=text + "\n", headers={hdrs.CACHE_CONTROL: "no-store"})
 
 
+# The HTTP status of each kind of store error; the most specific class listed
+# wins. A plain StorageError is the store failing (a broken schema, say): 503.
+STORAGE_STATUS: dict[type[StorageError], int] = {
+    NotFoundError: 404,  # removed meanwhile, by another request or replica
+    ConflictError: 409,
+    UnavailableError: 503,
+    StorageError: 503,
+}
+
+
+def storage_status(error: StorageError) -> int:
+    """The HTTP status that answers ``error`` (see :data:`STORAGE_STATUS`)."""
+    for kind in type(error).__mro__:
+        if kind in STORAGE_STATUS:
+            return STORAGE_STATUS[kind]
+    raise AssertionError(f"{type(error).__name__} is a StorageError")  # pragma: no cover
+
+
+def log_storage_error(request: web.Request, error: StorageError, status: int) -> None:
+    """A store that failed is the operator's business (an error); a record another
+    request removed or stored first is the client's (info)."""
+    level = logging.ERROR if status >= 500 else logging.INFO
+    log.log(level, "store error serving %s %s: %s", request.method, request.path, error)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -120,12 +146,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException:
         raise
     except StorageError as exc:
-        log.error("store unavailable serving %s %s: %s", request.method, request.path, exc)
-        return _failure(503, "503 Service Unavailable: the event store is unavailable.")
+        status = storage_status(exc)
+        log_storage_error(request, exc, status)
+        return _failure(status, _STORAGE_TEXT[status])
     except Exception:
         # The client learns nothing about the code; the log gets everything.
         log.exception("unhandled error serving %s %s", request.method, request.path)
         return _failure(500, "500 Internal Server Error: the error has been logged.")
+
+
+_STORAGE_TEXT = {
+    404: "404 Not Found: it was removed meanwhile.",
+    409: "409 Conflict: the store holds something else under its key.",
+    503: "503 Service Unavailable: the event store is unavailable.",
+}
 
 
 def _failure(status: int, text: str) -> web.Response:
