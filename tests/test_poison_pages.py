@@ -257,10 +257,10 @@ def test_feedbot_parse_goes_on_after_any_failure(tmp_path: Path, capsys, monkeyp
     good = write_page(tmp_path, "2007/07/10", "storm", "Storm")
     broken = write_page(tmp_path, "2007/07/10", "broken", "Broken")
 
-    def parse_or_fail(data: bytes, path: str):  # type: ignore[no-untyped-def]
+    def parse_or_fail(data: bytes, path: str, **options: object):  # type: ignore[no-untyped-def]
         if path.endswith("broken.md"):
             raise KeyError("*_")
-        return parse_page(data, path)
+        return parse_page(data, path, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr("feedbot.cli.parse_page", parse_or_fail)
     assert main(["parse", str(broken), str(good)]) == 1
