@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -17,11 +18,12 @@ import pytest
 from feedbot.archive.parse import parse_page
 from feedbot.errors import FeedbotError
 from feedbot.feeds import (
-    EPOCH,
     FeedFormat,
     FeedSpec,
     PageOutOfRange,
     etag,
+    event_urn,
+    feed_urn,
     jinja_environment,
     newest_first,
     render_atom,
@@ -150,7 +152,7 @@ def test_atom_is_well_formed_rfc4287_with_feed_metadata() -> None:
     result = parsed(render_atom(spec(), events, 1, len(events)))
 
     assert result.version == "atom10"
-    assert result.feed.id == "urn:feedbot:feed:topic:islamabad"
+    assert result.feed.id == feed_urn("islamabad")
     assert result.feed.title == "Islamabad"
     assert result.feed.author == "feedbot"
     assert links(result)["self"] == f"{BASE}/feeds/topics/islamabad.atom"
@@ -166,12 +168,22 @@ def test_atom_entries_newest_first_then_by_id() -> None:
     ids = [entry.id for entry in parsed(body).entries]
 
     assert ids == [
-        "urn:feedbot:event:2017/11/26/troops",
-        "urn:feedbot:event:2008/07/6/explosion",
-        "urn:feedbot:event:2007/07/9/a-talks",
-        "urn:feedbot:event:2007/07/9/b-siege",
-        "urn:feedbot:event:2007/07/3/clashes",
+        event_urn("2017/11/26/troops"),
+        event_urn("2008/07/6/explosion"),
+        event_urn("2007/07/9/a-talks"),
+        event_urn("2007/07/9/b-siege"),
+        event_urn("2007/07/3/clashes"),
     ]
+
+
+def test_events_of_one_day_are_newest_first_seen_first() -> None:
+    early = make(date(2007, 7, 9), "a-early", updated=T0)
+    late = make(date(2007, 7, 9), "b-late", updated=T0 + timedelta(seconds=1))
+    body = render_atom(spec(), [early, late], 1, 2)
+
+    ids = [entry.id for entry in parsed(body).entries]
+
+    assert ids == [event_urn(late.event.id), event_urn(early.event.id)]
 
 
 def test_atom_entry_fields() -> None:
@@ -216,12 +228,20 @@ def test_entry_content_links_sources_related_and_topic_feeds() -> None:
     assert "<script" not in html
 
 
-def test_empty_feed_is_valid_and_dated_at_the_epoch() -> None:
-    for body in (render_atom(spec(), [], 1, 0), render_rss(spec(), [], 1, 0)):
+def test_empty_feed_is_valid_and_dated_as_given() -> None:
+    for body in (
+        render_atom(spec(), [], 1, 0, updated=T0),
+        render_rss(spec(), [], 1, 0, updated=T0),
+    ):
         result = parsed(body)
         assert result.entries == []
-    atom = ET.fromstring(render_atom(spec(), [], 1, 0))
-    assert atom.findtext(f"{ATOM}updated") == EPOCH.isoformat() == "1970-01-01T00:00:00+00:00"
+    atom = ET.fromstring(render_atom(spec(), [], 1, 0, updated=T0))
+    assert atom.findtext(f"{ATOM}updated") == T0.isoformat()
+
+
+def test_empty_feed_without_a_date_is_refused_not_dated_1970() -> None:
+    with pytest.raises(ValueError, match="no entries"):
+        render_atom(spec(), [], 1, 0)
 
 
 def test_feed_updated_can_be_given() -> None:
@@ -266,7 +286,7 @@ def test_a_reader_walks_the_whole_history_through_next_links() -> None:
         seen += [entry.id for entry in result.entries]
         url = links(result).get("next")
 
-    assert seen == [f"urn:feedbot:event:{s.event.id}" for s in events]
+    assert seen == [event_urn(s.event.id) for s in events]
 
 
 def test_rss_carries_the_paging_links_as_atom_links() -> None:
@@ -309,7 +329,7 @@ def test_rss_is_well_formed_rss2() -> None:
 
     assert result.version == "rss20"
     assert result.feed.link == f"{BASE}/topics#islamabad"
-    assert result.entries[0].id == "urn:feedbot:event:2017/11/26/troops"
+    assert result.entries[0].id == event_urn("2017/11/26/troops")
     assert all(not e.guidislink for e in result.entries)
     assert result.entries[0].link == f"{BASE}/events/2017/11/26/troops"
     guids = ET.fromstring(body).iter("guid")
@@ -362,9 +382,7 @@ def test_json_feed_1_1() -> None:
     assert first["feed_url"] == f"{BASE}/feeds/topics/islamabad.json"
     assert first["next_url"] == f"{BASE}/feeds/topics/islamabad.json?page=2"
     assert "next_url" not in last
-    assert [i["id"] for i in first["items"]] == [
-        f"urn:feedbot:event:{s.event.id}" for s in events[:2]
-    ]
+    assert [i["id"] for i in first["items"]] == [event_urn(s.event.id) for s in events[:2]]
     item = json.loads(render_json_feed(feed, [rich_event()], 1, 1))["items"][0]
     assert item["tags"] == ["Lal Masjid siege", "Islamabad", "Red Mosque"]
     assert item["_feedbot"]["topics"][0] == {"slug": "lal-masjid-siege", "name": "Lal Masjid siege"}
@@ -389,16 +407,22 @@ def test_hostile_event_gives_well_formed_xml_and_no_live_script(render: Renderer
     parsed(body)
     texts = [t for el in root.iter() for t in (el.text or "", *el.attrib.values())]
     assert not any(XML_FORBIDDEN.search(text) for text in texts)
-    html = next(
+    content = next(
         el.text or ""
         for el in root.iter()
         if el.tag in (f"{ATOM}content", "description") and "Sources" in (el.text or "")
     )
-    assert_no_live_markup(html)
-    assert 'href="https://ok.example/?a=1&amp;b=&lt;2&gt;"' in html
-    assert "/news/x.md" not in html  # relative links are dropped, not guessed
-    title = root.findtext(f".//{ATOM}entry/{ATOM}title") or root.findtext(".//item/title")
-    assert title == "<script>alert(1)</script>    ]]> &  Tōhoku"
+    assert_no_live_markup(content)
+    assert 'href="https://ok.example/?a=1&amp;b=&lt;2&gt;"' in content
+    assert "/news/x.md" not in content  # relative links are dropped, not guessed
+    # The text, HTML-escaped: Atom declares type="html", RSS titles are HTML.
+    title = root.find(f".//{ATOM}entry/{ATOM}title")
+    if title is not None:
+        assert title.get("type") == "html"
+    else:
+        title = root.find(".//item/title")
+    assert title is not None
+    assert title.text == html.escape("<script>alert(1)</script>    ]]> &  Tōhoku", quote=False)
 
 
 def test_hostile_event_in_json_feed() -> None:
@@ -414,10 +438,13 @@ def test_hostile_topic_names_in_opml() -> None:
     body = render_opml([(Topic(HOSTILE, "evil"), 1)], BASE, title="x\x00 & <y>")
 
     root = ET.fromstring(body)
-    assert root.findtext("head/title") == "x & <y>"
+    # OPML 2.0 text may hold HTML: names go in HTML-escaped, shown as written.
+    assert root.findtext("head/title") == "x &amp; &lt;y&gt;"
     outline = root.find("body/outline")
     assert outline is not None
-    assert outline.get("text") == "<script>alert(1)</script>    ]]> &  Tōhoku"
+    assert outline.get("text") == html.escape(
+        "<script>alert(1)</script>    ]]> &  Tōhoku", quote=False
+    )
 
 
 # --- determinism ---------------------------------------------------------------------
@@ -466,7 +493,7 @@ def test_seed_page_renders() -> None:
 
     entry = parsed(render_atom(feed, [stored], 1, 1)).entries[0]
 
-    assert entry.id == f"urn:feedbot:event:{event.id}"
+    assert entry.id == event_urn(event.id)
     assert [t.term for t in entry.tags] == list(event.topic_slugs)
     html = entry.content[0].value
     assert 'href="http://english.aljazeera.net/NR/exeres/' in html
@@ -503,7 +530,7 @@ def test_feed_spec_refuses_nonsense(
 def test_all_events_feed_urls() -> None:
     feed = FeedSpec.all_events(BASE + "/")
 
-    assert feed.feed_id == "urn:feedbot:feed:all"
+    assert feed.feed_id == feed_urn(None)
     assert feed.url(FeedFormat.RSS, 2) == f"{BASE}/feeds/all.rss?page=2"
     assert feed.html_url == f"{BASE}/topics"
 

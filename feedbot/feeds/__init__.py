@@ -22,7 +22,6 @@ from feedbot.feeds.render import (
 )
 from feedbot.feeds.spec import (
     DEFAULT_PAGE_SIZE,
-    EPOCH,
     FeedKind,
     FeedSpec,
     PageOutOfRange,
@@ -43,7 +42,6 @@ from feedbot.feeds.urls import (
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
-    "EPOCH",
     "OPML_MEDIA_TYPE",
     "FeedFormat",
     "FeedKind",

@@ -1,12 +1,15 @@
 """OPML 2.0 subscription lists (http://opml.org/spec2.opml), for import into readers.
 
 Written with :mod:`xml.etree.ElementTree`, which escapes markup; it does not
-refuse characters XML forbids, so every string is made XML-safe first. No
+refuse characters XML forbids, so every string is made XML-safe first. The
+``text``, ``title`` and ``description`` of OPML 2.0 may hold HTML, so topic
+names go in HTML-escaped (a name "<b>" is shown as written, not in bold). No
 ``dateCreated``: the same topics always give the same bytes.
 """
 
 from __future__ import annotations
 
+import html
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
@@ -18,11 +21,11 @@ from feedbot.model import Topic
 def opml_document(topics: Sequence[tuple[Topic, int]], base_url: str, title: str) -> bytes:
     opml = ET.Element("opml", version="2.0")
     head = ET.SubElement(opml, "head")
-    ET.SubElement(head, "title").text = xml_safe(title)
+    ET.SubElement(head, "title").text = html.escape(xml_safe(title), quote=False)
     body = ET.SubElement(opml, "body")
     for topic, count in topics:
         spec = FeedSpec.for_topic(topic, base_url)
-        name = xml_safe(topic.name) or topic.slug
+        name = html.escape(xml_safe(topic.name) or topic.slug, quote=False)
         ET.SubElement(
             body,
             "outline",

@@ -19,6 +19,7 @@ from feedbot.feeds.urls import FeedFormat
 from feedbot.model import StoredEvent
 
 AUTHOR = "feedbot"
+"""The feed's author, and the author of an entry whose event names no source."""
 GENERATOR = "feedbot"
 
 
@@ -38,6 +39,8 @@ class EntryView:
     updated: datetime
     content_html: str
     categories: tuple[Category, ...]
+    authors: tuple[str, ...]
+    """The names of the event's sources, or :data:`AUTHOR` when it names none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,9 @@ def build_view(
     spec.check_page(page, total)
     if len(events) > spec.page_size:
         raise ValueError(f"{len(events)} events given for a page of {spec.page_size}")
+    newest = feed_updated(events) if updated is None else utc(updated)
+    if newest is None:
+        raise ValueError("a feed page with no entries needs its updated time given")
     title = xml_safe(spec.title) or spec.feed_id
     return FeedView(
         id=spec.feed_id,
@@ -79,7 +85,7 @@ def build_view(
         ),
         html_url=spec.html_url,
         self_url=spec.url(fmt, page),
-        updated=feed_updated(events) if updated is None else utc(updated),
+        updated=newest,
         paging=_paging(spec, fmt, page, spec.page_count(total)),
         entries=tuple(_entry(stored, spec.base_url) for stored in newest_first(events)),
     )
@@ -106,4 +112,6 @@ def _entry(stored: StoredEvent, base_url: str) -> EntryView:
         updated=utc(stored.updated),
         content_html=entry_html(event, base_url),
         categories=tuple(Category(term=t.slug, label=t.name or t.slug) for t in event.topics),
+        authors=tuple(dict.fromkeys(s.name.strip() for s in event.sources if s.name.strip()))
+        or (AUTHOR,),
     )

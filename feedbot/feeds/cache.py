@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, cast
 
 from feedbot.errors import FeedbotError
 from feedbot.feeds._text import safe_event, xml_safe
+from feedbot.feeds.content import by_date
 from feedbot.feeds.render import etag, render_feed, render_opml
 from feedbot.feeds.spec import DEFAULT_PAGE_SIZE, FeedSpec, feed_updated
 from feedbot.feeds.templates import jinja_environment
@@ -99,10 +100,12 @@ class FeedPage:
     events: Sequence[StoredEvent]
     page: int
     total: int
+    updated: datetime
+    """The newest entry's ``updated``; for a page with none, when the store began."""
 
     def render(self, fmt: FeedFormat) -> Document:
-        body = render_feed(fmt, self.spec, self.events, self.page, self.total)
-        return Document.of(body, fmt.media_type, feed_updated(self.events))
+        body = render_feed(fmt, self.spec, self.events, self.page, self.total, updated=self.updated)
+        return Document.of(body, fmt.media_type, self.updated)
 
 
 async def load_feed_page(
@@ -133,7 +136,10 @@ async def load_feed_page(
         total = await store.count_events(slug)
     spec.check_page(page, total)
     events = await store.events_page(slug, offset=spec.offset(page), limit=page_size)
-    return FeedPage(spec, events, page, total)
+    updated = feed_updated(events)
+    if updated is None:
+        updated = await store.created_at()
+    return FeedPage(spec, events, page, total, updated)
 
 
 def render_opml_document(counts: Sequence[TopicCount], base_url: str) -> Document:
@@ -211,8 +217,8 @@ def render_event_page(stored: StoredEvent, base_url: str) -> Document:
                 {"text": s.name or s.url, "url": s.url if is_web_url(s.url) else None}
                 for s in event.sources
             ],
-            follow_ups=related(event.follow_ups()),
-            background=related(event.background()),
+            follow_ups=related(by_date(event.follow_ups())),
+            background=related(by_date(event.background())),
             topics=[
                 {
                     "name": t.name or t.slug,

@@ -8,6 +8,7 @@ only and carry ``rel="nofollow noopener"``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -45,6 +46,25 @@ def sanitize_html(html: str) -> str:
     return xml_safe(_CLEANER.clean(html))
 
 
+def summary(event: Event) -> str:
+    """The event's title without a leading "<story>:" (the story is shown beside it).
+
+    ``"Lal Masjid siege: An attempt..."`` under story "Lal Masjid siege" is
+    ``"An attempt..."``; a title that does not start with its story, or is
+    nothing but it, is kept whole."""
+    story = (event.story or "").strip()
+    if story:
+        head, colon, rest = event.title.partition(":")
+        if colon and head.strip().casefold() == story.casefold() and rest.strip():
+            return rest.strip()
+    return event.title
+
+
+def by_date(related: Iterable[Related]) -> list[Related]:
+    """``related`` oldest first; events of one day keep the archive's order."""
+    return sorted(related, key=lambda r: r.date)
+
+
 @lru_cache(maxsize=8192)
 def entry_html(event: Event, base_url: str) -> str:
     """The sanitized HTML content of ``event``'s entry, links rooted at ``base_url``.
@@ -59,10 +79,10 @@ def entry_html(event: Event, base_url: str) -> str:
         .render(
             date=event.date.isoformat(),
             story=event.story,
-            title=event.title,
+            summary=summary(event),
             sources=[_Link(s.name or s.url, s.url) for s in event.sources],
-            follow_ups=[_related(r, base_url) for r in event.follow_ups()],
-            background=[_related(r, base_url) for r in event.background()],
+            follow_ups=[_related(r, base_url) for r in by_date(event.follow_ups())],
+            background=[_related(r, base_url) for r in by_date(event.background())],
             topics=[_Link(t.name, urls.feed_url(base_url, t.slug)) for t in event.topics],
         )
     )

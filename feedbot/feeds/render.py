@@ -34,8 +34,9 @@ def render_feed(
     """Page ``page`` of ``spec``'s feed in ``fmt``: what a route serving
     ``<feed>.<ext>`` calls.
 
-    The feed's ``updated`` is the latest ``updated`` of ``events`` (or
-    :data:`~feedbot.feeds.spec.EPOCH` when empty) unless ``updated`` is given.
+    The feed's ``updated`` is the latest ``updated`` of ``events`` unless
+    ``updated`` is given; a page with no events needs it given (a ValueError
+    otherwise: no made-up date such as 1970 reaches a reader).
     Raises :class:`~feedbot.feeds.spec.PageOutOfRange` for a page that does not exist.
     """
     return _DOCUMENTS[fmt](build_view(spec, events, page, total, fmt, updated=updated))

@@ -1,15 +1,16 @@
 """What a feed is: :class:`FeedSpec`, and how its events split into pages.
 
-A feed lists its events newest first -- event date descending, then event id
-ascending (``ORDER BY date DESC, id ASC`` in SQL) -- in pages of ``page_size``.
-Page 1 holds the newest; page N holds entries ``(N-1)*page_size`` onwards.
+A feed lists its events newest first -- event date descending, then the time
+feedbot first saw the event descending, then event id ascending (``ORDER BY date
+DESC, first_seen DESC, id ASC`` in SQL) -- in pages of ``page_size``. Page 1
+holds the newest; page N holds entries ``(N-1)*page_size`` onwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from feedbot.errors import FeedbotError
@@ -17,8 +18,7 @@ from feedbot.feeds import urls
 from feedbot.model import StoredEvent, Topic
 
 DEFAULT_PAGE_SIZE = 50
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-"""The ``updated`` of a feed with no entries: fixed, so empty feeds are stable too."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 FeedKind = Literal["all", "topic"]
 
@@ -61,7 +61,11 @@ class FeedSpec:
 
     @classmethod
     def all_events(
-        cls, base_url: str, *, title: str = "All events", page_size: int = DEFAULT_PAGE_SIZE
+        cls,
+        base_url: str,
+        *,
+        title: str = "All events in the archive",
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> FeedSpec:
         return cls("all", None, title, base_url, page_size)
 
@@ -99,21 +103,22 @@ class FeedSpec:
         return (page - 1) * self.page_size
 
 
-def order_key(stored: StoredEvent) -> tuple[int, str]:
-    """Sort key for feed order: newest date first, then event id ascending."""
-    return (-stored.event.date.toordinal(), stored.event.id)
+def order_key(stored: StoredEvent) -> tuple[int, int, str]:
+    """Sort key for feed order: newest date first, then the latest first seen,
+    then event id ascending."""
+    seen = (utc(stored.first_seen) - _EPOCH) // timedelta(microseconds=1)
+    return (-stored.event.date.toordinal(), -seen, stored.event.id)
 
 
 def newest_first(events: Iterable[StoredEvent]) -> list[StoredEvent]:
     return sorted(events, key=order_key)
 
 
-def feed_updated(events: Iterable[StoredEvent]) -> datetime:
-    """A feed's ``updated`` (and HTTP Last-Modified): its latest entry change, in UTC.
-
-    :data:`EPOCH` when there are no events.
-    """
-    return max((utc(e.updated) for e in events), default=EPOCH)
+def feed_updated(events: Iterable[StoredEvent]) -> datetime | None:
+    """A feed's ``updated`` (and HTTP Last-Modified): its latest entry change, in
+    UTC; ``None`` when there are no events (the caller knows a real time for that:
+    when the store began)."""
+    return max((utc(e.updated) for e in events), default=None)
 
 
 def utc(moment: datetime) -> datetime:

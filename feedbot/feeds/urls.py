@@ -1,7 +1,10 @@
 """Every id and URL feedbot publishes, in one place.
 
-Ids (``urn:feedbot:...``) depend on the event id or topic slug alone, never on the
-host, base URL, title or time, so a reader never sees an entry twice after a move.
+Ids are ``urn:uuid:`` URNs (RFC 9562 version 5, name-based) of the event id or
+topic slug alone, never of the host, base URL, title or time, so a reader never
+sees an entry twice after a move. Version 5 UUIDs are valid URNs that readers and
+the W3C Feed Validator accept whatever characters the event id holds, and need no
+domain name that feedbot would have to own (as ``tag:`` URIs would, RFC 4151).
 URLs are ``base_url`` plus a fixed path; the web layer routes the same paths:
 
 =========================================  ===================================
@@ -21,12 +24,17 @@ on 0.0.0.0 still hands out links its readers can follow.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+import uuid
 from enum import StrEnum
 from urllib.parse import quote
 
-_ALL_SLUG_URN = "urn:feedbot:feed:all"
+# The namespace of every id feedbot mints: uuid5(NAMESPACE_URL,
+# "https://feedbot.invalid/ns/entries"). Fixed for ever: changing it, or the names
+# below, would show every entry to every reader again.
+ID_NAMESPACE = uuid.UUID("30c3a90a-e620-5800-8288-3ed7c7ac027d")
 # RFC 3986 pchar plus "/", so ordinary ids stay readable; everything else is
 # percent-encoded (lone surrogates too, which UTF-8 cannot otherwise carry).
 _PATH_SAFE = "/:@!$&'()*+,;=~"
@@ -69,14 +77,21 @@ def _base(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
+def _uuid5_urn(name: str) -> str:
+    # uuid.uuid5 itself, but encoding with surrogatepass: an id read from a file
+    # name that is not UTF-8 may hold lone surrogates, and still needs an id.
+    digest = hashlib.sha1(ID_NAMESPACE.bytes + name.encode("utf-8", "surrogatepass"))
+    return uuid.UUID(bytes=digest.digest()[:16], version=5).urn
+
+
 def event_urn(event_id: str) -> str:
     """The Atom id / RSS guid / JSON Feed id of an event's entry."""
-    return "urn:feedbot:event:" + _quote(event_id)
+    return _uuid5_urn("event:" + event_id)
 
 
 def feed_urn(slug: str | None) -> str:
     """The id of the feed of topic ``slug``, or of every event when ``None``."""
-    return _ALL_SLUG_URN if slug is None else "urn:feedbot:feed:topic:" + _quote(slug)
+    return _uuid5_urn("feed:all" if slug is None else "feed:topic:" + slug)
 
 
 def event_url(base_url: str, event_id: str) -> str:

@@ -9,9 +9,9 @@ chained; nothing above the store sees SQLAlchemy's exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from feedbot.clock import utc_now
 from feedbot.errors import StorageError
 from feedbot.model import Event, EventRecord, StoredEvent, Topic, event_key
 from feedbot.store import schema
@@ -82,8 +83,8 @@ class Store:
         self.replicas = Replicas(self._db)
 
     @classmethod
-    async def open(cls, url: str) -> Store:
-        """Connect, and create or upgrade the schema."""
+    async def open(cls, url: str, *, clock: Callable[[], datetime] = utc_now) -> Store:
+        """Connect, and create or upgrade the schema (``clock`` dates a new store)."""
         try:
             sa_url = make_url(async_url(url))
         except ArgumentError as exc:
@@ -101,7 +102,7 @@ class Store:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         store = cls(engine)
         try:
-            await store._migrate()
+            await store._migrate(clock())
         except BaseException:
             await engine.dispose()
             raise
@@ -111,7 +112,7 @@ class Store:
         await self.replicas.close()
         await self._db.engine.dispose()
 
-    async def _migrate(self) -> None:
+    async def _migrate(self, now: datetime) -> None:
         async with self._db.transaction() as connection:
             if self.backend == "postgresql":
                 # Replicas starting together must not migrate twice.
@@ -136,6 +137,21 @@ class Store:
                     keys=["key"],
                     on_conflict="update",
                 )
+            # When the store began (for a store made before this key, when it
+            # was first opened since): the ``updated`` of a feed with no entries.
+            await self._db.insert_rows(
+                connection,
+                meta,
+                [{"key": "created_at", "value": now.isoformat()}],
+                keys=["key"],
+                on_conflict="ignore",
+            )
+
+    async def created_at(self) -> datetime:
+        """When this store was created (or first opened by a feedbot that records it)."""
+        async with self._db.transaction() as connection:
+            row = await connection.execute(select(meta.c.value).where(meta.c.key == "created_at"))
+            return datetime.fromisoformat(row.scalar_one())
 
     async def schema_version(self) -> int:
         async with self._db.transaction() as connection:
@@ -180,19 +196,28 @@ class Store:
         """Store one batch of ingestion in one transaction: new and changed events
         with their topics and links, the alerts the new events bring (dated on or
         after ``alert_since``, or all when it is ``None``), the source marks, and
-        the pages' rejections."""
+        the pages' rejections.
+
+        Each new or changed event is stamped (``first_seen``/``updated``) with its
+        own moment: ``now``, one microsecond later for each event before it in
+        the batch (new ones first, in the given order), and always after every
+        stamp written before (:meth:`_next_stamps`). No two events share one, so
+        no feed document holds two entries with the same ``updated``."""
         affected = {slug for e in (*new, *changed) for slug, _name in e.topics}
         async with self._db.transaction() as connection:
+            stamps: list[datetime] = []
+            if new or changed:
+                stamps = await self._next_stamps(connection, now, len(new) + len(changed))
             if changed:
                 affected |= await self._forget_topics_and_links(connection, changed)
-                for record in changed:
+                for record, stamp in zip(changed, stamps[len(new) :], strict=True):
                     await connection.execute(
                         events.update()
                         .where(events.c.id == record.id)
                         .values(
                             {
                                 **dict(zip(_EVENT_COLUMNS, _event_values(record), strict=True)),
-                                "updated": now,
+                                "updated": stamp,
                             }
                         )
                     )
@@ -201,7 +226,10 @@ class Store:
                     connection,
                     events,
                     (*_EVENT_COLUMNS, "first_seen", "updated"),
-                    [(*_event_values(e), now, now) for e in new],
+                    [
+                        (*_event_values(e), stamp, stamp)
+                        for e, stamp in zip(new, stamps, strict=False)
+                    ],
                 )
             both = [*new, *changed]
             topic_names = {slug: name for e in both for slug, name in e.topics}
@@ -255,6 +283,32 @@ class Store:
             alerts = await queue_alerts(connection, alerted, now=now)
             await self.replicas.publish(connection, Change(frozenset(affected), alerts=alerts))
         return WriteResult(affected, alerts)
+
+    async def _next_stamps(
+        self, connection: AsyncConnection, now: datetime, count: int
+    ) -> list[datetime]:
+        """``count`` consecutive microseconds from ``now``, or from just after the
+        last stamp handed out when that is later (a batch stamped before may
+        reach past ``now``, or the clock may have stepped back). The last one is
+        kept in ``meta`` (read in this transaction, so a poller taking over from
+        another replica continues after it); a store written before that key
+        existed starts after its latest ``updated``."""
+        row = await connection.execute(select(meta.c.value).where(meta.c.key == _LAST_STAMP))
+        last_text = row.scalar_one_or_none()
+        if last_text is not None:
+            last: datetime | None = datetime.fromisoformat(last_text)
+        else:
+            last = (await connection.execute(select(func.max(events.c.updated)))).scalar()
+        first = now if last is None else max(now, last + _TICK)
+        stamps = [first + i * _TICK for i in range(count)]
+        await self._db.insert_rows(
+            connection,
+            meta,
+            [{"key": _LAST_STAMP, "value": stamps[-1].isoformat()}],
+            keys=["key"],
+            on_conflict="update",
+        )
+        return stamps
 
     async def _forget_topics_and_links(
         self, connection: AsyncConnection, changed: Sequence[EventRecord]
@@ -344,15 +398,16 @@ class Store:
     async def events_page(
         self, topic: str | None = None, *, offset: int = 0, limit: int = 50
     ) -> list[StoredEvent]:
-        """Events newest first (date descending, then id), optionally of one topic."""
+        """Events newest first (date descending, then the latest first seen, then
+        id), optionally of one topic."""
         query = select(events.c.body, events.c.first_seen, events.c.updated)
         if topic is None:
-            query = query.order_by(events.c.date.desc(), events.c.id)
+            query = query.order_by(events.c.date.desc(), events.c.first_seen.desc(), events.c.id)
         else:
             query = (
                 query.join(event_topics, event_topics.c.event_key == events.c.key)
                 .where(event_topics.c.slug == topic)
-                .order_by(event_topics.c.date.desc(), events.c.id)
+                .order_by(event_topics.c.date.desc(), events.c.first_seen.desc(), events.c.id)
             )
         query = query.offset(offset).limit(limit)
         async with self._db.transaction() as connection:
@@ -382,6 +437,8 @@ class Store:
 
 
 _EVENT_COLUMNS = ("id", "key", "date", "story", "title", "body", "content_hash")
+_LAST_STAMP = "last_event_stamp"  # meta key: the latest first_seen/updated handed out
+_TICK = timedelta(microseconds=1)
 
 
 def _event_values(record: EventRecord) -> tuple[Any, ...]:
