@@ -567,20 +567,20 @@ def _tally(examples: int, out: Path | None) -> Counter[str]:
             parse_page(data, PATH)
         except ParseError:
             counts["rejected"] += 1
-            return
         except Exception as exc:
             where = traceback.extract_tb(exc.__traceback__)[-1]
             key = f"{type(exc).__name__}: {exc} at {Path(where.filename).name}:{where.lineno}"
             counts[f"CRASH {key}"] += 1
+            if key not in crashes and out is not None:  # kept at once: a run may be cut short
+                out.mkdir(parents=True, exist_ok=True)
+                (out / f"crash_{len(crashes) + 1}.md").write_bytes(data)
             crashes.setdefault(key, data)
-            return
-        counts["event"] += 1
+        else:
+            counts["event"] += 1
+        if sum(counts.values()) % 5000 == 0:  # a long run shows how far it got
+            print(dict(counts), file=sys.stderr, flush=True)
 
     run()
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for number, data in enumerate(crashes.values(), start=1):
-            (out / f"crash_{number}.md").write_bytes(data)
     return counts
 
 
