@@ -114,9 +114,9 @@ async def test_a_day_waiting_for_a_page_being_written_is_polled_once_it_has_sett
         assert first is not None and first.new == 0 and set(first.unsettled) == {DAY}
         clock.pinned = None  # the writer is done
         # Polled again by the daemon itself: archive.poll_interval is an hour away.
-        await until_async(lambda: _stored(store, f"{DAY}/late"))
-        reading = [name for name, days, result in polls if days == {DAY} and result.new]
-        assert reading == ["settled-poll"]
+        await until(lambda: _reading(polls) != [])
+        assert _reading(polls) == ["settled-poll"]
+        assert await _stored(store, f"{DAY}/late")
     finally:
         await daemon.stop()
         await store.close()
@@ -142,14 +142,18 @@ async def test_a_burst_of_writes_to_one_page_gives_one_reading_poll_after_they_s
         watched = [result for name, days, result in polls if name == "watch" and days == {DAY}]
         assert len(watched) == 1 and watched[0].new == 0  # the others waited for it
         clock.pinned = None  # the writes are over
-        await until_async(lambda: _stored(store, f"{DAY}/burst"))
-        reading = [name for name, days, result in polls if days == {DAY} and result.new]
-        assert reading == ["settled-poll"]
+        await until(lambda: _reading(polls) != [])
+        assert _reading(polls) == ["settled-poll"]
         stored = await store.get_event(f"{DAY}/burst")
         assert stored is not None and len(stored.event.sources) == 1  # the whole page
     finally:
         await daemon.stop()
         await store.close()
+
+
+def _reading(polls: list[Poll]) -> list[str]:
+    """The tasks of the polls of DAY that stored its page (once they returned)."""
+    return [name for name, days, result in polls if days == {DAY} and result.new]
 
 
 async def _stored(store: Store, event_id: str) -> bool:
