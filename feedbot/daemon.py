@@ -36,6 +36,7 @@ from feedbot.archive.source import ArchiveSource
 from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError, ConfigError, FeedbotError
 from feedbot.feeds.cache import FeedCache
+from feedbot.feeds.urls import is_wildcard_host
 from feedbot.ingest import Ingestor, PollResult
 from feedbot.logs import current_logging
 from feedbot.metrics import Metrics
@@ -94,6 +95,21 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
         schedule=tuple(settings.notify.retry_schedule),
         disable_after=timedelta(days=settings.notify.disable_after),
+    )
+
+
+def alert_links_warning(settings: Settings) -> str | None:
+    """What is wrong with the links in alerts, if anything: feeds and pages take
+    their links from each request's Host when ``server.base_url`` is unset, but an
+    alert answers no request, and a wildcard listen address is no place to link to."""
+    server = settings.server
+    if server.base_url or not is_wildcard_host(server.host):
+        return None
+    return (
+        f"server.base_url is unset and server.host {server.host} is every address: "
+        f"links in alerts will point at {settings.public_base_url}, which no receiver "
+        "can follow; set server.base_url (FEEDBOT_SERVER__BASE_URL) to the URL readers "
+        "reach feedbot at"
     )
 
 
@@ -361,6 +377,9 @@ class Daemon:
             self.store.backend,
             self.web.url,
         )
+        unreachable = alert_links_warning(settings)
+        if unreachable:
+            log.warning("%s", unreachable)
 
     async def stop(self) -> None:
         grace = self.settings.server.shutdown_timeout
