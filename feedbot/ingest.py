@@ -32,7 +32,7 @@ from feedbot.archive.parse import DEFAULT_LIMITS, ParseLimits, parse_page
 from feedbot.archive.source import ArchiveSource, PageChanging, PollBatch, RawPage
 from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError, ParseError
-from feedbot.loop import pace_collector
+from feedbot.loop import start_worker
 from feedbot.model import EventRecord
 from feedbot.store import PollRecord, Store
 
@@ -329,10 +329,11 @@ class _Parser:
         if len(pages) < self.LARGE:
             return await asyncio.to_thread(_parse_all, pages, self._limits)
         if self._pool is None:
-            # forkserver: never fork a process that runs threads (aiosqlite's).
-            context = multiprocessing.get_context("forkserver")
+            # spawn: never fork a process that runs threads (aiosqlite's); and the
+            # workers' parent is this process, so they can end with it (processes.py).
+            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=context, initializer=pace_collector
+                max_workers=self._workers, mp_context=context, initializer=start_worker
             )
         loop = asyncio.get_running_loop()
         share = -(-len(pages) // self._workers)  # one slice per worker, rounded up

@@ -22,6 +22,8 @@ import gc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from feedbot.processes import die_with_parent
+
 T = TypeVar("T")
 
 try:
@@ -36,6 +38,13 @@ def pace_collector() -> None:
     """Set this process's collector to feedbot's pace (see above)."""
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(_YOUNG_OBJECTS_PER_COLLECTION, older, oldest)
+
+
+def start_worker() -> None:
+    """First thing in a feedbot worker process: it ends with its parent, and its
+    collector keeps feedbot's pace."""
+    die_with_parent()
+    pace_collector()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

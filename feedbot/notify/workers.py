@@ -17,8 +17,12 @@ every delivery.
 Nothing is lost. A worker that dies is replaced (one that dies as it starts, over
 and over, is given up and logged); the deliveries it had claimed are claimable
 again when its lease runs out and are sent again with the same webhook-id. When
-the daemon dies, every worker sees its socket close, lets its attempts in flight
-finish and exits.
+the daemon stops, it closes its end of each socket: the worker lets its attempts
+in flight finish (up to the grace period) and exits. When the daemon dies (kill -9
+included), the workers end at once (feedbot/processes.py): the next daemon
+releases every claim it finds on SQLite, which is only right if no worker of the
+last run still sends. Attempts they had in flight are sent again, with the same
+webhook-id.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from feedbot.model import DeliveryStatus
 from feedbot.notify.deliver import Deliverer, DelivererSettings
 from feedbot.notify.retry import RetryPolicy
 from feedbot.notify.ssrf import make_connector
+from feedbot.processes import die_with_parent
 from feedbot.store import AttemptReport, DeliveryJob, Store
 
 log = logging.getLogger(__name__)
@@ -264,6 +269,7 @@ async def _read_frame(reader: asyncio.StreamReader) -> list[Any] | None:
 
 
 def _worker_main(connection: socket.socket, config: DeliveryConfig, worker_id: str) -> None:
+    die_with_parent()
     setup_logging(config.log_level, config.log_format)
     run(_deliver(connection, config, worker_id))
 
