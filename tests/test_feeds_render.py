@@ -7,6 +7,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -32,7 +33,9 @@ from feedbot.feeds import (
     render_opml,
     render_rss,
 )
-from feedbot.model import Event, Related, RelatedKind, Source, StoredEvent, Topic
+from feedbot.feeds.cache import load_feed_page, render_event_page
+from feedbot.model import Event, EventRecord, Related, RelatedKind, Source, StoredEvent, Topic
+from feedbot.store import Store
 
 BASE = "https://feeds.example.org"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -539,3 +542,89 @@ def test_naive_datetimes_are_refused() -> None:
     stored = make(date(2020, 1, 1), "naive", updated=datetime(2020, 1, 1))
     with pytest.raises(ValueError, match="naive"):
         render_atom(spec(), [stored], 1, 1)
+
+
+# --- ids, dates and what readers show (SPEC §6 "Entries") ------------------------------
+
+
+def test_the_seed_event_id_is_pinned_for_ever() -> None:
+    event = parse_page(SEED.read_bytes(), str(SEED))
+    # Changing this id shows the event again to every reader: never change it.
+    assert event_urn(event.id) == "urn:uuid:42865e75-44ac-570f-a179-09c16fd14f90"
+    assert feed_urn(None) == "urn:uuid:756ad632-5ab9-5f4a-9c32-8fd1a28663c7"
+    assert feed_urn("islamabad") == "urn:uuid:25656736-76f1-5d1c-9813-834901d3cba9"
+
+
+def test_entry_authors_are_the_sources_or_the_archive() -> None:
+    sourced = rich_event()
+    unsourced = make(date(2020, 1, 1), "bare")
+    atom = parsed(render_atom(spec(), [sourced, unsourced], 1, 2))
+    rss = ET.fromstring(render_rss(spec(), [sourced, unsourced], 1, 2))
+
+    assert [[a.name for a in e.authors] for e in atom.entries] == [["feedbot"], ["Al jazeera"]]
+    creators = [
+        [c.text for c in item.iterfind("{http://purl.org/dc/elements/1.1/}creator")]
+        for item in rss.iter("item")
+    ]
+    assert creators == [["feedbot"], ["Al jazeera"]]
+
+
+def test_summary_leaves_out_the_story_the_title_keeps_it() -> None:
+    event = parse_page(SEED.read_bytes(), str(SEED))
+    entry = parsed(render_atom(spec(), [StoredEvent(event, T0, T0)], 1, 1)).entries[0]
+
+    assert entry.title == event.title
+    assert entry.title.startswith("Lal Masjid siege: An attempt")
+    assert "<p>An attempt to negotiate" in entry.content[0].value
+    assert "Lal Masjid siege: An attempt" not in entry.content[0].value
+
+
+def test_related_events_are_in_date_order_in_entries_and_on_the_event_page() -> None:
+    event = parse_page(SEED.read_bytes(), str(SEED))
+    follow_up_dates = [r.date.isoformat() for r in event.follow_ups()]
+    assert follow_up_dates != sorted(follow_up_dates)  # the archive's order is not by date
+    stored = StoredEvent(event, T0, T0)
+    content = parsed(render_atom(spec(), [stored], 1, 1)).entries[0].content[0].value
+    page = render_event_page(stored, BASE).body.decode()
+
+    for text in (content, page):
+        shown = re.findall(r'<time datetime="([0-9-]{10})">', text)[1:]  # [0]: the event's
+        follow, back = shown[: len(follow_up_dates)], shown[len(follow_up_dates) :]
+        assert follow == sorted(follow_up_dates)
+        assert back == sorted(back) and len(back) == len(event.background())
+
+
+async def test_stored_entries_never_share_updated_and_an_empty_feed_has_a_real_date(
+    store: Store,
+) -> None:
+    empty = await load_feed_page(store, BASE, None)
+    assert empty.updated == await store.created_at()
+    assert empty.updated.year > 1970
+    first = [make(date(2020, 1, d), f"e{d}").event for d in (1, 2, 2, 3)]
+    first[2] = replace(first[2], id="2020/01/2/f2")
+    for events in (first, [make(date(2020, 1, 2), "later").event]):
+        await store.write_batch(
+            new=[EventRecord.of(e) for e in events],
+            changed=[],
+            marks_={},
+            rejected={},
+            accepted_paths=[],
+            now=T0,  # one clock reading for both batches: the store still tells them apart
+        )
+
+    page = await load_feed_page(store, BASE, None)
+    stamps = [s.updated for s in page.events]
+    assert len(set(stamps)) == len(stamps) == 5
+    assert min(stamps) == T0 and max(stamps) - T0 < timedelta(seconds=1)
+    assert page.updated == max(stamps)
+    # Same day: the one seen last first, then in the archive's order seen backwards.
+    assert [s.event.id for s in page.events] == [
+        "2020/01/3/e3",
+        "2020/01/2/later",
+        "2020/01/2/f2",
+        "2020/01/2/e2",
+        "2020/01/1/e1",
+    ]
+    atom = ET.fromstring(page.render(FeedFormat.ATOM).body)
+    updated = [e.findtext(f"{ATOM}updated") for e in atom.iter(f"{ATOM}entry")]
+    assert len(set(updated)) == 5

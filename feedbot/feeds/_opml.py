@@ -23,9 +23,13 @@ def opml_document(topics: Sequence[tuple[Topic, int]], base_url: str, title: str
     head = ET.SubElement(opml, "head")
     ET.SubElement(head, "title").text = html.escape(xml_safe(title), quote=False)
     body = ET.SubElement(opml, "body")
-    for topic, count in topics:
-        spec = FeedSpec.for_topic(topic, base_url)
-        name = html.escape(xml_safe(topic.name) or topic.slug, quote=False)
+    listed = [(FeedSpec.for_topic(topic, base_url), count) for topic, count in topics]
+    if not listed:
+        # OPML 2.0: a body holds one or more outlines. With no topics yet, the
+        # one feed there is to subscribe to is every event's.
+        listed = [(FeedSpec.all_events(base_url), 0)]
+    for spec, count in listed:
+        name = html.escape(xml_safe(spec.title) or spec.feed_id, quote=False)
         ET.SubElement(
             body,
             "outline",
