@@ -187,7 +187,7 @@ async def test_two_hosts_get_their_own_links_and_the_same_ids(served: Served) ->
         assert entry_a.link.startswith("http://a.test:8080/events/")
         assert entry_b.link.startswith("http://b.test/events/")
         # Ids never follow the host: a reader that moves hosts sees no entry twice.
-        assert entry_a.id == entry_b.id and entry_a.id.startswith("urn:feedbot:event:")
+        assert entry_a.id == entry_b.id and entry_a.id.startswith("urn:uuid:")
     assert {link.href for link in feed_a.feed.links} <= {
         "http://a.test:8080/feeds/topics/islamabad.atom",
         "http://a.test:8080/topics#islamabad",
