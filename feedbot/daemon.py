@@ -317,6 +317,7 @@ class Daemon:
             settings=DelivererSettings(
                 max_in_flight=notify.max_in_flight,
                 per_host=notify.per_host,
+                per_subscription=notify.per_subscription,
                 timeout=notify.timeout,
                 lease=DeliveryConfig.lease_for(settings.store.lease_seconds, notify.timeout),
                 user_agent=f"feedbot/{__version__}",

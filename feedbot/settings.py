@@ -154,7 +154,15 @@ class NotifySettings(_Section):
     allow_private_targets: bool = Field(False, description="allow loopback/private targets")
     allow_cidrs: list[str] = Field(default_factory=list, description="networks to allow")
     max_in_flight: int = Field(64, ge=1, le=10_000, description="requests in flight at once")
-    per_host: int = Field(8, ge=1, le=1000, description="requests in flight to one host")
+    per_host: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="requests in flight to one host; a subscription with none may send one",
+    )
+    per_subscription: int = Field(
+        4, ge=1, le=1000, description="requests in flight to one subscription"
+    )
     timeout: float = Field(10.0, gt=0, le=300, description="seconds per attempt")
     retry_schedule: list[float] = Field(
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],

@@ -1,13 +1,25 @@
 """The delivery worker: claims due deliveries from the outbox and posts them.
 
 One :class:`Deliverer` per process, over one ``aiohttp.ClientSession``. It keeps
-at most ``max_in_flight`` requests going, and at most ``per_host`` to any one host:
-deliveries of a saturated host are simply not claimed, so a slow or dead
-receiver ties up its own slots and never anyone else's. Every attempt is bounded
-by a timeout, follows no redirects, reads at most a small part of the answer, and
-is recorded in the outbox with its outcome; the outbox is the only state, so a
-crash at any point loses nothing (an alert in flight is sent again, with the
-same webhook-id).
+at most ``max_in_flight`` requests going, at most ``per_subscription`` to any one
+subscription and at most ``per_host`` to any one host, except that a subscription
+with nothing in flight may always send one: every Slack (or Discord) webhook is
+on one host, and a few subscribers whose receivers hang must not hold that
+host's slots against all the others. So a slow or dead receiver ties up its own
+slots and never anyone else's. Claims go round the subscriptions (the outbox
+gives each one's oldest due delivery first), and what may not be sent now is
+not claimed at all.
+
+When nothing can be sent, the deliverer sleeps until the next delivery is due
+or it is woken: new deliveries were queued, or an attempt ended and freed a
+slot (``idle_poll`` bounds the sleep, for changes made by other processes that
+nobody announces). It never claims what it cannot send, so an idle deliverer
+makes no writes.
+
+Every attempt is bounded by a timeout, follows no redirects, reads at most a
+small part of the answer, and is recorded in the outbox with its outcome; the
+outbox is the only state, so a crash at any point loses nothing (an alert in
+flight is sent again, with the same webhook-id).
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from feedbot.errors import FeedbotError
 from feedbot.headers import parse_retry_after
 from feedbot.model import DeliveryStatus
 from feedbot.notify.retry import RetryPolicy, judge
-from feedbot.store import AttemptReport, DeliveryJob, Outbox
+from feedbot.store import AttemptReport, Claim, DeliveryJob, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +64,11 @@ RequestBuilder = Callable[[DeliveryJob, datetime], Request]
 @dataclass(frozen=True, slots=True)
 class DelivererSettings:
     max_in_flight: int = 64
-    per_host: int = 8
+    per_host: int = 8  # a subscription with nothing in flight may go beyond it
+    per_subscription: int = 4
     timeout: float = 10.0  # seconds for a whole attempt
     lease: timedelta = timedelta(seconds=120)  # must outlast an attempt
-    idle_poll: float = 1.0  # seconds between outbox checks when nothing wakes us
+    idle_poll: float = 1.0  # the longest sleep between outbox checks
     user_agent: str = "feedbot"
 
 
@@ -83,15 +96,19 @@ class Deliverer:
         self._rng = rng or random.Random()
         self._on_attempt = on_attempt
         self._wake = asyncio.Event()
-        self._in_flight: dict[asyncio.Task[None], str] = {}  # task -> host
+        self._idle_now = False
+        self._next_look: datetime | None = None  # when the sleeping loop looks again
+        # The soonest retry recorded since the last claim began: that claim may
+        # have looked for the next due time before the retry was committed.
+        self._retry_at: datetime | None = None
+        self._in_flight: dict[asyncio.Task[None], tuple[str, str]] = {}  # -> host, subscription
+        self._load = _Load()
         # Finished attempts wait here to be recorded together: one transaction for
         # many attempts, not one commit each.
         self._results: list[tuple[DeliveryJob, AttemptReport]] = []
         self._results_waiting = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
-        self._host_load: dict[str, int] = {}
-        self._host_subscriptions: dict[str, set[str]] = {}
 
     def wake(self) -> None:
         """New deliveries were queued: look at the outbox now, not at the next tick."""
@@ -101,6 +118,11 @@ class Deliverer:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    @property
+    def idle(self) -> bool:
+        """True while the loop sleeps, waiting for a wake-up or a due time."""
+        return self._idle_now
+
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set, then return (in-flight attempts go on;
         :meth:`drain` waits for them)."""
@@ -108,13 +130,13 @@ class Deliverer:
             self._flusher = asyncio.create_task(self._record_results(), name="record attempts")
         while not stop.is_set():
             try:
-                claimed = await self._claim()
+                claim = await self._claim()
             except FeedbotError as exc:
                 log.error("cannot claim deliveries: %s", exc)
-                claimed = 0
-            if claimed and self.in_flight < self.settings.max_in_flight:
-                continue  # there may be more due right now
-            await self._idle(stop)
+                claim = Claim(())
+            if claim.more and self.in_flight < self.settings.max_in_flight:
+                continue  # more may be sendable right now
+            await self._idle(stop, claim.next_due)
 
     async def drain(self, grace: float) -> int:
         """Wait up to ``grace`` seconds for in-flight attempts, then cancel the
@@ -133,51 +155,56 @@ class Deliverer:
         await self._flush()
         return len(pending)
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        # A finishing attempt sets _wake too, freeing a slot to claim into.
+    async def _idle(self, stop: asyncio.Event, next_due: datetime | None) -> None:
+        """Sleep until ``next_due``, a wake-up (new deliveries; a finishing attempt
+        frees a slot) or ``stop``, at most ``idle_poll`` seconds."""
+        now = self._clock()
+        timeout = self.settings.idle_poll
+        if self._retry_at is not None:
+            next_due = min(next_due or self._retry_at, self._retry_at)
+        if next_due is not None:
+            timeout = min(timeout, (next_due - now).total_seconds())
+            if timeout <= 0:
+                return
+        self._next_look = now + timedelta(seconds=timeout)
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        self._idle_now = True
         try:
-            await asyncio.wait(
-                waiters, timeout=self.settings.idle_poll, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._idle_now = False
+            self._next_look = None
             for waiter in waiters:
                 waiter.cancel()
             self._wake.clear()
 
-    async def _claim(self) -> int:
-        free = self.settings.max_in_flight - self.in_flight
+    async def _claim(self) -> Claim:
+        settings = self.settings
+        free = settings.max_in_flight - self.in_flight
         if free <= 0:
-            return 0
-        saturated = {
-            subscription
-            for host, load in self._host_load.items()
-            if load >= self.settings.per_host
-            for subscription in self._host_subscriptions.get(host, ())
-        }
-        jobs = await self.outbox.claim_due(
+            return Claim(())  # a finishing attempt wakes the loop
+        admission = self._load.admission(settings.per_host, settings.per_subscription)
+        self._retry_at = None
+        claim = await self.outbox.claim(
             now=self._clock(),
             limit=free,
             worker=self.worker_id,
-            lease=self.settings.lease,
-            exclude_subscriptions=saturated,
+            lease=settings.lease,
+            per_subscription=settings.per_subscription,
+            room=admission.room(),
+            admit=admission.admit,
         )
-        for job in jobs:
+        for job in claim.jobs:
             host = _host_of(job.subscription.url)
-            if self._host_load.get(host, 0) >= self.settings.per_host:
-                # Claimed before its host filled up: let the claim lapse quickly.
-                await self.outbox.release(job.delivery.id)
-                continue
-            self._host_load[host] = self._host_load.get(host, 0) + 1
-            self._host_subscriptions.setdefault(host, set()).add(job.subscription.id)
+            self._load.add(host, job.subscription.id)
             task = asyncio.create_task(self._deliver(job), name=f"deliver {job.delivery.id}")
-            self._in_flight[task] = host
+            self._in_flight[task] = (host, job.subscription.id)
             task.add_done_callback(self._finished)
-        return len(jobs)
+        return claim
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        host = self._in_flight.pop(task)
-        self._host_load[host] -= 1
+        host, subscription_id = self._in_flight.pop(task)
+        self._load.remove(host, subscription_id)
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
@@ -206,6 +233,11 @@ class Deliverer:
             return
         for job, report in batch:
             self._log(job, report)
+            retry = report.next_attempt_at
+            if retry is not None:
+                self._retry_at = min(self._retry_at or retry, retry)
+                if self._next_look is not None and retry < self._next_look:
+                    self._wake.set()  # the sleeping loop would look only later
             if report.disable_subscription:
                 log.warning(
                     "subscription disabled: %s",
@@ -298,6 +330,69 @@ class Deliverer:
             verdict.next_attempt_at,
             verdict.disable_subscription,
         )
+
+
+class _Load:
+    """Attempts in flight, by host and by subscription."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, int] = {}
+        self.subscriptions: dict[str, int] = {}
+        self.host_of: dict[str, str] = {}  # subscription -> its host, while it has any
+
+    def add(self, host: str, subscription_id: str) -> None:
+        self.hosts[host] = self.hosts.get(host, 0) + 1
+        self.subscriptions[subscription_id] = self.subscriptions.get(subscription_id, 0) + 1
+        self.host_of[subscription_id] = host
+
+    def remove(self, host: str, subscription_id: str) -> None:
+        # Entries go at zero: the maps stay as small as what is in flight.
+        self.hosts[host] -= 1
+        if not self.hosts[host]:
+            del self.hosts[host]
+        self.subscriptions[subscription_id] -= 1
+        if not self.subscriptions[subscription_id]:
+            del self.subscriptions[subscription_id]
+            del self.host_of[subscription_id]
+
+    def admission(self, per_host: int, per_subscription: int) -> _Admission:
+        return _Admission(
+            dict(self.hosts), dict(self.subscriptions), self.host_of, per_host, per_subscription
+        )
+
+
+@dataclass(slots=True)
+class _Admission:
+    """The limits applied to one claim, on a copy of the load: what the claim
+    admits counts against the rest of it."""
+
+    hosts: dict[str, int]
+    subscriptions: dict[str, int]
+    host_of: dict[str, str]
+    per_host: int
+    per_subscription: int
+
+    def room(self) -> dict[str, int]:
+        """How many more each subscription with attempts in flight may take."""
+        return {
+            subscription_id: 0
+            if self.hosts[self.host_of[subscription_id]] >= self.per_host
+            else self.per_subscription - load
+            for subscription_id, load in self.subscriptions.items()
+        }
+
+    def admit(self, subscription_id: str, url: str) -> bool:
+        host = _host_of(url)
+        load = self.subscriptions.get(subscription_id, 0)
+        if load >= self.per_subscription:
+            return False
+        # A subscription's first request goes whatever its host's load: the host's
+        # slots may all be held by other subscriptions' hanging requests.
+        if load and self.hosts.get(host, 0) >= self.per_host:
+            return False
+        self.subscriptions[subscription_id] = load + 1
+        self.hosts[host] = self.hosts.get(host, 0) + 1
+        return True
 
 
 @lru_cache(maxsize=4096)  # a few subscription URLs, asked for on every claim

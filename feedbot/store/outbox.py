@@ -11,15 +11,17 @@ attempt back through :meth:`Outbox.finish_attempt`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import secrets
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Select,
     bindparam,
     case,
     delete,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from feedbot.errors import ConfigError, NotFoundError
 from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription, event_key
@@ -85,6 +88,24 @@ class DeliveryJob:
     subscription: Subscription
     event: Event
     subscription_failing_since: datetime | None = None  # its first failure since a success
+
+
+# Asked, in claim order, whether a due delivery of (subscription id, its URL) may
+# be claimed now; the deliverer answers from what it has in flight.
+Admit = Callable[[str, str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one claim took, and when to look again."""
+
+    jobs: tuple[DeliveryJob, ...]
+    # ``limit`` was reached (or a replica was claiming some of those chosen): more
+    # may be claimable now.
+    more: bool = False
+    # When the next delivery becomes due (a retry, or another worker's lapsing
+    # claim), if ``more`` is False; None: none is waiting.
+    next_due: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,76 +396,110 @@ class Outbox:
     # -- deliveries ----------------------------------------------------------------
 
     async def claim_due(
+        self, *, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[DeliveryJob]:
+        """Claim up to ``limit`` due deliveries for ``lease`` (see :meth:`claim`)."""
+        return list((await self.claim(now=now, limit=limit, worker=worker, lease=lease)).jobs)
+
+    async def claim(
         self,
         *,
         now: datetime,
         limit: int,
         worker: str,
         lease: timedelta,
-        exclude_subscriptions: Collection[str] = (),
-    ) -> list[DeliveryJob]:
+        per_subscription: int | None = None,
+        room: Mapping[str, int] | None = None,
+        admit: Admit | None = None,
+    ) -> Claim:
         """Claim up to ``limit`` due deliveries for ``lease``; a claim whose lease ran
-        out (its worker died) is claimable again. Deliveries of
-        ``exclude_subscriptions`` (whose host is busy) are left for later."""
-        conditions = [
-            deliveries.c.status == DeliveryStatus.PENDING.value,
-            deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.claim_expires.is_(None), deliveries.c.claim_expires < now),
-            # A paused subscription keeps its queue; it resumes when reactivated.
-            deliveries.c.subscription_id.in_(
-                select(subscriptions.c.id).where(subscriptions.c.active)
-            ),
-        ]
-        if exclude_subscriptions:
-            conditions.append(deliveries.c.subscription_id.not_in(list(exclude_subscriptions)))
-        due = (
-            select(deliveries.c.id)
-            .where(*conditions)
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        out (its worker died) is claimable again.
+
+        A subscription takes at most ``room[id]`` of them (absent: ``per_subscription``;
+        None: no cap), and only those ``admit(subscription_id, url)`` accepts; the
+        rest stay unclaimed, untouched. Due deliveries are read oldest first, and
+        taken round the subscriptions: each one's oldest, then each one's second,
+        and so on. A subscription that can take no more is left out of the rest
+        of the reading, so a long queue of one never hides another's alerts. When
+        the due deliveries ran out before ``limit`` was reached, the answer says
+        when the next one becomes due.
+        """
+        if limit <= 0:
+            return Claim(())
+        cap = limit if per_subscription is None else per_subscription
+        left = {sid: min(n, cap) for sid, n in (room or {}).items()}
+        taken: list[str] = []
         async with self._db.transaction() as connection:
             if self._db.backend == "sqlite":
                 # SQLite has no SKIP LOCKED: take the write lock before choosing,
                 # so that another process's claim waits instead of choosing the
                 # same rows. (A write that changes nothing takes it all the same.)
                 await connection.execute(update(deliveries).where(false()).values(claimed_by=None))
-            ids = list((await connection.execute(due)).scalars())
-            if not ids:
-                return []
+            read = max(limit, _READ_AHEAD)
+            lost = False
+            while len(taken) < limit and not lost:
+                full = [sid for sid, n in left.items() if n <= 0]
+                rows = list(await connection.execute(_due(now, full, read)))
+                chosen: list[str] = []
+                for row in _round_robin(rows):
+                    if len(taken) + len(chosen) == limit:
+                        break
+                    if left.get(row.subscription_id, cap) <= 0:
+                        continue
+                    if admit is None or admit(row.subscription_id, row.url):
+                        chosen.append(row.id)
+                        left[row.subscription_id] = left.get(row.subscription_id, cap) - 1
+                    else:
+                        left[row.subscription_id] = 0
+                if chosen and self._db.backend != "sqlite":
+                    # Locked only now, not as they are read (most are only read):
+                    # one being claimed by another replica is left to it.
+                    locked = await _lock(connection, chosen, now)
+                    lost = len(locked) < len(chosen)
+                    chosen = [i for i in chosen if i in locked]
+                if chosen:
+                    # Claimed at once: the next reading passes over them.
+                    await connection.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id.in_(chosen))
+                        .values(claimed_by=worker, claim_expires=now + lease)
+                    )
+                    taken.extend(chosen)
+                if len(rows) < read:
+                    break  # every due delivery was read
+            more = len(taken) == limit or lost
+            next_due = None if more else await _next_due(connection, now, worker)
+            jobs = await self._jobs(connection, taken) if taken else []
+        return Claim(tuple(jobs), more, next_due)
+
+    async def _jobs(self, connection: AsyncConnection, ids: list[str]) -> list[DeliveryJob]:
+        """The jobs of the deliveries ``ids``, in that order."""
+        # Read after the claim, not with UPDATE ... RETURNING: with Python 3.11's
+        # sqlite3 its statement can keep the write lock past the commit
+        # (tests/test_deliver.py caught it).
+        by_delivery = {
+            row.id: _delivery(row)
+            for row in await connection.execute(
+                select(*_DELIVERY_COLUMNS).where(deliveries.c.id.in_(ids))
+            )
+        }
+        claimed = [by_delivery[i] for i in ids]
+        bodies = {
+            event_id: body
+            for event_id, body in await connection.execute(
+                select(events.c.id, events.c.body).where(
+                    events.c.id.in_({d.event_id for d in claimed})
+                )
+            )
+        }
+        subscribers = (
             await connection.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(ids))
-                .values(claimed_by=worker, claim_expires=now + lease)
-            )
-            # Not UPDATE ... RETURNING: with Python 3.11's sqlite3 its statement can
-            # keep the write lock past the commit (tests/test_deliver.py caught it).
-            claimed = sorted(
-                (
-                    _delivery(row)
-                    for row in await connection.execute(
-                        select(*_DELIVERY_COLUMNS).where(deliveries.c.id.in_(ids))
-                    )
-                ),
-                key=lambda d: (d.next_attempt_at, d.id),
-            )
-            bodies = {
-                event_id: body
-                for event_id, body in await connection.execute(
-                    select(events.c.id, events.c.body).where(
-                        events.c.id.in_({d.event_id for d in claimed})
-                    )
+                select(subscriptions).where(
+                    subscriptions.c.id.in_({d.subscription_id for d in claimed})
                 )
-            }
-            subscribers = (
-                await connection.execute(
-                    select(subscriptions).where(
-                        subscriptions.c.id.in_({d.subscription_id for d in claimed})
-                    )
-                )
-            ).mappings()
-            by_id = {row["id"]: (_subscription(row), row["failing_since"]) for row in subscribers}
+            )
+        ).mappings()
+        by_id = {row["id"]: (_subscription(row), row["failing_since"]) for row in subscribers}
         decoded = {event_id: Event.from_canonical_json(body) for event_id, body in bodies.items()}
         jobs = []
         for delivery in claimed:
@@ -833,6 +888,91 @@ def _subscription(row: Any) -> Subscription:
         created_at=row["created_at"],
         disabled_reason=row["disabled_reason"],
     )
+
+
+_ACTIVE = select(subscriptions.c.id).where(subscriptions.c.active)
+# Due deliveries read at least per round of a claim: however few slots are free,
+# they go round the subscriptions among this many of the oldest.
+_READ_AHEAD = 256
+
+
+def _claimable(now: datetime) -> list[ColumnElement[bool]]:
+    """A delivery due at ``now`` and claimed by nobody (or by a worker whose lease ran out)."""
+    return [
+        deliveries.c.status == DeliveryStatus.PENDING.value,
+        deliveries.c.next_attempt_at <= now,
+        or_(deliveries.c.claim_expires.is_(None), deliveries.c.claim_expires < now),
+    ]
+
+
+def _due(now: datetime, full: list[str], limit: int) -> Select[Any]:
+    """The oldest ``limit`` deliveries claimable at ``now``, but for those of
+    subscriptions ``full`` and of paused ones (a paused subscription keeps its
+    queue; it resumes when reactivated)."""
+    due = (
+        select(deliveries.c.id, deliveries.c.subscription_id, subscriptions.c.url)
+        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+        .where(*_claimable(now), subscriptions.c.active)
+        .order_by(deliveries.c.next_attempt_at)  # what the index gives: no sort
+        .limit(limit)
+    )
+    return due.where(deliveries.c.subscription_id.not_in(full)) if full else due
+
+
+async def _lock(connection: AsyncConnection, ids: list[str], now: datetime) -> set[str]:
+    """Of ``ids``, those still claimable, locked until the transaction ends; those
+    another transaction holds are passed over (PostgreSQL)."""
+    locked: set[str] = set()
+    for chunk in chunks(ids):
+        locked.update(
+            (
+                await connection.execute(
+                    select(deliveries.c.id)
+                    .where(deliveries.c.id.in_(chunk), *_claimable(now))
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
+    return locked
+
+
+def _round_robin(rows: Sequence[Any]) -> list[Any]:
+    """``rows`` (oldest first) taken round their subscriptions: each one's first,
+    then each one's second, and so on."""
+    queues: dict[str, list[Any]] = {}
+    for row in rows:
+        queues.setdefault(row.subscription_id, []).append(row)
+    return [
+        row
+        for round_ in itertools.zip_longest(*queues.values())
+        for row in round_
+        if row is not None
+    ]
+
+
+async def _next_due(connection: AsyncConnection, now: datetime, worker: str) -> datetime | None:
+    """When a delivery not claimable at ``now`` becomes so: a retry's time, or just
+    after another worker's claim runs out. None when there is no such delivery."""
+    pending = [
+        deliveries.c.status == DeliveryStatus.PENDING.value,
+        deliveries.c.subscription_id.in_(_ACTIVE),
+    ]
+    retry = (
+        await connection.execute(
+            select(func.min(deliveries.c.next_attempt_at)).where(
+                *pending, deliveries.c.next_attempt_at > now
+            )
+        )
+    ).scalar_one_or_none()
+    lapse = (
+        await connection.execute(
+            select(func.min(deliveries.c.claim_expires)).where(
+                *pending, deliveries.c.claim_expires >= now, deliveries.c.claimed_by != worker
+            )
+        )
+    ).scalar_one_or_none()
+    times = [t for t in (retry, lapse and lapse + timedelta(microseconds=1)) if t is not None]
+    return min(times, default=None)
 
 
 # What one attempt does to its delivery: the outcome, the attempt's answer, the
