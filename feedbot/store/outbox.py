@@ -103,8 +103,7 @@ class Claim:
     # ``limit`` was reached (or a replica was claiming some of those chosen): more
     # may be claimable now.
     more: bool = False
-    # When the next delivery becomes due (a retry, or another worker's lapsing
-    # claim), if ``more`` is False; None: none is waiting.
+    # When the next retry is due, if ``more`` is False; None: none is waiting.
     next_due: datetime | None = None
 
 
@@ -468,7 +467,7 @@ class Outbox:
                 if len(rows) < read:
                     break  # every due delivery was read
             more = len(taken) == limit or lost
-            next_due = None if more else await _next_due(connection, now, worker)
+            next_due = None if more else await _next_due(connection, now)
             jobs = await self._jobs(connection, taken) if taken else []
         return Claim(tuple(jobs), more, next_due)
 
@@ -950,29 +949,20 @@ def _round_robin(rows: Sequence[Any]) -> list[Any]:
     ]
 
 
-async def _next_due(connection: AsyncConnection, now: datetime, worker: str) -> datetime | None:
-    """When a delivery not claimable at ``now`` becomes so: a retry's time, or just
-    after another worker's claim runs out. None when there is no such delivery."""
-    pending = [
-        deliveries.c.status == DeliveryStatus.PENDING.value,
-        deliveries.c.subscription_id.in_(_ACTIVE),
-    ]
-    retry = (
+async def _next_due(connection: AsyncConnection, now: datetime) -> datetime | None:
+    """When the next retry is due (None: none is waiting). Another worker's claim
+    running out is not looked for (no index would find it cheaply): the
+    deliverer's idle_poll finds it."""
+    due: datetime | None = (
         await connection.execute(
             select(func.min(deliveries.c.next_attempt_at)).where(
-                *pending, deliveries.c.next_attempt_at > now
+                deliveries.c.status == DeliveryStatus.PENDING.value,
+                deliveries.c.subscription_id.in_(_ACTIVE),
+                deliveries.c.next_attempt_at > now,
             )
         )
     ).scalar_one_or_none()
-    lapse = (
-        await connection.execute(
-            select(func.min(deliveries.c.claim_expires)).where(
-                *pending, deliveries.c.claim_expires >= now, deliveries.c.claimed_by != worker
-            )
-        )
-    ).scalar_one_or_none()
-    times = [t for t in (retry, lapse and lapse + timedelta(microseconds=1)) if t is not None]
-    return min(times, default=None)
+    return due
 
 
 # What one attempt does to its delivery: the outcome, the attempt's answer, the
