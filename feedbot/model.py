@@ -22,6 +22,9 @@ import orjson
 from unidecode import unidecode
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
+# The longest topic slug: its feed URL must stay a reasonable URL. Far above any real
+# topic (the sample archive's longest is under 60); the parser rejects a page over it.
+MAX_SLUG_CHARS = 200
 
 
 @lru_cache(maxsize=65536)  # topic names repeat across thousands of events

@@ -87,8 +87,8 @@ class ArchiveSettings(_Section):
     max_title_chars: int = Field(
         2000,
         ge=1,
-        description="a page whose summary is longer (characters) is rejected, with a reason "
-        "(not cut)",
+        description="a page whose summary, story or a related title is longer (characters) "
+        "is rejected, with a reason (not cut)",
     )
 
     @field_validator("batch_bytes")

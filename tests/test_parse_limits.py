@@ -73,10 +73,11 @@ def test_a_page_over_a_limit_is_rejected_naming_it(field: str, make, key: str, w
     reason = raised.value.reason
     assert key in reason and f"{limit + 1:,} {what}" in reason and f"{limit:,}" in reason
     # Smaller limits are the caller's to give.
-    small = ParseLimits(**{field: 3})
+    # (20: max_title_chars bounds the story too, and the page's is 16 characters.)
+    small = ParseLimits(**{field: 20})
     with pytest.raises(ParseError, match=key):
-        parse_page(make(4), "x.md", limits=small)
-    assert parse_page(make(3), "x.md", limits=small).title
+        parse_page(make(21), "x.md", limits=small)
+    assert parse_page(make(20), "x.md", limits=small).title
 
 
 def test_the_page_of_sixty_thousand_topics_is_rejected() -> None:
@@ -151,3 +152,40 @@ def test_feedbot_parse_takes_the_limits_from_the_settings(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.strip() == f"{path}: 5 topics, over the limit of 4 (archive.max_page_topics)"
+
+
+def _with_lines(lines: dict[str, str]) -> str:
+    """The seed-like page of :func:`page` with some of its lines replaced."""
+    text = page(related=1)
+    for old, new in lines.items():
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.parametrize(
+    ("replace", "reason"),
+    [
+        (
+            {"##### Lal Masjid siege": "##### " + "Siege " * 400},
+            "a story of 2,399 characters, over the limit of 2,000 (archive.max_title_chars)",
+        ),
+        (
+            {"[Event 0]": "[" + "Event " * 400 + "]"},
+            "a related title of 2,399 characters, over the limit of 2,000",
+        ),
+        (
+            {"_Context: _": "_Context: " + "x" * 201 + "_"},
+            "a topic whose slug has 201 characters, over the 200 a topic URL may hold",
+        ),
+    ],
+)
+def test_every_shown_text_is_bounded(replace: dict[str, str], reason: str) -> None:
+    with pytest.raises(ParseError) as caught:
+        parse_page(_with_lines(replace), f"news/{DAY}/talks.md")
+    assert reason in caught.value.reason
+
+
+def test_a_topic_slug_at_the_url_limit_is_whole() -> None:
+    event = parse_page(_with_lines({"_Context: _": "_Context: " + "x" * 200 + "_"}), "t.md")
+    assert "x" * 200 in event.topic_slugs

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from feedbot.errors import ParseError
-from feedbot.model import Event, Related, RelatedKind, Source, Topic, slugify
+from feedbot.model import MAX_SLUG_CHARS, Event, Related, RelatedKind, Source, Topic, slugify
 
 # C0 controls but tab and newline, DEL, C1 controls, and the non-characters XML
 # forbids; archive text may hold any of them and no feed may.
@@ -242,6 +242,7 @@ def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = DEFAULT_LI
     topics = _topics(story, related)
     if len(topics) > limits.max_topics:
         raise _over_limit(path, f"{len(topics):,} topics", "max_page_topics", limits.max_topics)
+    _check_text_lengths(path, story, unique, topics, limits)
     return Event(
         id=event_id,
         date=event_date,
@@ -251,6 +252,31 @@ def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = DEFAULT_LI
         related=unique,
         topics=topics,
     )
+
+
+def _check_text_lengths(
+    path: str,
+    story: str | None,
+    related: tuple[Related, ...],
+    topics: tuple[Topic, ...],
+    limits: ParseLimits,
+) -> None:
+    """Every text a feed or a page shows is bounded, not only the summary: a story
+    or a related title of a megabyte would be repeated in every entry that shows it."""
+    if story is not None and len(story) > limits.max_title_chars:
+        found = f"a story of {len(story):,} characters"
+        raise _over_limit(path, found, "max_title_chars", limits.max_title_chars)
+    for item in related:
+        if len(item.title) > limits.max_title_chars:
+            found = f"a related title of {len(item.title):,} characters"
+            raise _over_limit(path, found, "max_title_chars", limits.max_title_chars)
+    for topic in topics:
+        if len(topic.slug) > MAX_SLUG_CHARS:
+            raise ParseError(
+                path,
+                f"a topic whose slug has {len(topic.slug):,} characters, over the "
+                f"{MAX_SLUG_CHARS} a topic URL may hold",
+            )
 
 
 def _over_limit(path: str, found: str, key: str, limit: int) -> ParseError:

@@ -44,6 +44,7 @@ from feedbot.feeds.cache import (
 )
 from feedbot.feeds.urls import base_from_host
 from feedbot.metrics import Metrics
+from feedbot.model import MAX_SLUG_CHARS
 from feedbot.settings import Settings
 from feedbot.store import Store, TopicCount
 from feedbot.web import health
@@ -51,7 +52,6 @@ from feedbot.web.admin import setup_admin
 from feedbot.web.http import document_response, error_middleware, not_found
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
-MAX_SLUG = 200  # far above any real slug; a longer one is not worth a lookup
 MAX_EVENT_ID = 1024
 _PAGE = re.compile(r"[0-9]{1,9}")
 _SUGGESTIONS = 5
@@ -64,7 +64,7 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 def is_slug(text: str) -> bool:
-    return len(text) <= MAX_SLUG and SLUG.fullmatch(text) is not None
+    return len(text) <= MAX_SLUG_CHARS and SLUG.fullmatch(text) is not None
 
 
 def create_app(
