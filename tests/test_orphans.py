@@ -217,7 +217,7 @@ async def test_kill_9_mid_poll_leaves_no_parse_worker(tmp_path: Path) -> None:
 async def test_kill_9_mid_delivery_leaves_no_delivery_worker(tmp_path: Path) -> None:
     today = datetime.now(UTC).date()
     archive = tmp_path / "archive"
-    write_archive(archive, today.strftime("%Y/%m/%d"), PAGES)
+    write_archive(archive, f"{today:%Y/%m}/{today.day}", PAGES)  # the day unpadded
     answered = asyncio.Event()
 
     async def slowly(_request: web.Request, _n: int) -> web.StreamResponse:
