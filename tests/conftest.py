@@ -38,8 +38,9 @@ _pg_reason: str | None = None
 
 # The daemon runs on uvloop (feedbot/loop.py); the tests of what touches sockets
 # most closely (the SSRF guard's connect-time checks, the deliverer and its worker
-# processes) run on both loops, the rest on asyncio's own.
-_ON_BOTH_LOOPS = {"test_ssrf.py", "test_deliver.py", "test_workers.py"}
+# processes, the web server's connection limits, which wrap the loop's transports)
+# run on both loops, the rest on asyncio's own.
+_ON_BOTH_LOOPS = {"test_ssrf.py", "test_deliver.py", "test_workers.py", "test_web_limits.py"}
 
 
 def pytest_asyncio_loop_factories(
