@@ -56,37 +56,34 @@ class NotFoundError(StorageError):
         return (type(self), (self.kind, self.key))
 
 
-class ConflictError(StorageError):
-    """A constraint refused a write: a unique key already holds its values (a row
-    another connection stored first). ``reason`` is the database's own word on it."""
+class _DatabaseRefusal(StorageError):
+    """A database error converted at the store boundary: ``where`` names the store
+    (its password hidden), ``reason`` is the database's own word on it."""
 
     def __init__(self, message: str, *, where: str, reason: str) -> None:
         super().__init__(message)
-        self.where = where  # the store, its password hidden
+        self.where = where
         self.reason = reason
 
+    # The default pickling passes ``args`` (the message alone) to a constructor whose
+    # fields are keyword-only.
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), str(self), self.where, self.reason))
 
 
-class UnavailableError(StorageError):
+class ConflictError(_DatabaseRefusal):
+    """A constraint refused a write: a unique key already holds its values (a row
+    another connection stored first)."""
+
+
+class UnavailableError(_DatabaseRefusal):
     """The database could not be reached or did not answer in time (connection
     refused or lost, a lock held past the timeout): trying again later may work."""
 
-    def __init__(self, message: str, *, where: str, reason: str) -> None:
-        super().__init__(message)
-        self.where = where  # the store, its password hidden
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), str(self), self.where, self.reason))
-
 
 def _rebuild(
-    cls: type[ConflictError | UnavailableError], message: str, where: str, reason: str
-) -> ConflictError | UnavailableError:
-    """Unpickles an error whose fields are keyword-only (the default pickling passes
-    ``args``, the message alone)."""
+    cls: type[_DatabaseRefusal], message: str, where: str, reason: str
+) -> _DatabaseRefusal:
     return cls(message, where=where, reason=reason)
 
 
