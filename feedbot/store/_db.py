@@ -11,7 +11,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import Table, bindparam, false, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     DisconnectionError,
@@ -74,6 +74,16 @@ class Database:
             raise UnavailableError(
                 f"store {self.where} unreachable: {exc}", where=self.where, reason=str(exc)
             ) from exc
+
+    async def write_lock(self, connection: AsyncConnection, table: Table) -> None:
+        """On SQLite, take the file's write lock now, inside ``connection``'s
+        transaction, so that what it reads next is what its writes apply to and
+        another process's transaction waits. A write that changes nothing takes it
+        (``UPDATE table SET c = c WHERE false``). PostgreSQL locks rows instead:
+        nothing to do there."""
+        if self.backend == "sqlite":
+            column = next(iter(table.c))
+            await connection.execute(update(table).where(false()).values({column.name: column}))
 
     async def insert_rows(
         self,

@@ -25,7 +25,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    false,
     func,
     literal,
     or_,
@@ -388,9 +387,7 @@ class Outbox:
         if self._db.backend == "postgresql":
             await connection.execute(select(func.pg_advisory_xact_lock(_RECONCILE_LOCK)))
         else:
-            # SQLite's write lock, taken before the first read so that what is read
-            # is what the writes apply to. (A write that changes nothing takes it.)
-            await connection.execute(update(subscriptions).where(false()).values(origin="config"))
+            await self._db.write_lock(connection, subscriptions)
 
     # -- deliveries ----------------------------------------------------------------
 
@@ -429,11 +426,9 @@ class Outbox:
         left = {sid: min(n, cap) for sid, n in (room or {}).items()}
         taken: list[str] = []
         async with self._db.transaction() as connection:
-            if self._db.backend == "sqlite":
-                # SQLite has no SKIP LOCKED: take the write lock before choosing,
-                # so that another process's claim waits instead of choosing the
-                # same rows. (A write that changes nothing takes it all the same.)
-                await connection.execute(update(deliveries).where(false()).values(claimed_by=None))
+            # SQLite has no SKIP LOCKED: the write lock is taken before choosing, so
+            # that another process's claim waits instead of choosing the same rows.
+            await self._db.write_lock(connection, deliveries)
             read = max(limit, _READ_AHEAD)
             lost = False
             while len(taken) < limit and not lost:
@@ -530,9 +525,7 @@ class Outbox:
         if not results:
             return frozenset()
         async with self._db.transaction() as connection:
-            if self._db.backend == "sqlite":
-                # Judge the claims and write under one lock, as claim does.
-                await connection.execute(update(deliveries).where(false()).values(claimed_by=None))
+            await self._db.write_lock(connection, deliveries)  # judge and write as one
             held = await _claims_held(connection, [delivery for delivery, _ in results])
             lost = frozenset(d.id for d, _ in results if d.id not in held)
             results = [(d, r) for d, r in results if d.id in held]
@@ -687,10 +680,9 @@ class Outbox:
             .with_for_update(of=deliveries)
         )
         async with self._db.transaction() as connection:
-            if self._db.backend == "sqlite":
-                # Judge and update under the write lock, as claim_due does, so that
-                # no claim or attempt changes a delivery in between.
-                await connection.execute(update(deliveries).where(false()).values(claimed_by=None))
+            # Judge and update under the write lock, as claim does, so that no claim
+            # or attempt changes a delivery in between.
+            await self._db.write_lock(connection, deliveries)
             rows: list[Any] = []
             if wanted is None:
                 failed = deliveries.c.status == DeliveryStatus.FAILED.value
