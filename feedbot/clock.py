@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # where Unix timestamps count from
+
 
 def utc_now() -> datetime:
     """Now, timezone-aware, in UTC."""

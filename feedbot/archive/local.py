@@ -33,11 +33,11 @@ import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from feedbot.archive.source import PageProblem, PollBatch, RawPage, name_problem, shown_name
-from feedbot.clock import utc_now
+from feedbot.clock import EPOCH, utc_now
 from feedbot.errors import ArchiveError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ _MARK_PREFIX = "local:"
 # ingest of 100,000 events under 250 MB.
 _PAGES_PER_BATCH = 2000
 _LISTERS = 8  # day folders listed at once
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _Listing = tuple[tuple[str, int, int], ...]  # (file name, size, mtime_ns) of each page
 
 
@@ -195,11 +194,11 @@ class LocalArchiveSource:
         without its new mark. A page dated further ahead is read: its date says
         nothing about when it was written."""
         settle = self.settle_ms * 1_000_000
-        now_ns = (now - _EPOCH) // timedelta(microseconds=1) * 1000
+        now_ns = (now - EPOCH) // timedelta(microseconds=1) * 1000
         fresh = [mtime for _name, _size, mtime in day.pages if abs(now_ns - mtime) < settle]
         if not fresh:
             return day
-        settles_at = _EPOCH + timedelta(microseconds=-(-(max(fresh) + settle) // 1000))
+        settles_at = EPOCH + timedelta(microseconds=-(-(max(fresh) + settle) // 1000))
         pages = tuple(page for page in day.pages if abs(now_ns - page[2]) >= settle)
         return _Day(day.key, day.folder, None, pages, day.bad_names, settles_at)
 

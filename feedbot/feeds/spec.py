@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from feedbot.clock import EPOCH
 from feedbot.errors import FeedbotError
 from feedbot.feeds import urls
 from feedbot.model import StoredEvent, Topic
 
 DEFAULT_PAGE_SIZE = 50
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 FeedKind = Literal["all", "topic"]
 
@@ -106,7 +106,7 @@ class FeedSpec:
 def order_key(stored: StoredEvent) -> tuple[int, int, str]:
     """Sort key for feed order: newest date first, then the latest first seen,
     then event id ascending."""
-    seen = (utc(stored.first_seen) - _EPOCH) // timedelta(microseconds=1)
+    seen = (utc(stored.first_seen) - EPOCH) // timedelta(microseconds=1)
     return (-stored.event.date.toordinal(), -seen, stored.event.id)
 
 

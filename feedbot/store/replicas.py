@@ -19,12 +19,13 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Interval, func, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from feedbot.clock import EPOCH
 from feedbot.store._db import Database
 from feedbot.store.schema import leases
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "feedbot_changes"
 _MAX_PAYLOAD = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ class Replicas:
             await self._db.insert_rows(
                 connection,
                 leases,
-                [{"name": role, "holder": holder, "expires_at": _EPOCH}],
+                [{"name": role, "holder": holder, "expires_at": EPOCH}],
                 keys=["name"],
                 on_conflict="ignore",
             )
@@ -101,7 +101,7 @@ class Replicas:
             await connection.execute(
                 update(leases)
                 .where(leases.c.name == role, leases.c.holder == holder)
-                .values(expires_at=_EPOCH)
+                .values(expires_at=EPOCH)
             )
 
     async def holder(self, role: str) -> str | None:
