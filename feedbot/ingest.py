@@ -234,11 +234,12 @@ class Ingestor:
             if page.path not in rejected and page.path not in changing
         ]
         decision = decide(events, await self.store.content_hashes(e.id for e in events))
+        reasons = {path: why.reason for path, why in rejected.items()}
         written = await self.store.write_batch(
             new=decision.new,
             changed=decision.changed,
             marks_=marks,
-            rejected={path: why.reason for path, why in rejected.items()},
+            rejected=reasons,
             accepted_paths=accepted,
             now=self._clock(),
             alert_since=alert_since,
@@ -248,7 +249,7 @@ class Ingestor:
         result.new += len(decision.new)
         result.updated += len(decision.changed)
         result.unchanged += decision.unchanged
-        result.rejected.update({path: why.reason for path, why in rejected.items()})
+        result.rejected.update(reasons)
         result.changed_topics |= written.topics
         result.alerts += written.alerts
         if progress is not None:

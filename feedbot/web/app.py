@@ -192,14 +192,15 @@ class _Routes:
         counts = await self.cache.topic_counts()
         lines = [f'404 Not Found: there is no topic "{slug}".']
         close = closest_topics(slug, counts)
+        base = self._base(request)
         if close:
             lines.append("Closest topics:")
             lines += [
                 f"  {c.topic.slug}  ({c.topic.name}, {c.events} events)  "
-                f"{feed_url(self._base(request), c.topic.slug)}"
+                f"{feed_url(base, c.topic.slug)}"
                 for c in close
             ]
-        lines.append(f"Every topic: {self._topics_url(request)}")
+        lines.append(f"Every topic: {topic_page_url(base, None)}")
         return "\n".join(lines)
 
     def _topics_url(self, request: web.Request) -> str:
