@@ -10,6 +10,7 @@ missing config, no store where one must already be, unreachable store).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -191,12 +192,12 @@ def _parser() -> argparse.ArgumentParser:
         subs_commands, "enable", "switch a disabled subscription on again (e.g. after a 410)"
     )
     enable.add_argument("id")
-    enable.set_defaults(handler=_cmd_subscriptions_enable)
+    enable.set_defaults(handler=functools.partial(_cmd_subscriptions_switch, active=True))
     disable = command(
         subs_commands, "disable", "pause a subscription: its alerts queue until it is enabled"
     )
     disable.add_argument("id")
-    disable.set_defaults(handler=_cmd_subscriptions_disable)
+    disable.set_defaults(handler=functools.partial(_cmd_subscriptions_switch, active=False))
     test = command(subs_commands, "test", "send a signed ping")
     test.add_argument("id")
     test.set_defaults(handler=_cmd_subscriptions_test)
@@ -450,46 +451,36 @@ def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:
     return run_async(remove())
 
 
-def _cmd_subscriptions_enable(args: argparse.Namespace) -> int:
-    async def enable() -> int:
+def _cmd_subscriptions_switch(args: argparse.Namespace, *, active: bool) -> int:
+    """``subscriptions enable`` (``active``) and ``subscriptions disable``."""
+
+    async def switch() -> int:
         async with _opened_store(args) as (_settings, store):
             current = await store.outbox.subscription(args.id)
             if current is None:
                 print(f"feedbot: no subscription {args.id}", file=sys.stderr)
                 return EXIT_FAILED
-            if current.active:
-                print(f"{args.id} is already active")
+            was = current.disabled_reason or "disabled"
+            if current.active == active:
+                print(f"{args.id} is already " + ("active" if active else f"disabled ({was})"))
                 return EXIT_OK
-            # Only the switch is written (any format, template ones too); the store
+            # Only the switch is written (any format, template ones too); enabling
             # clears the reason and the failure streak with it.
-            await store.outbox.set_active(args.id, True)
-        print(
-            f"enabled {args.id} (was: {current.disabled_reason or 'disabled'}); "
-            "`feedbot deliveries replay` queues its failed deliveries again"
-        )
+            reason = None if active else "disabled with the CLI"
+            await store.outbox.set_active(args.id, active, reason=reason)
+        if active:
+            print(
+                f"enabled {args.id} (was: {was}); "
+                "`feedbot deliveries replay` queues its failed deliveries again"
+            )
+        else:
+            print(
+                f"disabled {args.id}: its alerts wait in the queue; "
+                f"`feedbot subscriptions enable {args.id}` switches it on again"
+            )
         return EXIT_OK
 
-    return run_async(enable())
-
-
-def _cmd_subscriptions_disable(args: argparse.Namespace) -> int:
-    async def disable() -> int:
-        async with _opened_store(args) as (_settings, store):
-            current = await store.outbox.subscription(args.id)
-            if current is None:
-                print(f"feedbot: no subscription {args.id}", file=sys.stderr)
-                return EXIT_FAILED
-            if not current.active:
-                print(f"{args.id} is already disabled ({current.disabled_reason or 'disabled'})")
-                return EXIT_OK
-            await store.outbox.set_active(args.id, False, reason="disabled with the CLI")
-        print(
-            f"disabled {args.id}: its alerts wait in the queue; "
-            f"`feedbot subscriptions enable {args.id}` switches it on again"
-        )
-        return EXIT_OK
-
-    return run_async(disable())
+    return run_async(switch())
 
 
 def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
