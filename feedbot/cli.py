@@ -20,9 +20,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from feedbot import __version__
 from feedbot.archive.parse import parse_page
 from feedbot.clock import utc_now
@@ -274,7 +271,9 @@ def _store_settings(args: argparse.Namespace, use: StoreUse) -> Settings:
             "no config file: give --config PATH or set FEEDBOT_CONFIG "
             f"(store.url would be {settings.store.url})"
         )
-    database = _sqlite_file(settings.store.url)
+    from feedbot.store.store import sqlite_file
+
+    database = sqlite_file(settings.store.url)
     if use is StoreUse.EXISTING and database is not None and not database.exists():
         origin = f"set by {variable}" if variable else f"of {path}, from {how}"
         meant = "store" if variable else "config"
@@ -283,19 +282,6 @@ def _store_settings(args: argparse.Namespace, use: StoreUse) -> Settings:
             f"`feedbot run` creates it; is this the {meant} you meant?"
         )
     return settings
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file of a ``sqlite:///`` store URL; None for any other store."""
-    from feedbot.store.store import async_url
-
-    try:
-        parsed = make_url(async_url(url))
-    except ArgumentError:
-        return None  # Store.open says what is wrong with it
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database or "")
 
 
 def _cmd_poll(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, event, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -75,6 +75,21 @@ def async_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` store URL; None for any other store, or for a
+    URL that is not one (:meth:`Store.open` says what is wrong with it)."""
+    try:
+        return _sqlite_file(make_url(async_url(url)))
+    except ArgumentError:
+        return None
+
+
+def _sqlite_file(sa_url: URL) -> Path | None:
+    if sa_url.get_backend_name() != "sqlite" or sa_url.database in (None, "", ":memory:"):
+        return None
+    return Path(sa_url.database or "")
+
+
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._db = Database(engine)
@@ -89,8 +104,9 @@ class Store:
             sa_url = make_url(async_url(url))
         except ArgumentError as exc:
             raise StorageError(f"store.url {url!r} is not a database URL: {exc}") from exc
-        if sa_url.get_backend_name() == "sqlite" and sa_url.database not in (None, "", ":memory:"):
-            Path(sa_url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        file = _sqlite_file(sa_url)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
         try:
             # A ping before each checkout finds dropped network connections; a
             # SQLite file has none to drop.
