@@ -19,8 +19,6 @@ from datetime import datetime
 from ipaddress import ip_address
 from pathlib import Path
 
-from yarl import URL
-
 from feedbot.errors import ConfigError, TargetRefused
 from feedbot.model import Subscription
 from feedbot.notify.deliver import Request
@@ -35,7 +33,7 @@ from feedbot.notify.formats import (
     render_payload,
 )
 from feedbot.notify.signing import validate_secret, webhook_headers
-from feedbot.notify.ssrf import TargetPolicy, check_url
+from feedbot.notify.ssrf import TargetPolicy, check_url, parse_webhook_url
 from feedbot.settings import SubscriptionSettings
 from feedbot.store import DeliveryJob
 
@@ -103,13 +101,8 @@ def validate_url(url: str) -> str:
                 f"url: {url!r} holds U+{ord(char):04X} ({name}) at position {position}; "
                 "a URL has no spaces, control or invisible characters (encode them as %XX)"
             )
-    try:
-        parsed = URL(url)
-        port = parsed.explicit_port
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"url: {url!r} is not a valid URL ({exc})") from None
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
-        raise ConfigError(f"url: {url!r} is not an absolute http:// or https:// URL")
+    parsed = parse_webhook_url(url)
+    port = parsed.explicit_port
     if parsed.raw_user is not None or parsed.raw_password is not None:
         raise ConfigError(
             "url: user:password@ in a webhook URL is not supported; "
@@ -117,6 +110,7 @@ def validate_url(url: str) -> str:
         )
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"url: port {port} is out of range (1 to 65535)")
+    assert parsed.raw_host is not None  # parse_webhook_url refuses a URL without one
     _check_host(parsed.raw_host, url)
     return url
 

@@ -381,6 +381,20 @@ def refusal_of(error: BaseException) -> TargetRefused | None:
     return None
 
 
+def parse_webhook_url(url: str) -> URL:
+    """``url`` parsed, if it is an absolute ``http(s)`` URL with a host (and, if it
+    has one, a port yarl can read); raises ``ConfigError`` naming the field ``url``
+    otherwise."""
+    try:
+        parsed = URL(url)
+        parsed.explicit_port  # noqa: B018 - yarl checks the port when it is read
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"url: {url!r} is not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise ConfigError(f"url: {url!r} is not an absolute http:// or https:// URL")
+    return parsed
+
+
 def check_url(url: str, policy: TargetPolicy) -> None:
     """Check a webhook URL up front, as far as that is possible without DNS.
 
@@ -388,13 +402,8 @@ def check_url(url: str, policy: TargetPolicy) -> None:
     absolute ``http(s)`` URL with a host, and :class:`TargetRefused` for an IP
     literal the policy refuses. A host name is only checked at connect time.
     """
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"url: {url!r} is not a valid URL ({exc})") from None
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
-        raise ConfigError(f"url: {url!r} is not an absolute http:// or https:// URL")
-    host = parsed.raw_host
+    host = parse_webhook_url(url).raw_host
+    assert host is not None  # parse_webhook_url refuses a URL without one
     try:
         ip = ip_address(host)
     except ValueError:
