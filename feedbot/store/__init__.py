@@ -8,16 +8,29 @@ from feedbot.store.outbox import (
     Outbox,
     delivery_id,
 )
-from feedbot.store.store import PollRecord, Store, TopicCount, WriteResult
+from feedbot.store.store import (
+    Lookup,
+    Moved,
+    PollRecord,
+    Removed,
+    Store,
+    Tombstone,
+    TopicCount,
+    WriteResult,
+)
 
 __all__ = [
     "AttemptReport",
     "Claim",
     "Delivery",
     "DeliveryJob",
+    "Lookup",
+    "Moved",
     "Outbox",
     "PollRecord",
+    "Removed",
     "Store",
+    "Tombstone",
     "TopicCount",
     "WriteResult",
     "delivery_id",

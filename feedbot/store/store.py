@@ -55,6 +55,35 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Moved:
+    """What :meth:`Store.lookup_event` finds for an alias: the page at that id is
+    the event kept under ``kept_id`` (README: "Identity")."""
+
+    kept_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What :meth:`Store.lookup_event` finds for a removed event (a tombstone): the
+    event as it was last stored, and when it was removed."""
+
+    event: StoredEvent
+    deleted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A removed event, for the feeds' RFC 6721 ``at:deleted-entry``."""
+
+    id: str
+    deleted_at: datetime
+    topics: tuple[str, ...]  # the slugs of the topics it had
+
+
+Lookup = StoredEvent | Moved | Removed | None
+
+
+@dataclass(frozen=True, slots=True)
 class PollRecord:
     started_at: datetime
     finished_at: datetime
@@ -410,6 +439,17 @@ class Store:
                 )
             ).first()
         return None if row is None else _stored(row)
+
+    async def lookup_event(self, event_id: str) -> Lookup:
+        """What ``/events/<event_id>`` shows: the event, an alias of one
+        (:class:`Moved`), a removed one (:class:`Removed`), or None."""
+        stored = await self.get_event(event_id)
+        return stored  # TODO(identity): aliases and tombstones
+
+    async def tombstones(self, topic: str | None, since: datetime) -> list[Tombstone]:
+        """Events removed at or after ``since`` (of ``topic``, when given), the
+        latest removal first."""
+        return []  # TODO(identity): filled in with removal
 
     async def events_page(
         self, topic: str | None = None, *, offset: int = 0, limit: int = 50
