@@ -11,8 +11,9 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Table, bindparam, false, update
+from sqlalchemy import Table, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import (
     DisconnectionError,
     IntegrityError,
@@ -41,6 +42,11 @@ class Database:
         self._one_at_a_time: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self.backend == "sqlite" else contextlib.nullcontext()
         )
+        if self.backend == "sqlite" and not event.contains(
+            engine.sync_engine, "begin", _sqlite_begin
+        ):
+            event.listen(engine.sync_engine, "connect", _sqlite_no_driver_transactions)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
         # Statements built once per table and column list (and conflict handling).
         self._inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...], bool], UpdateBase] = {}
         self._plans: dict[tuple[UpdateBase, tuple[str, ...]], tuple[str, _Layout]] = {}
@@ -74,16 +80,6 @@ class Database:
             raise UnavailableError(
                 f"store {self.where} unreachable: {exc}", where=self.where, reason=str(exc)
             ) from exc
-
-    async def write_lock(self, connection: AsyncConnection, table: Table) -> None:
-        """On SQLite, take the file's write lock now, inside ``connection``'s
-        transaction, so that what it reads next is what its writes apply to and
-        another process's transaction waits. A write that changes nothing takes it
-        (``UPDATE table SET c = c WHERE false``). PostgreSQL locks rows instead:
-        nothing to do there."""
-        if self.backend == "sqlite":
-            column = next(iter(table.c))
-            await connection.execute(update(table).where(false()).values({column.name: column}))
 
     async def insert_rows(
         self,
@@ -178,6 +174,19 @@ class Database:
 
     def _insert(self, table: Table) -> Any:
         return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
+
+
+def _sqlite_no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+    # The driver would begin transactions itself, DEFERRED and only before a
+    # write; _sqlite_begin begins every transaction instead.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # BEGIN IMMEDIATE takes the file's write lock at the start, so what a write
+    # transaction reads is what its writes apply to, and another process's writer
+    # waits for it (busy_timeout) instead of failing to upgrade a read lock later.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # Where each parameter of a compiled statement comes from: a row's value at
