@@ -218,6 +218,16 @@ class StoredEvent:
     updated: datetime
 
 
+class AlertKind(StrEnum):
+    """What happened to an event that a subscription may be told about; the
+    webhook ``type`` is ``event.<kind>``. A subscription's ``events`` lists the
+    kinds it wants (default: created only)."""
+
+    CREATED = "created"  # a new event
+    UPDATED = "updated"  # a stored event's content changed (it keeps its id)
+    DELETED = "deleted"  # an event left the archive (a tombstone)
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # waiting for its first or next attempt
     DONE = "done"  # a 2xx arrived
@@ -229,7 +239,8 @@ class Subscription:
     """A webhook subscriber: where to post, which topics, in what format.
 
     ``topics`` holds slugs, or ``"*"`` for every event. ``keywords``, when given,
-    further require one of them in the event title (case-insensitive).
+    further require one of them in the event title (case-insensitive). ``events``
+    are the kinds of alert it wants (:class:`AlertKind`).
     """
 
     id: str
@@ -242,6 +253,7 @@ class Subscription:
     origin: str = "api"  # "config", "api" or "cli": config ones are reconciled at start-up
     created_at: datetime | None = None
     disabled_reason: str | None = None
+    events: tuple[AlertKind, ...] = (AlertKind.CREATED,)
 
     def matched_topics(self, event: Event) -> tuple[str, ...] | None:
         """The event's topic slugs this subscription wants, or ``None`` when the

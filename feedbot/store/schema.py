@@ -6,8 +6,8 @@ that queries need: the date for ordering, the content hash that decides whether
 ``event_topics`` repeats the event date so a topic feed is one index range scan.
 
 Migrations are ordered steps; ``meta.schema_version`` records how many have run.
-A step only ever adds to the schema, so an older feedbot never meets a table it
-cannot read and a newer one upgrades in place at start-up.
+A step adds to the schema (columns with defaults, tables, keys; one replaced a
+unique key with a wider one), so a newer feedbot upgrades in place at start-up.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Constraint,
     DateTime,
     Dialect,
     Index,
@@ -30,10 +31,16 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    column,
     delete,
+    insert,
+    inspect,
     select,
+    table,
+    text,
     update,
 )
+from sqlalchemy.schema import AddConstraint, CreateTable
 
 from feedbot.model import DeliveryStatus
 
@@ -166,6 +173,8 @@ subscriptions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("failing_since", UTCDateTime),  # first failure since the last success
     Column("disabled_reason", Text),
+    # JSON list of the alert kinds it wants (model.AlertKind values)
+    Column("events", Text, nullable=False, server_default='["created"]'),
 )
 
 # A config file's subscriptions are matched by URL, so there is one row per URL,
@@ -182,8 +191,12 @@ config_url_key = Index(
 
 # The outbox. A row is written in the transaction that stores its event, so no
 # alert is ever lost between "stored" and "queued". ``id`` is the webhook-id:
-# derived from subscription and event, it stays the same across every retry and
-# replay, and the unique pair stops two writers from queueing one alert twice.
+# derived from subscription, event, kind and sequence (feedbot.alerts.delivery_id),
+# it stays the same across every retry and replay, and the unique key stops two
+# writers from queueing one alert twice. ``kind`` is created, updated or deleted
+# (model.AlertKind); ``seq`` numbers the alerts of one kind about one event to one
+# subscription (0 for created, which comes once). An update or removal keeps the
+# event as it was then in ``event_body`` (the event's row moves on, or goes).
 deliveries = Table(
     "deliveries",
     metadata,
@@ -202,7 +215,11 @@ deliveries = Table(
     Column("done_at", UTCDateTime),
     Column("claimed_by", String(64)),
     Column("claim_expires", UTCDateTime),
-    UniqueConstraint("subscription_id", "event_id", name="uq_deliveries_subscription_event"),
+    Column("kind", String(16), nullable=False, server_default="created"),
+    Column("seq", Integer, nullable=False, server_default="0"),
+    Column("previous_title", Text),  # of an update: the title before it
+    Column("event_body", Text),  # of an update or removal: the event JSON it is about
+    UniqueConstraint("subscription_id", "event_id", "kind", "seq", name="uq_deliveries_alert"),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_event", "event_id"),
 )
@@ -270,12 +287,65 @@ def _one_config_subscription_per_url(connection: Connection) -> None:
     config_url_key.create(connection, checkfirst=True)
 
 
+def _alert_kinds(connection: Connection) -> None:
+    """Give :data:`subscriptions` its ``events`` column (every subscription stored
+    before wants created alerts only, as it got before); give :data:`deliveries`
+    its ``kind``, ``seq``, ``previous_title`` and ``event_body`` columns, and the
+    unique key over subscription, event, kind and sequence in place of the one
+    over subscription and event (which allowed one alert per pair). Every
+    delivery stored before is an ``event.created`` one, sequence 0: its
+    webhook-id is unchanged.
+
+    PostgreSQL alters the table in place. SQLite cannot drop a constraint, so the
+    table is rebuilt as SQLite's documentation for ALTER TABLE describes (create
+    the new table, copy the rows, drop the old one, rename the new one, create its
+    indexes); no other table, view or trigger refers to it. A store created by
+    this version has the columns from its create step already: nothing to do."""
+    inspector = inspect(connection)
+    if "events" not in {c["name"] for c in inspector.get_columns(subscriptions.name)}:
+        connection.execute(
+            text(
+                "ALTER TABLE subscriptions ADD COLUMN events TEXT DEFAULT '[\"created\"]' NOT NULL"
+            )
+        )
+    have = {c["name"] for c in inspector.get_columns(deliveries.name)}
+    if "kind" in have:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text(
+                "ALTER TABLE deliveries"
+                " ADD COLUMN kind VARCHAR(16) DEFAULT 'created' NOT NULL,"
+                " ADD COLUMN seq INTEGER DEFAULT 0 NOT NULL,"
+                " ADD COLUMN previous_title TEXT,"
+                " ADD COLUMN event_body TEXT,"
+                " DROP CONSTRAINT uq_deliveries_subscription_event"
+            )
+        )
+        connection.execute(AddConstraint(_constraint(deliveries, "uq_deliveries_alert")))
+        return
+    rebuilt = deliveries.to_metadata(MetaData(), name="deliveries_rebuilt")
+    connection.execute(CreateTable(rebuilt))  # the table alone: indexes come last
+    kept = [c.name for c in deliveries.c if c.name in have]
+    old = table(deliveries.name, *(column(name) for name in kept))
+    connection.execute(insert(rebuilt).from_select(kept, select(*old.c)))
+    connection.execute(text("DROP TABLE deliveries"))
+    connection.execute(text("ALTER TABLE deliveries_rebuilt RENAME TO deliveries"))
+    for index in sorted(deliveries.indexes, key=lambda i: str(i.name)):
+        index.create(connection)
+
+
+def _constraint(of: Table, name: str) -> Constraint:
+    return next(c for c in of.constraints if c.name == name)
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
     _create(subscriptions, deliveries, attempts),
     _create(leases),
     _one_config_subscription_per_url,
+    _alert_kinds,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,162 @@
+"""Who is told about what: the plan of one batch's alerts, decided without I/O.
+
+:func:`plan_alerts` takes what a batch of ingestion did to events (new, content
+changed, removed), the active subscriptions, which stored events link to the
+batch's events, and what each subscription was told before; it answers with the
+deliveries to queue, each with its webhook-id, matched topics and reply threading.
+The store loads those inputs and writes the answer in the transaction that stores
+the events (``store/outbox.py``); nothing here reads or writes anything.
+
+The rules (README: "Webhooks"):
+
+- A subscription gets an alert of a kind only if its ``events`` list that kind
+  (default: created only), and only for an event its topics and keywords match
+  (:meth:`Subscription.matched_topics`; an update is matched on the new content,
+  a removal on the content as last stored).
+- ``event.created`` comes at most once per subscription and event: its webhook-id
+  is derived from the pair alone, so an event that is new again (a page that came
+  back) is not announced twice.
+- ``event.updated`` and ``event.deleted`` come once per change: the n-th alert of
+  a kind about one event to one subscription has sequence n, which its webhook-id
+  includes, so every retry of one alert has one id and no two alerts share one.
+- Threading: a created alert's ``in_reply_to`` lists the events it relates to (in
+  either direction) that the subscription was alerted about before, including
+  earlier alerts of the same batch (created ones in event date order first). An
+  update or removal is about the event itself, so it replies to nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from feedbot.model import AlertKind, Event, Subscription
+
+# The order the kinds of a batch are planned in; earlier ones may be replied to.
+_KIND_ORDER = {AlertKind.CREATED: 0, AlertKind.UPDATED: 1, AlertKind.DELETED: 2}
+
+
+def delivery_id(
+    subscription_id: str, event_id: str, kind: AlertKind = AlertKind.CREATED, sequence: int = 0
+) -> str:
+    """The webhook-id of one alert: the same for every attempt and every replay.
+
+    A created alert's id depends on the subscription and the event alone (as it
+    always has: receivers that keep ids to drop repeats keep working); an update's
+    or a removal's also on its kind and sequence number."""
+    text = f"{subscription_id}\n{event_id}"
+    if kind is not AlertKind.CREATED:
+        text += f"\n{kind.value}\n{sequence}"
+    return "msg_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class EventChange:
+    """One thing a batch did to an event: it is new, its content changed (the
+    title before is ``previous_title``), or it was removed (``event`` as last
+    stored)."""
+
+    kind: AlertKind
+    event: Event
+    previous_title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelivery:
+    """One alert to queue."""
+
+    subscription_id: str
+    event_id: str
+    kind: AlertKind
+    sequence: int  # 0 for created; n for the n-th update (or removal) alert
+    matched_topics: tuple[str, ...]
+    in_reply_to: tuple[str, ...]  # event ids, sorted
+    previous_title: str | None = None  # of an update
+
+    @property
+    def id(self) -> str:
+        return delivery_id(self.subscription_id, self.event_id, self.kind, self.sequence)
+
+
+# What a subscription was alerted about before: (subscription id, event id) ->
+# how many alerts of each kind it got about that event (for updated and deleted,
+# the highest sequence number queued).
+Alerted = Mapping[tuple[str, str], Mapping[AlertKind, int]]
+
+
+def plan_alerts(
+    events: Iterable[EventChange],
+    subscriptions: Iterable[Subscription],
+    links: Mapping[str, Collection[str]],
+    already_alerted: Alerted,
+) -> list[PlannedDelivery]:
+    """The deliveries that ``events`` bring to ``subscriptions`` (the active ones).
+
+    ``links`` maps an event id to the ids of stored events whose related lists
+    name it (the other direction, an event's own related list, is in the event).
+    ``already_alerted`` says what each subscription got before this batch; it
+    need only cover the batch's events and the events they relate to.
+
+    The answer is the same for the same inputs in any order: events go by kind
+    (created, updated, deleted), then date and id; subscriptions by id.
+    """
+    subscribers = sorted(subscriptions, key=lambda s: s.id)
+    if not subscribers:
+        return []
+    ordered = sorted(events, key=lambda c: (_KIND_ORDER[c.kind], c.event.date, c.event.id))
+    counts: dict[tuple[str, str], dict[AlertKind, int]] = {}
+
+    def told(subscription_id: str, event_id: str) -> dict[AlertKind, int]:
+        key = (subscription_id, event_id)
+        if key not in counts:
+            counts[key] = dict(already_alerted.get(key, {}))
+        return counts[key]
+
+    planned: list[PlannedDelivery] = []
+    for change in ordered:
+        event = change.event
+        related: set[str] = {r.id for r in event.related}
+        related.update(links.get(event.id, ()))
+        related.discard(event.id)
+        for subscription in subscribers:
+            if change.kind not in subscription.events:
+                continue
+            matched = subscription.matched_topics(event)
+            if matched is None:
+                continue
+            before = told(subscription.id, event.id)
+            sent = before.get(change.kind, 0)
+            if change.kind is AlertKind.CREATED and sent:
+                continue  # announced already: never twice
+            replies: tuple[str, ...] = ()
+            if change.kind is AlertKind.CREATED:
+                replies = tuple(
+                    sorted(rid for rid in related if any(told(subscription.id, rid).values()))
+                )
+            before[change.kind] = sent + 1
+            planned.append(
+                PlannedDelivery(
+                    subscription_id=subscription.id,
+                    event_id=event.id,
+                    kind=change.kind,
+                    sequence=0 if change.kind is AlertKind.CREATED else sent + 1,
+                    matched_topics=tuple(matched),
+                    in_reply_to=replies,
+                    previous_title=change.previous_title
+                    if change.kind is AlertKind.UPDATED
+                    else None,
+                )
+            )
+    return planned
+
+
+def changes_of(
+    new: Sequence[Event], updated: Sequence[tuple[Event, str]], deleted: Sequence[Event]
+) -> list[EventChange]:
+    """The batch's changes, from what the store was given."""
+    return [
+        *(EventChange(AlertKind.CREATED, event) for event in new),
+        *(EventChange(AlertKind.UPDATED, event, previous) for event, previous in updated),
+        *(EventChange(AlertKind.DELETED, event) for event in deleted),
+    ]
