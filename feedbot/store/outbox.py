@@ -10,7 +10,6 @@ attempt back through :meth:`Outbox.finish_attempt`.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import secrets
@@ -34,8 +33,17 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from feedbot.alerts import changes_of, plan_alerts
+from feedbot.alerts import delivery_id as delivery_id  # re-exported: store.delivery_id
 from feedbot.errors import ConfigError, NotFoundError
-from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription, event_key
+from feedbot.model import (
+    AlertKind,
+    DeliveryStatus,
+    Event,
+    EventRecord,
+    Subscription,
+    event_key,
+)
 from feedbot.store._db import Database, chunks
 from feedbot.store.schema import (
     UTCDateTime,
@@ -45,12 +53,6 @@ from feedbot.store.schema import (
     events,
     subscriptions,
 )
-
-
-def delivery_id(subscription_id: str, event_id: str) -> str:
-    """The webhook-id of one alert: the same for every attempt and every replay."""
-    digest = hashlib.blake2b(f"{subscription_id}\n{event_id}".encode(), digest_size=12)
-    return "msg_" + digest.hexdigest()
 
 
 def new_subscription_id() -> str:
@@ -77,6 +79,9 @@ class Delivery:
     # recorded only while its delivery is still under that claim.
     claimed_by: str | None = None
     claim_expires: datetime | None = None
+    kind: AlertKind = AlertKind.CREATED  # its webhook type is event.<kind>
+    seq: int = 0  # the n-th alert of its kind about its event (0: created)
+    previous_title: str | None = None  # of an update: the title before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,60 +177,84 @@ def _replay_result(row: Any) -> ReplayResult:
 
 
 async def queue_alerts(
-    connection: AsyncConnection, new: Sequence[EventRecord], *, now: datetime
+    connection: AsyncConnection,
+    new: Sequence[EventRecord],
+    *,
+    now: datetime,
+    updated: Sequence[tuple[EventRecord, str]] = (),
+    deleted: Sequence[Event | EventRecord] = (),
 ) -> int:
-    """Queue a delivery for every active subscription each of ``new`` events
-    matches. Returns how many deliveries were queued."""
-    if not new:
+    """Queue the alerts of one batch, inside the transaction that stores it:
+    ``event.created`` for the ``new`` events, ``event.updated`` for the events of
+    ``updated`` (each with the title it had before), ``event.deleted`` for the
+    ``deleted`` ones (as last stored), to every active subscription that wants
+    that kind and matches the event. :func:`feedbot.alerts.plan_alerts` decides
+    who gets what; this loads its inputs and writes its answer. Returns how many
+    deliveries were queued."""
+    if not (new or updated or deleted):
         return 0
     rows = (
         await connection.execute(select(subscriptions).where(subscriptions.c.active))
     ).mappings()
     active = [_subscription(row) for row in rows]
-    if not active:
+    wanted = {kind for subscription in active for kind in subscription.events}
+    changes = changes_of(
+        [record.to_event() for record in new] if AlertKind.CREATED in wanted else [],
+        [(record.to_event(), previous) for record, previous in updated]
+        if AlertKind.UPDATED in wanted
+        else [],
+        [_as_event(gone) for gone in deleted] if AlertKind.DELETED in wanted else [],
+    )
+    if not changes:
         return 0
-    alerted = [record.to_event() for record in new]
-    threads = await _threads(connection, alerted, [s.id for s in active])
-    queued: list[dict[str, Any]] = []
-    for event in sorted(alerted, key=lambda e: (e.date, e.id)):
-        for subscription in active:
-            matched = subscription.matched_topics(event)
-            if matched is None:
-                continue
-            key = subscription.id
-            replies = sorted(
-                threads.related.get(event.id, set()) & threads.alerted.setdefault(key, set())
-            )
-            threads.alerted[key].add(event.id)  # later events of this batch may reply to it
-            queued.append(
-                {
-                    "id": delivery_id(subscription.id, event.id),
-                    "subscription_id": subscription.id,
-                    "event_id": event.id,
-                    "matched_topics": json.dumps(list(matched)),
-                    "in_reply_to": json.dumps(replies),
-                    "status": DeliveryStatus.PENDING.value,
-                    "attempts": 0,
-                    "created_at": now,
-                    "next_attempt_at": now,
-                }
-            )
+    created = [c.event.id for c in changes if c.kind is AlertKind.CREATED]
+    links = await _links_to(connection, created)
+    asked = {c.event.id for c in changes}
+    for change in changes:
+        if change.kind is AlertKind.CREATED:
+            asked.update(r.id for r in change.event.related)
+            asked.update(links.get(change.event.id, ()))
+    alerted = await _alerted(connection, asked, [s.id for s in active])
+    planned = plan_alerts(changes, active, links, alerted)
+    bodies = {
+        **{(AlertKind.UPDATED, r.id): r.body for r, _previous in updated},
+        **{(AlertKind.DELETED, g.id): _body(g) for g in deleted},
+    }
+    queued = [
+        {
+            "id": delivery.id,
+            "subscription_id": delivery.subscription_id,
+            "event_id": delivery.event_id,
+            "kind": delivery.kind.value,
+            "seq": delivery.sequence,
+            "matched_topics": json.dumps(list(delivery.matched_topics)),
+            "in_reply_to": json.dumps(list(delivery.in_reply_to)),
+            "previous_title": delivery.previous_title,
+            "event_body": bodies.get((delivery.kind, delivery.event_id)),
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+        }
+        for delivery in planned
+    ]
     if queued:
         await connection.execute(deliveries.insert(), queued)
     return len(queued)
 
 
-@dataclass(slots=True)
-class _Threads:
-    related: dict[str, set[str]]  # event id -> ids it relates to, either direction
-    alerted: dict[str, set[str]]  # subscription id -> of those, the ids it was alerted about
+def _as_event(gone: Event | EventRecord) -> Event:
+    return gone if isinstance(gone, Event) else gone.to_event()
 
 
-async def _threads(
-    connection: AsyncConnection, new_events: Sequence[Event], subscription_ids: list[str]
-) -> _Threads:
-    related: dict[str, set[str]] = {e.id: {r.id for r in e.related} for e in new_events}
-    by_key = {event_key(event_id): event_id for event_id in related}
+def _body(gone: Event | EventRecord) -> str:
+    return gone.canonical_json() if isinstance(gone, Event) else gone.body
+
+
+async def _links_to(connection: AsyncConnection, event_ids: Sequence[str]) -> dict[str, set[str]]:
+    """For each of ``event_ids``, the ids of stored events whose related lists name it."""
+    found: dict[str, set[str]] = {}
+    by_key = {event_key(event_id): event_id for event_id in event_ids}
     for keys in chunks(by_key):
         rows = await connection.execute(
             select(event_links.c.target_key, events.c.id)
@@ -233,19 +262,36 @@ async def _threads(
             .where(event_links.c.target_key.in_(keys))
         )
         for target, source in rows:
-            related[by_key[target]].add(source)
-    candidates = {rid for rids in related.values() for rid in rids}
-    alerted: dict[str, set[str]] = {}
-    for chunk in chunks(candidates):
+            found.setdefault(by_key[target], set()).add(source)
+    return found
+
+
+async def _alerted(
+    connection: AsyncConnection, event_ids: Iterable[str], subscription_ids: list[str]
+) -> dict[tuple[str, str], dict[AlertKind, int]]:
+    """What each of ``subscription_ids`` was alerted about ``event_ids`` before
+    (the ``already_alerted`` of :func:`~feedbot.alerts.plan_alerts`)."""
+    alerted: dict[tuple[str, str], dict[AlertKind, int]] = {}
+    for chunk in chunks(event_ids):
         rows = await connection.execute(
-            select(deliveries.c.subscription_id, deliveries.c.event_id).where(
+            select(
+                deliveries.c.subscription_id,
+                deliveries.c.event_id,
+                deliveries.c.kind,
+                func.max(deliveries.c.seq),
+            )
+            .where(
                 deliveries.c.event_id.in_(chunk),
                 deliveries.c.subscription_id.in_(subscription_ids),
             )
+            .group_by(deliveries.c.subscription_id, deliveries.c.event_id, deliveries.c.kind)
         )
-        for subscription_id, event_id in rows:
-            alerted.setdefault(subscription_id, set()).add(event_id)
-    return _Threads(related, alerted)
+        for subscription_id, event_id, kind, highest in rows:
+            alert = AlertKind(kind)
+            # Created alerts are sequence 0, one at most; the others count from 1.
+            count = 1 if alert is AlertKind.CREATED else int(highest)
+            alerted.setdefault((subscription_id, event_id), {})[alert] = count
+    return alerted
 
 
 class Outbox:
@@ -360,11 +406,12 @@ class Outbox:
                         subscriptions.insert().values(_subscription_row(stored))
                     )
                     added += 1
-                elif (have.topics, have.format, have.secret, have.keywords) != (
+                elif (have.topics, have.format, have.secret, have.keywords, have.events) != (
                     want.topics,
                     want.format,
                     want.secret,
                     want.keywords,
+                    want.events,
                 ):
                     await _update_subscription(
                         connection,
@@ -374,6 +421,7 @@ class Outbox:
                             format=want.format,
                             secret=want.secret,
                             keywords=want.keywords,
+                            events=want.events,
                         ),
                     )
                     updated += 1
@@ -470,18 +518,20 @@ class Outbox:
         # Read after the claim, not with UPDATE ... RETURNING: with Python 3.11's
         # sqlite3 its statement can keep the write lock past the commit
         # (tests/test_deliver.py caught it).
-        by_delivery = {
-            row.id: _delivery(row)
-            for row in await connection.execute(
-                select(*_DELIVERY_COLUMNS).where(deliveries.c.id.in_(ids))
-            )
-        }
+        by_delivery: dict[str, Delivery] = {}
+        kept: dict[str, str] = {}  # delivery id -> the event as its alert saw it
+        for row in await connection.execute(
+            select(*_DELIVERY_COLUMNS, deliveries.c.event_body).where(deliveries.c.id.in_(ids))
+        ):
+            by_delivery[row.id] = _delivery(row)
+            if row.event_body is not None:
+                kept[row.id] = row.event_body
         claimed = [by_delivery[i] for i in ids]
         bodies = {
             event_id: body
             for event_id, body in await connection.execute(
                 select(events.c.id, events.c.body).where(
-                    events.c.id.in_({d.event_id for d in claimed})
+                    events.c.id.in_({d.event_id for d in claimed if d.id not in kept})
                 )
             )
         }
@@ -497,9 +547,9 @@ class Outbox:
         jobs = []
         for delivery in claimed:
             subscription, failing_since = by_id[delivery.subscription_id]
-            jobs.append(
-                DeliveryJob(delivery, subscription, decoded[delivery.event_id], failing_since)
-            )
+            body = kept.get(delivery.id)
+            event = Event.from_canonical_json(body) if body else decoded[delivery.event_id]
+            jobs.append(DeliveryJob(delivery, subscription, event, failing_since))
         return jobs
 
     async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> bool:
@@ -860,6 +910,7 @@ def _subscription_row(subscription: Subscription) -> dict[str, Any]:
         "origin": subscription.origin,
         "created_at": subscription.created_at,
         "disabled_reason": subscription.disabled_reason,
+        "events": json.dumps([kind.value for kind in subscription.events]),
     }
 
 
@@ -876,6 +927,7 @@ def _subscription(row: Any) -> Subscription:
         origin=row["origin"],
         created_at=row["created_at"],
         disabled_reason=row["disabled_reason"],
+        events=tuple(AlertKind(kind) for kind in json.loads(row["events"])),
     )
 
 
@@ -1005,6 +1057,9 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         last_error,
         claimed_by,
         claim_expires,
+        kind,
+        seq,
+        previous_title,
     ) = row[: len(_DELIVERY_COLUMNS)]
     return Delivery(
         id=id_,
@@ -1021,4 +1076,7 @@ def _delivery(row: Sequence[Any]) -> Delivery:
         last_error=last_error,
         claimed_by=claimed_by,
         claim_expires=claim_expires,
+        kind=AlertKind(kind),
+        seq=seq,
+        previous_title=previous_title,
     )
