@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -313,3 +314,51 @@ async def test_a_subscription_failing_for_days_is_disabled(
     assert stored is not None and not stored.active
     assert stored.disabled_reason == "failing since 2026-11-27 12:00 UTC"
     assert attempts == 5 * 24 + 1  # hourly attempts until five days had passed
+
+
+async def test_a_late_answer_under_a_lost_claim_is_not_reported(
+    store: Store, session, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker whose lease ran out while its receiver hung, and whose delivery
+    another worker then sent, records nothing: it must not report the late answer
+    either (as metrics, or as a subscription it disabled)."""
+    caplog.set_level(logging.INFO, "feedbot.notify.deliver")
+    released = asyncio.Event()
+
+    async def gone_late_then_fine(request: web.Request, n: int) -> web.StreamResponse:
+        if n == 1:  # the first request
+            await released.wait()
+            return web.Response(status=410)
+        return web.Response(status=204)
+
+    reported: list[str] = []
+    async with running_receiver() as receiver:
+        receiver.answer = gone_late_then_fine
+        subscription = await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+        late = Deliverer(
+            store.outbox,
+            session,
+            plain_request,
+            settings=DelivererSettings(idle_poll=0.05, timeout=300),
+            worker_id="late",
+            clock=clock,
+            on_attempt=lambda job, _report: reported.append(job.delivery.id),
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(late.run(stop))
+        await until(lambda: _true(len(receiver.received) == 1))
+        stop.set()  # it claims no more; its attempt goes on, hanging
+        await running
+        clock.advance((DelivererSettings().lease + timedelta(seconds=1)).total_seconds())
+        await run_until(deliverer(store, session, clock), delivered_count(store, 1))
+        released.set()
+        await late.drain(PATIENCE)
+    assert "late answer ignored" in caplog.text  # judged, not dropped by drain
+    assert reported == []
+    assert (await store.outbox.subscription(subscription.id)).active  # type: ignore[union-attr]
+    assert "subscription disabled" not in caplog.text
+
+
+async def _true(value: bool) -> bool:
+    return value

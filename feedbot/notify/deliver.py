@@ -108,6 +108,7 @@ class Deliverer:
         self._results: list[tuple[DeliveryJob, AttemptReport]] = []
         self._results_waiting = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._closing = False  # drain asks the flusher to end
         self._timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
 
     def wake(self) -> None:
@@ -149,9 +150,13 @@ class Deliverer:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self._flusher is not None:
-            self._flusher.cancel()
+            # Let it end between two writes: cancelled inside one, the results it
+            # had taken would be dropped (and their attempts made again).
+            self._closing = True
+            self._results_waiting.set()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
+            self._closing = False
         await self._flush()
         return len(pending)
 
@@ -215,7 +220,7 @@ class Deliverer:
         self._results_waiting.set()
 
     async def _record_results(self) -> None:
-        while True:
+        while not self._closing:
             await self._results_waiting.wait()
             self._results_waiting.clear()
             await self._flush()
@@ -225,13 +230,22 @@ class Deliverer:
         if not batch:
             return
         try:
-            await self.outbox.finish_attempts([(job.delivery, report) for job, report in batch])
+            lost = await self.outbox.finish_attempts(
+                [(job.delivery, report) for job, report in batch]
+            )
         except FeedbotError as exc:
             # Unrecorded attempts keep their claim until the lease ends, then are
             # tried again (with the same webhook-id): at least once, never lost.
             log.error("cannot record %d delivery attempts: %s", len(batch), exc)
             return
         for job, report in batch:
+            if job.delivery.id in lost:
+                # Its lease ran out and another attempt took over: that one reports.
+                log.info(
+                    "late answer ignored: the claim had passed on",
+                    extra={"delivery_id": job.delivery.id, "subscription_id": job.subscription.id},
+                )
+                continue
             self._log(job, report)
             retry = report.next_attempt_at
             if retry is not None:
