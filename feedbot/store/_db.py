@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from itertools import repeat
 from operator import itemgetter
@@ -39,9 +39,11 @@ class Database:
         self.engine = engine
         self.backend = engine.dialect.name  # "sqlite" or "postgresql"
         self.where = engine.url.render_as_string(hide_password=True)
-        self._one_at_a_time: contextlib.AbstractAsyncContextManager[Any] = (
+        self._one_writer: contextlib.AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if self.backend == "sqlite" else contextlib.nullcontext()
         )
+        # The same pool; on SQLite its transactions begin DEFERRED, read only.
+        self._reader = engine.execution_options(**{_READ: True})
         if self.backend == "sqlite" and not event.contains(
             engine.sync_engine, "begin", _sqlite_begin
         ):
@@ -53,21 +55,37 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction; any database failure leaves as StorageError: a
-        :class:`ConflictError` when a constraint refused a write, an
-        :class:`UnavailableError` when the database was out of reach or out of
+        """One transaction that may write; any database failure leaves as
+        StorageError: a :class:`ConflictError` when a constraint refused a write,
+        an :class:`UnavailableError` when the database was out of reach or out of
         time, a plain StorageError otherwise.
 
-        On SQLite a process runs its transactions one at a time. The file takes
-        one writer at a time anyway, and two of this process's connections
-        writing at once were seen to stall each other for the whole busy timeout
-        (10 s, then "database is locked"): tests/test_deliver.py's hanging-receiver
-        test failed about one run in ten that way. Other processes (delivery
-        workers) still wait on SQLite's own lock.
+        On SQLite it holds the file's write lock from its start (``BEGIN
+        IMMEDIATE``): what it reads is what its writes apply to, and another
+        process's writer waits for it on the busy timeout. Within a process
+        these transactions also run one at a time: two of this process's
+        connections writing at once were seen to stall each other for the whole
+        busy timeout (10 s, then "database is locked"; tests/test_deliver.py's
+        hanging-receiver test failed about one run in ten that way).
         """
-        try:
-            async with self._one_at_a_time, self.engine.begin() as connection:
+        with self._converted():
+            async with self._one_writer, self.engine.begin() as connection:
                 yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction that only reads, errors converted as by
+        :meth:`transaction`. It waits for no writer: on SQLite (WAL) it reads the
+        last committed state while a write transaction runs, and a write in it
+        fails ("attempt to write a readonly database")."""
+        with self._converted():
+            async with self._reader.begin() as connection:
+                yield connection
+
+    @contextlib.contextmanager
+    def _converted(self) -> Iterator[None]:
+        try:
+            yield
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             message = f"store {self.where}: {reason}"
@@ -183,10 +201,20 @@ def _sqlite_no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    # BEGIN IMMEDIATE takes the file's write lock at the start, so what a write
-    # transaction reads is what its writes apply to, and another process's writer
-    # waits for it (busy_timeout) instead of failing to upgrade a read lock later.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A write transaction begins IMMEDIATE: it takes the file's write lock at its
+    # start, so what it reads is what its writes apply to, and another process's
+    # writer waits for it (busy_timeout) instead of failing to upgrade a read lock
+    # later. A read begins DEFERRED, on a connection that refuses writes
+    # (query_only, switched only when the pooled connection changes role).
+    reading = bool(connection.get_execution_options().get(_READ, False))
+    if connection.info.get(_QUERY_ONLY, False) != reading:
+        connection.exec_driver_sql(f"PRAGMA query_only = {int(reading)}")
+        connection.info[_QUERY_ONLY] = reading
+    connection.exec_driver_sql("BEGIN DEFERRED" if reading else "BEGIN IMMEDIATE")
+
+
+_READ = "feedbot_read"  # execution option of Database.read's engine
+_QUERY_ONLY = "feedbot_query_only"  # Connection.info key: PRAGMA query_only is on
 
 
 # Where each parameter of a compiled statement comes from: a row's value at

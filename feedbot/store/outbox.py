@@ -356,7 +356,7 @@ class Outbox:
         return bool(result.rowcount)
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             row = (
                 (
                     await connection.execute(
@@ -369,7 +369,7 @@ class Outbox:
         return None if row is None else _subscription(row)
 
     async def subscriptions(self) -> list[Subscription]:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             rows = await connection.execute(
                 select(subscriptions).order_by(subscriptions.c.created_at, subscriptions.c.id)
             )
@@ -656,7 +656,7 @@ class Outbox:
             )
 
     async def failing_since(self, subscription_id: str) -> datetime | None:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             return (
                 await connection.execute(
                     select(subscriptions.c.failing_since).where(
@@ -675,12 +675,12 @@ class Outbox:
         )
         if status is not None:
             query = query.where(deliveries.c.status == status.value)
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             return [_delivery(row) for row in await connection.execute(query)]
 
     async def delivery(self, delivery_id: str) -> Delivery | None:
         """One delivery by id (its webhook-id), or None."""
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             row = (
                 await connection.execute(
                     select(*_DELIVERY_COLUMNS).where(deliveries.c.id == delivery_id)
@@ -689,7 +689,7 @@ class Outbox:
         return None if row is None else _delivery(row)
 
     async def count(self, status: DeliveryStatus) -> int:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             return int(
                 (
                     await connection.execute(
@@ -761,7 +761,7 @@ class Outbox:
         ]
 
     async def attempts_of(self, delivery_id: str) -> list[dict[str, Any]]:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             rows = await connection.execute(
                 select(attempts)
                 .where(attempts.c.delivery_id == delivery_id)

@@ -105,7 +105,7 @@ class Replicas:
             )
 
     async def holder(self, role: str) -> str | None:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             return (
                 await connection.execute(
                     select(leases.c.holder).where(

@@ -194,32 +194,32 @@ class Store:
 
     async def created_at(self) -> datetime:
         """When this store was created (or first opened by a feedbot that records it)."""
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             row = await connection.execute(select(meta.c.value).where(meta.c.key == "created_at"))
             return datetime.fromisoformat(row.scalar_one())
 
     async def schema_version(self) -> int:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             row = await connection.execute(
                 select(meta.c.value).where(meta.c.key == "schema_version")
             )
             return int(row.scalar_one())
 
     async def ping(self) -> None:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             await connection.execute(select(1))
 
     # -- ingestion ---------------------------------------------------------------
 
     async def load_marks(self) -> dict[str, str]:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             rows = await connection.execute(select(marks.c.key, marks.c.value))
             return {key: value for key, value in rows}
 
     async def content_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         """The stored content hash of each of ``ids`` that the store knows."""
         found: dict[str, str] = {}
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             for chunk in chunks(list(ids)):
                 rows = await connection.execute(
                     select(events.c.id, events.c.content_hash).where(events.c.id.in_(chunk))
@@ -384,7 +384,7 @@ class Store:
 
     async def initial_sync_done(self) -> bool:
         """Whether a first poll of the archive has completed (see ``notify.backfill_days``)."""
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             row = await connection.execute(select(meta.c.value).where(meta.c.key == "initial_sync"))
             return row.scalar_one_or_none() is not None
 
@@ -403,7 +403,7 @@ class Store:
             await connection.execute(polls.insert().values(asdict(record)))
 
     async def last_poll(self) -> PollRecord | None:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             row = (
                 (await connection.execute(select(polls).order_by(polls.c.id.desc()).limit(1)))
                 .mappings()
@@ -414,7 +414,7 @@ class Store:
         return PollRecord(**{f.name: row[f.name] for f in fields(PollRecord)})
 
     async def rejections(self) -> dict[str, str]:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             rows = await connection.execute(select(rejections.c.path, rejections.c.reason))
             return {path: reason for path, reason in rows}
 
@@ -426,11 +426,11 @@ class Store:
             if topic is None
             else select(func.count()).select_from(event_topics).where(event_topics.c.slug == topic)
         )
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             return int((await connection.execute(query)).scalar_one())
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             row = (
                 await connection.execute(
                     select(events.c.body, events.c.first_seen, events.c.updated).where(
@@ -466,7 +466,7 @@ class Store:
                 .order_by(event_topics.c.date.desc(), events.c.first_seen.desc(), events.c.id)
             )
         query = query.offset(offset).limit(limit)
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             return [_stored(row) for row in await connection.execute(query)]
 
     async def topic_counts(self) -> list[TopicCount]:
@@ -478,14 +478,14 @@ class Store:
             .group_by(topics.c.slug, topics.c.name)
             .order_by(last.desc(), topics.c.slug)
         )
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             return [
                 TopicCount(Topic(name=name, slug=slug), int(n), last_date)
                 for slug, name, n, last_date in await connection.execute(query)
             ]
 
     async def topic(self, slug: str) -> Topic | None:
-        async with self._db.transaction() as connection:
+        async with self._db.read() as connection:
             name = (
                 await connection.execute(select(topics.c.name).where(topics.c.slug == slug))
             ).scalar_one_or_none()
