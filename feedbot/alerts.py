@@ -31,6 +31,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from feedbot.errors import ConfigError
 from feedbot.model import AlertKind, Event, Subscription
 
 # The order the kinds of a batch are planned in; earlier ones may be replied to.
@@ -49,6 +50,31 @@ def delivery_id(
     if kind is not AlertKind.CREATED:
         text += f"\n{kind.value}\n{sequence}"
     return "msg_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def parse_events(values: Iterable[object]) -> tuple[AlertKind, ...]:
+    """A subscription's ``events`` key: a list of ``"created"``, ``"updated"`` and
+    ``"deleted"`` (any of them, at least one; repeats dropped), in that order;
+    anything else is a ConfigError naming the key ``events`` and the value."""
+    if isinstance(values, str | bytes):
+        raise ConfigError(
+            f"events: give a list, such as [{_quoted(values)}], not a string {values!r}"
+        )
+    kinds: set[AlertKind] = set()
+    for value in values:
+        try:
+            kinds.add(AlertKind(value.strip().lower() if isinstance(value, str) else ""))
+        except ValueError:
+            known = ", ".join(f'"{kind.value}"' for kind in AlertKind)
+            raise ConfigError(f"events: unknown alert kind {value!r} (expected {known})") from None
+    if not kinds:
+        raise ConfigError('events: give at least one of "created", "updated" and "deleted"')
+    return tuple(kind for kind in AlertKind if kind in kinds)
+
+
+def _quoted(value: str | bytes) -> str:
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    return ", ".join(f'"{part.strip()}"' for part in text.split(",") if part.strip())
 
 
 @dataclass(frozen=True, slots=True)

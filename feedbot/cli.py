@@ -178,6 +178,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="only events whose title holds one of these (repeatable)",
     )
+    add.add_argument(
+        "--events",
+        default="created",
+        metavar="KINDS",
+        help="the alerts it wants, comma-separated: created, updated, deleted (default created)",
+    )
     add.set_defaults(handler=_cmd_subscriptions_add)
     command(subs_commands, "list", "list subscriptions").set_defaults(
         handler=_cmd_subscriptions_list
@@ -376,6 +382,7 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
                 format=args.format,
                 secret=secret,
                 keywords=args.keywords,
+                events=[kind for kind in args.events.split(",") if kind.strip()],
                 origin="cli",
                 policy=target_policy(settings),
             )
@@ -418,7 +425,8 @@ def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
                 signed = "signed" if sub.secret else "unsigned"
                 print(
                     f"{sub.id}  {sub.url}  topics={','.join(sub.topics)}  "
-                    f"format={sub.format}  {signed}  {sub.origin}  {state}"
+                    f"format={sub.format}  events={','.join(sub.events)}  "
+                    f"{signed}  {sub.origin}  {state}"
                 )
         return EXIT_OK
 

@@ -191,6 +191,8 @@ class SubscriptionSettings(_Section):
     format: str = "json"
     secret: SecretStr | None = None
     keywords: list[str] = Field(default_factory=list)
+    # created, updated, deleted (checked by feedbot.alerts.parse_events)
+    events: list[str] = Field(default_factory=lambda: ["created"])
 
 
 class Settings(BaseSettings):

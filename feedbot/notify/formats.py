@@ -46,9 +46,12 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from feedbot.errors import ConfigError, NotifyError
 from feedbot.feeds import urls
 from feedbot.feeds.templates import templates_loader
-from feedbot.model import Event, Related, RelatedKind, Source, Topic, is_web_url
+from feedbot.model import AlertKind, Event, Related, RelatedKind, Source, Topic, is_web_url
 
 EVENT_TYPE = "event.created"
+# What the chat formats put before the headline of an alert that is not about a
+# new event.
+_LABELS = {AlertKind.UPDATED: "Updated: ", AlertKind.DELETED: "Removed: "}
 JSON_CONTENT_TYPE = "application/json"
 MAX_TEMPLATE_OUTPUT = 256 * 1024
 ELLIPSIS = "…"
@@ -208,12 +211,15 @@ def alert_body(
     matched_topics: Sequence[str],
     in_reply_to: Sequence[str],
     timestamp: datetime,
+    kind: AlertKind = AlertKind.CREATED,
+    previous_title: str | None = None,
 ) -> dict[str, Any]:
-    """The ``json`` body (README: "Webhooks") as a Python object."""
+    """The ``json`` body (README: "Webhooks") as a Python object: ``type`` is
+    ``event.<kind>``; an update's ``data.previous.title`` is the title before it."""
     data = clean_event(event).to_json()
     data["url"] = urls.event_url(base_url, event.id)
-    return {
-        "type": EVENT_TYPE,
+    body: dict[str, Any] = {
+        "type": f"event.{kind.value}",
         "timestamp": iso_utc(timestamp),
         "data": {
             "event": data,
@@ -221,6 +227,9 @@ def alert_body(
             "in_reply_to": list(in_reply_to),
         },
     }
+    if kind is AlertKind.UPDATED:
+        body["data"]["previous"] = {"title": clean_text(previous_title or "")}
+    return body
 
 
 # -- slack and discord ---------------------------------------------------------
@@ -287,8 +296,14 @@ def _slack_line(link: _Link) -> str:
 
 
 def _slack_view(
-    event: Event, base_url: str, matched: Sequence[str], in_reply_to: Sequence[str]
+    event: Event,
+    base_url: str,
+    matched: Sequence[str],
+    in_reply_to: Sequence[str],
+    kind: AlertKind = AlertKind.CREATED,
+    previous_title: str | None = None,
 ) -> dict[str, Any]:
+    label = _LABELS.get(kind, "")
     url = _slack_url(urls.event_url(base_url, event.id))
     summary_tail = f"\n_{event.date.isoformat()}_ · <{url}|Event page>"
     matched_set = set(matched)
@@ -296,12 +311,20 @@ def _slack_view(
         f"*{slack_escape(t.name)}*" if t.slug in matched_set else slack_escape(t.name)
         for t in event.topics
     ]
+    previously = (
+        [fit(previous_title, SLACK_TEXT_MAX, lambda t: "*Previously*\n" + slack_escape(t))]
+        if previous_title
+        else []
+    )
     return {
-        "fallback": fit(event.title, SLACK_TEXT_MAX, slack_escape),
+        "fallback": fit(label + event.title, SLACK_TEXT_MAX, slack_escape),
         # Slack refuses an empty text; an event always has an id.
-        "header": fit(event.story or event.title or clean_text(event.id), SLACK_HEADER_MAX),
+        "header": fit(
+            label + (event.story or event.title or clean_text(event.id)), SLACK_HEADER_MAX
+        ),
         "summary": fit(event.title, SLACK_TEXT_MAX, lambda t: slack_escape(t) + summary_tail),
-        "sections": [
+        "sections": previously
+        + [
             fit_lines(f"*{name}*", [_slack_line(link) for link in links], SLACK_TEXT_MAX)
             for name, links in _groups(event, base_url, in_reply_to)
         ],
@@ -343,12 +366,19 @@ def _discord_line(link: _Link) -> str:
 
 
 def _discord_view(
-    event: Event, base_url: str, matched: Sequence[str], in_reply_to: Sequence[str], when: str
+    event: Event,
+    base_url: str,
+    matched: Sequence[str],
+    in_reply_to: Sequence[str],
+    when: str,
+    kind: AlertKind = AlertKind.CREATED,
+    previous_title: str | None = None,
 ) -> dict[str, Any]:
     """The embed's parts, allotted from the 6000-unit total in order of importance:
     title, footer, date line, then each field, then the rest of a long title."""
     budget = DISCORD_TOTAL_MAX
-    title = fit(event.title or clean_text(event.id), DISCORD_TITLE_MAX)
+    label = _LABELS.get(kind, "")
+    title = fit(label + (event.title or clean_text(event.id)), DISCORD_TITLE_MAX)
     footer = fit(("feedbot · " + ", ".join(matched)) if matched else "feedbot", DISCORD_FOOTER_MAX)
     dated = f"**{event.date.isoformat()}**"
     line = dated
@@ -362,6 +392,9 @@ def _discord_view(
         (name, [_discord_line(link) for link in links], "\n")
         for name, links in _groups(event, base_url, in_reply_to)
     ]
+    if previous_title:
+        previously = fit(previous_title, DISCORD_FIELD_VALUE_MAX, discord_escape)
+        groups.insert(0, ("Previously", [previously], "\n"))
     if event.topics:
         names = [
             f"**{discord_escape(t.name)}**" if t.slug in matched_set else discord_escape(t.name)
@@ -378,7 +411,7 @@ def _discord_view(
 
     description = line
     # A cut title continues in the description, as far as the budget goes.
-    if event.title and title != event.title:
+    if event.title and title != label + event.title:
         room = min(DISCORD_DESCRIPTION_MAX - text_length(line), budget) - 1
         rest = fit(event.title, room, discord_escape) if room > 0 else ""
         if rest:
@@ -573,6 +606,8 @@ def render_payload(
     in_reply_to: Sequence[str],
     timestamp: datetime,
     template: CompiledTemplate | None = None,
+    kind: AlertKind = AlertKind.CREATED,
+    previous_title: str | None = None,
 ) -> RenderedPayload:
     """The body of one alert about ``event`` in format ``fmt``.
 
@@ -580,7 +615,8 @@ def render_payload(
     ``timestamp`` (timezone-aware) is the alert's time. A ``template:`` format
     uses ``template`` when given (keep one per subscription: compiling includes a
     test render), else compiles the file. Raises ``NotifyError`` when the
-    operator's template fails or overflows at render time.
+    operator's template fails or overflows at render time. ``kind`` is what
+    happened to the event; an update carries its ``previous_title``.
     """
     if isinstance(fmt, str):
         fmt = parse_format(fmt)
@@ -590,15 +626,21 @@ def render_payload(
         matched_topics=matched_topics,
         in_reply_to=in_reply_to,
         timestamp=timestamp,
+        kind=kind,
+        previous_title=previous_title,
     )
     if fmt.kind is PayloadKind.JSON:
         return RenderedPayload(_dumps(body), JSON_CONTENT_TYPE)
     clean = clean_event(event)
     if fmt.kind is PayloadKind.SLACK:
-        view = _slack_view(clean, base_url, matched_topics, in_reply_to)
+        previous = None if previous_title is None else clean_text(previous_title)
+        view = _slack_view(clean, base_url, matched_topics, in_reply_to, kind, previous)
         return RenderedPayload(_render_builtin("slack", view, _check_slack), JSON_CONTENT_TYPE)
     if fmt.kind is PayloadKind.DISCORD:
-        view = _discord_view(clean, base_url, matched_topics, in_reply_to, body["timestamp"])
+        previous = None if previous_title is None else clean_text(previous_title)
+        view = _discord_view(
+            clean, base_url, matched_topics, in_reply_to, body["timestamp"], kind, previous
+        )
         return RenderedPayload(_render_builtin("discord", view, _check_discord), JSON_CONTENT_TYPE)
     if template is None:
         assert fmt.template_path is not None

@@ -19,6 +19,7 @@ from datetime import datetime
 from ipaddress import ip_address
 from pathlib import Path
 
+from feedbot.alerts import parse_events
 from feedbot.errors import ConfigError, TargetRefused
 from feedbot.model import Subscription
 from feedbot.notify.deliver import Request
@@ -51,6 +52,7 @@ def build_subscription(
     format: str = "json",
     secret: str | None = None,
     keywords: Iterable[str] = (),
+    events: Iterable[object] = ("created",),
     origin: str = "api",
     policy: TargetPolicy | None = None,
     subscription_id: str = "",
@@ -78,6 +80,7 @@ def build_subscription(
         format=str(payload_format),
         secret=validate_secret(secret) if secret else None,
         keywords=tuple(k.strip() for k in keywords if k.strip()),
+        events=parse_events(events),
         origin=origin,
     )
 
@@ -156,6 +159,8 @@ class RequestFactory:
             delivery.matched_topics,
             delivery.in_reply_to,
             delivery.created_at,
+            delivery.kind,
+            delivery.previous_title,
         )
         if (cached := self._bodies.get(key)) is not None:
             self._bodies.move_to_end(key)
@@ -172,6 +177,8 @@ class RequestFactory:
             in_reply_to=delivery.in_reply_to,
             timestamp=delivery.created_at,
             template=template,
+            kind=delivery.kind,
+            previous_title=delivery.previous_title,
         )
         self._bodies[key] = payload
         if len(self._bodies) > 512:
@@ -215,6 +222,7 @@ def config_subscriptions(
                     format=entry.format,
                     secret=entry.secret.get_secret_value() if entry.secret else None,
                     keywords=entry.keywords,
+                    events=entry.events,
                     origin="config",
                     policy=policy,
                 )
