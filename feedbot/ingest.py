@@ -21,7 +21,7 @@ import logging
 import multiprocessing
 import os
 import traceback
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,42 +32,27 @@ from feedbot.archive.parse import DEFAULT_LIMITS, ParseLimits, parse_page
 from feedbot.archive.source import ArchiveSource, PageChanging, PollBatch, RawPage
 from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError, ParseError
+from feedbot.identity import (
+    Decision,
+    Departures,
+    Plan,
+    day_prefix,
+    decide,
+    departures,
+    page_id,
+    plan,
+)
 from feedbot.loop import start_worker
-from feedbot.model import EventRecord
+from feedbot.model import Event, EventRecord
 from feedbot.store import PollRecord, Store
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Decision", "Ingestor", "PollResult", "decide"]
+
 # Longest a poll waits for pages being written to settle before it reads their days
 # once more (the source says when they will have: archive.settle_ms after a write).
 SETTLE_WAIT = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    new: tuple[EventRecord, ...]
-    changed: tuple[EventRecord, ...]
-    unchanged: int
-
-
-def decide(parsed: Iterable[EventRecord], known_hashes: Mapping[str, str]) -> Decision:
-    """Split ``parsed`` into new, changed and unchanged events.
-
-    The same id twice in one batch keeps the last one read.
-    """
-    latest = {record.id: record for record in parsed}
-    new: list[EventRecord] = []
-    changed: list[EventRecord] = []
-    unchanged = 0
-    for record in latest.values():
-        known = known_hashes.get(record.id)
-        if known is None:
-            new.append(record)
-        elif known != record.content_hash:
-            changed.append(record)
-        else:
-            unchanged += 1
-    return Decision(tuple(new), tuple(changed), unchanged)
 
 
 @dataclass(slots=True)
@@ -78,6 +63,9 @@ class PollResult:
     rejected: dict[str, str] = field(default_factory=dict)  # path -> reason
     changed_topics: set[str] = field(default_factory=set)  # slugs whose feeds changed
     alerts: int = 0  # deliveries queued
+    renamed: int = 0  # of the updated: events read from a new page (a reworded one)
+    missing: int = 0  # events whose page left the archive: removed if still gone next poll
+    removed: int = 0  # events removed (missing since an earlier poll)
     # Days left for a later poll because a page in them is being written, and when
     # it should have settled (a page that changed while it was read: now).
     unsettled: dict[str, datetime] = field(default_factory=dict)
@@ -87,9 +75,12 @@ class PollResult:
         waiting = f", {len(self.unsettled)} days left for a page being written" * bool(
             self.unsettled
         )
+        gone = f", {self.missing} missing" * bool(self.missing) + (
+            f", {self.removed} removed" * bool(self.removed)
+        )
         return (
             f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{len(self.rejected)} rejected{waiting}"
+            f"{len(self.rejected)} rejected{gone}{waiting}"
         )
 
 
@@ -170,7 +161,10 @@ class Ingestor:
                     result.rejected.update(again.rejected)
                     result.changed_topics |= again.changed_topics
                     result.alerts += again.alerts
+                    result.renamed += again.renamed
+                    result.missing += again.missing
                     result.unsettled = again.unsettled
+            await self._remove_missing(started, days, result)
         except FeedbotError as exc:
             await self._record(started, result, error=str(exc))
             raise
@@ -233,7 +227,7 @@ class Ingestor:
             for page in batch.pages
             if page.path not in rejected and page.path not in changing
         ]
-        decision = decide(events, await self.store.content_hashes(e.id for e in events))
+        decision = await self._identify(events, batch.listed)
         reasons = {path: why.reason for path, why in rejected.items()}
         written = await self.store.write_batch(
             new=decision.new,
@@ -243,17 +237,62 @@ class Ingestor:
             accepted_paths=accepted,
             now=self._clock(),
             alert_since=alert_since,
+            moved=decision.moved,
+            missing=decision.missing,
+            present=decision.present,
         )
         self._marks.update(marks)
         self._report(rejected, accepted)
         result.new += len(decision.new)
         result.updated += len(decision.changed)
         result.unchanged += decision.unchanged
+        result.renamed += decision.renamed
+        result.missing += len(decision.missing)
         result.rejected.update(reasons)
         result.changed_topics |= written.topics
         result.alerts += written.alerts
         if progress is not None:
             progress(len(batch.pages) + len(batch.problems))
+
+    async def _identify(
+        self, events: Sequence[EventRecord], listed: Mapping[str, frozenset[str]]
+    ) -> Plan:
+        """Ask the store what :func:`feedbot.identity.plan` needs for this batch:
+        what it knows of the pages read, its events in the days listed completely
+        (one query for the batch's days, none on a first ingest's empty days
+        beyond that), and, only when a page is new, the events it may succeed."""
+        known = await self.store.identities(e.id for e in events)
+        present: dict[str, frozenset[str]] = {}
+        for day, paths in listed.items():
+            # A folder spelled unlike an id (2007/7/09) may share its ids' prefix
+            # with another folder: its listing alone is no evidence of absence.
+            if (prefix := day_prefix(day)) is not None:
+                present[prefix] = frozenset(page_id(path) for path in paths)
+        departed = Departures((), ())
+        if present:
+            stored = await self.store.listed_events(present)
+            departed = departures(stored, frozenset().union(*present.values()))
+        candidates: dict[str, tuple[Event, str]] = {}
+        if any(e.id not in known for e in events):
+            candidates = await self.store.departed(departed.gone)
+        return plan(events, known, departed, candidates)
+
+    async def _remove_missing(
+        self, started: datetime, days: Collection[str] | None, result: PollResult
+    ) -> None:
+        """Remove the events missing since a poll before this one (of ``days``,
+        when the poll was limited to them): they were gone on two polls."""
+        prefixes = None
+        if days is not None:
+            prefixes = {p for day in days if (p := day_prefix(day)) is not None}
+            if not prefixes:
+                return
+        removed = await self.store.remove_missing(
+            before=started, now=self._clock(), prefixes=prefixes
+        )
+        result.removed += removed.removed
+        result.changed_topics |= removed.topics
+        result.alerts += removed.alerts
 
     def _report(self, rejected: Mapping[str, Rejection], accepted: Sequence[str]) -> None:
         """Log each rejected page once per reason and version of its bytes."""

@@ -31,7 +31,11 @@ What a poll fetches, oldest day first:
   index 404: an empty day. A day with more links than that is a problem of its
   index, so its index mark is held back and the rest is never silently lost;
 - a page whose body digest did not change is not offered again (a server that
-  ignores conditional requests costs bandwidth, not ingest work).
+  ignores conditional requests costs bandwidth, not ingest work);
+- the links of an index read with 200 (within the cap) are the day's listing
+  (``PollBatch.listed``, in the day's first batch): a stored event of that day
+  whose page it no longer links has left the archive. A 304, a 404 or a failure
+  lists nothing: no evidence either way.
 
 Batches: a day's pages are handed on as they arrive, in batches whose page
 bodies add up to at most ``batch_bytes`` (at least one page each); a day has one
@@ -71,7 +75,7 @@ import re
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
@@ -234,6 +238,9 @@ class _Index:
     fetched: _Fetched
     pages: tuple[str, ...] = ()
     problem: str | None = None
+    # The day's key -> every page of the day, when the index was read whole (a
+    # 200 within the link cap): the day's listing (PollBatch.listed).
+    listed: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,8 +449,12 @@ class HttpArchiveSource:
         else:
             return _Index(fetched)
         problem = over if len(pages) > cap else None
+        # What a 200 links is the day's listing; a 304 says nothing new, and the
+        # known pages it names are not a listing (a removed page stays in them).
+        whole = fetched.outcome is _Outcome.OK and problem is None
+        listed = {day_key(day): frozenset(pages)} if whole else {}
         # Only the links are kept: a day's index may be as large as a page.
-        return _Index(replace(fetched, body=b""), tuple(pages[:cap]), problem)
+        return _Index(replace(fetched, body=b""), tuple(pages[:cap]), problem, listed)
 
     def _unreadable(self, fetched: _Fetched) -> ArchiveError:
         return ArchiveError(
@@ -465,6 +476,8 @@ class HttpArchiveSource:
         batch = PollBatch()
         if index.problem is not None:
             batch.problems.append(PageProblem(index.fetched.path, index.problem))
+        # In the day's first batch: before any page of the day is stored.
+        batch.listed.update(index.listed)
         held = 0
         complete = True
         paths = iter(index.pages)
@@ -502,7 +515,7 @@ class HttpArchiveSource:
             self._remember(batch, index.fetched, marks)
         for key, value in closing.items():
             _set_mark(batch.marks, marks, key, value)
-        if batch.pages or batch.problems or batch.marks:
+        if batch.pages or batch.problems or batch.marks or batch.listed:
             yield batch
 
     @staticmethod

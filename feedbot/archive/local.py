@@ -12,6 +12,11 @@ sizes and mtimes>``:
   pages are offered (a day holds tens of pages, and the ingest pipeline tells new,
   changed and unchanged apart by content hash). The source names the files; the
   parse step reads them, in worker processes on a large poll.
+- a listed day whose digest changed is also the day's listing
+  (``PollBatch.listed``: every page in it, those being written included), and a
+  known day folder that is gone lists no page (its mark then says so, and it is
+  not listed again while gone): the ingest pipeline finds there which stored
+  events left the archive.
 
 A page modified within ``settle_ms`` of the poll's clock may be half-written: it
 is not offered, and its day keeps its old mark (so the next poll lists it again)
@@ -49,6 +54,9 @@ _MARK_PREFIX = "local:"
 # ingest of 100,000 events under 250 MB.
 _PAGES_PER_BATCH = 2000
 _LISTERS = 8  # day folders listed at once
+# The mark of a known day folder that is gone: it is not listed again while gone (a
+# folder made again has a real mtime, so it is listed then).
+_VANISHED = "gone"
 _Listing = tuple[tuple[str, int, int], ...]  # (file name, size, mtime_ns) of each page
 
 
@@ -60,6 +68,9 @@ class _Day:
     pages: _Listing  # empty when only the mark moved
     bad_names: tuple[tuple[str, str], ...] = ()  # (name shown, reason)
     settles_at: datetime | None = None  # when the pages being written will have settled
+    # The name of every page in the folder, those being written included; None
+    # when only the mark moved (the names are the ones the last poll saw).
+    names: frozenset[str] | None = None
 
 
 class LocalArchiveSource:
@@ -162,10 +173,21 @@ class LocalArchiveSource:
         now = self._clock()
         today = now.date()
         to_list: list[tuple[str, Path, int, str]] = []  # key, folder, mtime, previous mark
-        for key, folder in self._day_folders(only):
+        vanished: list[_Day] = []  # known day folders that are gone: they hold no page
+        found = self._day_folders(only)
+        if only is None:
+            here = {key for key, _folder in found}
+            for mark_key, value in marks.items():
+                key = mark_key.removeprefix(_MARK_PREFIX)
+                if mark_key.startswith(_MARK_PREFIX) and key not in here and value != _VANISHED:
+                    vanished.append(_Day(key, self.news / key, _VANISHED, (), names=frozenset()))
+        for key, folder in found:
             try:
                 folder_mtime = folder.stat().st_mtime_ns
             except FileNotFoundError:
+                previous = marks.get(_MARK_PREFIX + key)
+                if previous is not None and previous != _VANISHED:
+                    vanished.append(_Day(key, folder, _VANISHED, (), names=frozenset()))
                 continue
             previous = marks.get(_MARK_PREFIX + key, "")
             recent = _is_recent(key, today, self.lookback_days)
@@ -185,8 +207,9 @@ class LocalArchiveSource:
                     if mark != previous:
                         changed.append(_Day(key, folder, mark, ()))
                     continue
-                changed.append(self._settled(_Day(key, folder, mark, pages, bad), now))
-        return changed
+                names = frozenset(name for name, _size, _mtime in pages)
+                changed.append(self._settled(_Day(key, folder, mark, pages, bad, names=names), now))
+        return changed + vanished
 
     def _settled(self, day: _Day, now: datetime) -> _Day:
         """``day`` without the pages modified within the settle time of ``now`` (in
@@ -200,7 +223,7 @@ class LocalArchiveSource:
             return day
         settles_at = EPOCH + timedelta(microseconds=-(-(max(fresh) + settle) // 1000))
         pages = tuple(page for page in day.pages if abs(now_ns - page[2]) >= settle)
-        return _Day(day.key, day.folder, None, pages, day.bad_names, settles_at)
+        return _Day(day.key, day.folder, None, pages, day.bad_names, settles_at, day.names)
 
     def _day_folders(self, only: Collection[str] | None) -> list[tuple[str, Path]]:
         if only is not None:
@@ -220,6 +243,8 @@ class LocalArchiveSource:
                 batch.day_marks[day.key] = _MARK_PREFIX + day.key
             if day.settles_at is not None:
                 batch.unsettled[day.key] = day.settles_at
+            if day.names is not None:
+                batch.listed[day.key] = frozenset(f"news/{day.key}/{name}" for name in day.names)
             for shown, reason in day.bad_names:
                 batch.problems.append(PageProblem(f"news/{day.key}/{shown}", reason))
             folder = str(day.folder)

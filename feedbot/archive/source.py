@@ -112,6 +112,12 @@ class PollBatch:
     # Days holding a page still being written (modified within the settle time), and
     # when it will have settled: the page is not offered and the day's mark not moved.
     unsettled: dict[str, datetime] = field(default_factory=dict)
+    # Days whose every page the source saw (a day key -> the path of each page in
+    # it, as RawPage.path spells them), given no later than the batches of their
+    # pages: a stored event of such a day whose page is not there has left the
+    # archive. Pages rejected or still being written are there. A day the source
+    # could not read completely is left out: its absence is no evidence.
+    listed: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class ArchiveSource(Protocol):

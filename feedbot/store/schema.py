@@ -90,8 +90,45 @@ events = Table(
     Column("first_seen", UTCDateTime, nullable=False),
     Column("updated", UTCDateTime, nullable=False),
     Column("key", BigInteger, nullable=False),  # model.event_key(id): the link tables' key
+    # Identity (README: "Identity"). The page the event is read from now, when it is
+    # not the page of its id (a reworded page: one of its aliases); NULL otherwise.
+    Column("path", String(512)),
+    # When a complete listing of its day first lacked its page (that batch's write):
+    # still in every feed; removed by a poll that starts later and finds it still gone.
+    Column("missing_since", UTCDateTime),
+    Column("deleted_at", UTCDateTime),  # a tombstone: out of every feed and count
     Index("ix_events_date_id", "date", "id"),
     Index("ix_events_key", "key", unique=True),
+)
+
+# Both are partial: a first ingest writes no entry into them.
+events_missing = Index(
+    "ix_events_missing",
+    events.c.missing_since,
+    sqlite_where=events.c.missing_since.is_not(None),
+    postgresql_where=events.c.missing_since.is_not(None),
+)
+events_deleted = Index(
+    "ix_events_deleted",
+    events.c.deleted_at,
+    sqlite_where=events.c.deleted_at.is_not(None),
+    postgresql_where=events.c.deleted_at.is_not(None),
+)
+
+# The pages an event was read from under another id (a reworded page's new path):
+# the alias resolves to the event's first id, forever. Aliases are compared in byte
+# order on every backend (a day's aliases are a range: see _identity).
+aliases = Table(
+    "aliases",
+    metadata,
+    Column(
+        "alias",
+        String(512).with_variant(String(512, collation="C"), "postgresql"),
+        primary_key=True,
+    ),
+    Column("key", BigInteger, nullable=False, unique=True),  # model.event_key(alias)
+    Column("event_id", String(512), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 topics = Table(
@@ -339,6 +376,26 @@ def _constraint(of: Table, name: str) -> Constraint:
     return next(c for c in of.constraints if c.name == name)
 
 
+def _identity(connection: Connection) -> None:
+    """Event identity (README: "Identity"): the events' ``path``, ``missing_since``
+    and ``deleted_at``, their partial indexes, the ``aliases`` table, and on
+    PostgreSQL an index on ``id`` in byte order, for the range of one day's ids
+    (``2007/07/9/`` up to ``2007/07/90``), which a database collation other than
+    C may not sort as bytes."""
+    present = {column["name"] for column in inspect(connection).get_columns("events")}
+    for added in (events.c.path, events.c.missing_since, events.c.deleted_at):
+        if added.name not in present:
+            kind = added.type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE events ADD COLUMN {added.name} {kind}"))
+    events_missing.create(connection, checkfirst=True)
+    events_deleted.create(connection, checkfirst=True)
+    metadata.create_all(connection, tables=[aliases], checkfirst=True)
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text('CREATE INDEX IF NOT EXISTS ix_events_id_bytes ON events (id COLLATE "C")')
+        )
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
@@ -346,6 +403,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(leases),
     _one_config_subscription_per_url,
     _alert_kinds,
+    _identity,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

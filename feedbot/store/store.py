@@ -9,25 +9,27 @@ chained; nothing above the store sees SQLAlchemy's exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, func, select, text
+from sqlalchemy import ColumnElement, and_, delete, event, func, or_, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from feedbot.clock import utc_now
 from feedbot.errors import StorageError
+from feedbot.identity import Known, Listed
 from feedbot.model import Event, EventRecord, StoredEvent, Topic, event_key
 from feedbot.store import schema
 from feedbot.store._db import Database, chunks
 from feedbot.store.outbox import Outbox, queue_alerts
 from feedbot.store.replicas import Change, Replicas
 from feedbot.store.schema import (
+    aliases,
     event_links,
     event_topics,
     events,
@@ -52,6 +54,7 @@ class WriteResult:
     # events, and those a changed event no longer has.
     topics: set[str]
     alerts: int  # deliveries queued
+    removed: int = 0  # events removed (remove_missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,14 +220,93 @@ class Store:
             return {key: value for key, value in rows}
 
     async def content_hashes(self, ids: Iterable[str]) -> dict[str, str]:
-        """The stored content hash of each of ``ids`` that the store knows."""
-        found: dict[str, str] = {}
-        async with self._db.read() as connection:
+        """The stored content hash of each of ``ids`` that the store knows (an
+        alias: of the event it is kept under)."""
+        return {i: known.content_hash for i, known in (await self.identities(ids)).items()}
+
+    async def identities(self, ids: Iterable[str]) -> dict[str, Known]:
+        """What the store knows of each of ``ids`` (page ids) that it knows: the
+        event of that id, or the one it is an alias of; removed events included."""
+        found: dict[str, Known] = {}
+        async with self._db.transaction() as connection:
             for chunk in chunks(list(ids)):
+                kept = {
+                    alias: event_id
+                    for alias, event_id in await connection.execute(
+                        select(aliases.c.alias, aliases.c.event_id).where(
+                            aliases.c.alias.in_(chunk)
+                        )
+                    )
+                }
+                wanted = {kept.get(i, i) for i in chunk}
                 rows = await connection.execute(
-                    select(events.c.id, events.c.content_hash).where(events.c.id.in_(chunk))
+                    select(*_KNOWN_COLUMNS).where(events.c.id.in_(sorted(wanted)))
                 )
-                found.update({event_id: digest for event_id, digest in rows})
+                by_id = {row[0]: _known(row) for row in rows}
+                for i in chunk:
+                    if (known := by_id.get(kept.get(i, i))) is not None:
+                        found[i] = known
+        return found
+
+    async def listed_events(self, prefixes: Collection[str]) -> list[Listed]:
+        """Every stored event, removed ones included, whose page lies under one of
+        ``prefixes`` (``"2007/07/9/"``: the days a poll listed completely): the
+        events of those days read from their own page, and the events read from an
+        alias there. One range of the id index per day, in few queries."""
+        found: list[Listed] = []
+        ordered = sorted(set(prefixes))
+        async with self._db.transaction() as connection:
+            for start in range(0, len(ordered), _DAYS_PER_QUERY):
+                chunk = ordered[start : start + _DAYS_PER_QUERY]
+                own = select(
+                    events.c.id, events.c.path, events.c.missing_since, events.c.deleted_at
+                ).where(
+                    or_(*(self._prefixed(events.c.id, prefix) for prefix in chunk)),
+                    events.c.path.is_(None),
+                )
+                found.extend(
+                    Listed(event_id, event_id, missing, deleted)
+                    for event_id, _path, missing, deleted in await connection.execute(own)
+                )
+                moved = (
+                    select(events.c.id, events.c.path, events.c.missing_since, events.c.deleted_at)
+                    .join(aliases, aliases.c.event_id == events.c.id)
+                    .where(
+                        or_(*(_prefixed(aliases.c.alias, prefix) for prefix in chunk)),
+                        events.c.path == aliases.c.alias,
+                    )
+                )
+                found.extend(Listed(*row) for row in await connection.execute(moved))
+        return found
+
+    def _prefixed(self, column: Any, prefix: str) -> ColumnElement[bool]:
+        """``column`` starts with ``prefix`` (which ends in ``/``), as a range of its
+        index: the ids from ``2007/07/9/`` up to, not including, ``2007/07/90``.
+        On PostgreSQL ``events.id`` is compared in byte order, through its index
+        of that order (the database's collation may sort ``/`` elsewhere)."""
+        if self.backend == "postgresql" and column is events.c.id:
+            column = column.collate("C")
+        return _prefixed(column, prefix)
+
+    async def departed(self, ids: Collection[str]) -> dict[str, tuple[Event, str]]:
+        """The events of ``ids`` and every other event missing from the archive but
+        not removed: id -> (the event as stored, its content hash). What a new page
+        may be the successor of."""
+        found: dict[str, tuple[Event, str]] = {}
+        async with self._db.transaction() as connection:
+            missing = select(events.c.id, events.c.body, events.c.content_hash).where(
+                events.c.missing_since.is_not(None), events.c.deleted_at.is_(None)
+            )
+            for event_id, body, digest in await connection.execute(missing):
+                found[event_id] = (Event.from_canonical_json(body), digest)
+            for chunk in chunks(sorted(set(ids) - set(found))):
+                rows = await connection.execute(
+                    select(events.c.id, events.c.body, events.c.content_hash).where(
+                        events.c.id.in_(chunk)
+                    )
+                )
+                for event_id, body, digest in rows:
+                    found[event_id] = (Event.from_canonical_json(body), digest)
         return found
 
     async def write_batch(
@@ -237,11 +319,25 @@ class Store:
         accepted_paths: Sequence[str],
         now: datetime,
         alert_since: date | None = None,
+        moved: Mapping[str, str] | None = None,
+        missing: Collection[str] = (),
+        present: Collection[str] = (),
     ) -> WriteResult:
         """Store one batch of ingestion in one transaction: new and changed events
-        with their topics and links, the alerts the new events bring (dated on or
-        after ``alert_since``, or all when it is ``None``), the source marks, and
-        the pages' rejections.
+        with their topics and links, what became of the events' pages, the alerts
+        the batch brings (dated on or after ``alert_since``, or all when it is
+        ``None``), the source marks, and the pages' rejections.
+
+        Identity (README: "Identity"; :mod:`feedbot.identity` decides it):
+        ``moved`` maps page ids to the event each is now read from (a reworded
+        page: its id becomes an alias of the kept id, and links to it lead to
+        the kept event); ``missing`` events' pages left a complete listing (they
+        stay in the feeds until :meth:`remove_missing`); ``present`` events'
+        pages are there again (a removed one comes back under its id). Changed
+        events are present too.
+
+        Alerts: ``event.created`` for new events, ``event.updated`` (with the
+        title before) for changed ones.
 
         Each new or changed event is stamped (``first_seen``/``updated``) with its
         own moment: ``now``, one microsecond later for each event before it in
@@ -253,8 +349,10 @@ class Store:
             stamps: list[datetime] = []
             if new or changed:
                 stamps = await self._next_stamps(connection, now, len(new) + len(changed))
+            previous_titles: dict[str, str] = {}
             if changed:
-                affected |= await self._forget_topics_and_links(connection, changed)
+                before, previous_titles = await self._forget_topics_and_links(connection, changed)
+                affected |= before
                 for record, stamp in zip(changed, stamps[len(new) :], strict=True):
                     await connection.execute(
                         events.update()
@@ -263,6 +361,8 @@ class Store:
                             {
                                 **dict(zip(_EVENT_COLUMNS, _event_values(record), strict=True)),
                                 "updated": stamp,
+                                "missing_since": None,
+                                "deleted_at": None,
                             }
                         )
                     )
@@ -276,6 +376,8 @@ class Store:
                         for e, stamp in zip(new, stamps, strict=False)
                     ],
                 )
+            if moved:
+                await self._move(connection, moved, now)
             both = [*new, *changed]
             topic_names = {slug: name for e in both for slug, name in e.topics}
             if topic_names:
@@ -299,12 +401,23 @@ class Store:
                         for i, (slug, _name) in enumerate(e.topics)
                     ],
                 )
+            links = [(e.key, target, kind) for e in both for target, kind in e.links]
+            if links and await self._any_alias(connection):
+                kept = await self._kept_keys(connection, {target for _, target, _ in links})
+                # One link per pair, whichever spelling of the target it named.
+                unique = {
+                    (source, kept.get(target, target)): kind for source, target, kind in links
+                }
+                links = [(source, target, kind) for (source, target), kind in unique.items()]
             await self._db.bulk_insert(
-                connection,
-                event_links,
-                ("event_key", "target_key", "kind"),
-                [(e.key, target, kind) for e in both for target, kind in e.links],
+                connection, event_links, ("event_key", "target_key", "kind"), links
             )
+            if missing:
+                await self._set_missing(connection, missing, now)
+            changed_ids = {record.id for record in changed}
+            back = [event_id for event_id in present if event_id not in changed_ids]
+            if back:
+                affected |= await self._restore(connection, back, now)
             if marks_:
                 await self._db.insert_rows(
                     connection,
@@ -324,10 +437,183 @@ class Store:
                     on_conflict="update",
                 )
             cutoff = None if alert_since is None else alert_since.isoformat()
-            alerted = [r for r in new if cutoff is None or r.date >= cutoff]
-            alerts = await queue_alerts(connection, alerted, now=now)
+            alerts = await queue_alerts(
+                connection,
+                [r for r in new if cutoff is None or r.date >= cutoff],
+                now=now,
+                updated=[
+                    (r, previous_titles[r.id])
+                    for r in changed
+                    if cutoff is None or r.date >= cutoff
+                ],
+            )
             await self.replicas.publish(connection, Change(frozenset(affected), alerts=alerts))
         return WriteResult(affected, alerts)
+
+    async def _move(
+        self, connection: AsyncConnection, moved: Mapping[str, str], now: datetime
+    ) -> None:
+        """Each event of ``moved`` (page id -> kept id) is now read from that page:
+        the page id becomes an alias of the kept one (for good), and the links
+        stored to the alias lead to the kept event."""
+        new_aliases = {page: kept for page, kept in moved.items() if page != kept}
+        await self._db.insert_rows(
+            connection,
+            aliases,
+            [
+                {"alias": page, "key": event_key(page), "event_id": kept, "created_at": now}
+                for page, kept in sorted(new_aliases.items())
+            ],
+            keys=["alias"],
+            on_conflict="ignore",
+        )
+        for page, kept in sorted(moved.items()):
+            await connection.execute(
+                events.update()
+                .where(events.c.id == kept)
+                .values(path=None if page == kept else page, missing_since=None)
+            )
+        for page, kept in sorted(new_aliases.items()):
+            alias_key, kept_key = event_key(page), event_key(kept)
+            rows = await connection.execute(
+                select(event_links.c.event_key, event_links.c.kind).where(
+                    event_links.c.target_key == alias_key
+                )
+            )
+            retargeted = [
+                {"event_key": source, "target_key": kept_key, "kind": kind} for source, kind in rows
+            ]
+            if retargeted:
+                await self._db.insert_rows(
+                    connection,
+                    event_links,
+                    retargeted,
+                    keys=["event_key", "target_key"],
+                    on_conflict="ignore",
+                )
+                await connection.execute(
+                    delete(event_links).where(event_links.c.target_key == alias_key)
+                )
+
+    @staticmethod
+    async def _any_alias(connection: AsyncConnection) -> bool:
+        return (await connection.execute(select(aliases.c.key).limit(1))).first() is not None
+
+    @staticmethod
+    async def _kept_keys(connection: AsyncConnection, keys: Collection[int]) -> dict[int, int]:
+        """The link key of the kept event of each of ``keys`` that is an alias's."""
+        found: dict[int, int] = {}
+        for chunk in chunks(sorted(keys)):
+            rows = await connection.execute(
+                select(aliases.c.key, aliases.c.event_id).where(aliases.c.key.in_(chunk))
+            )
+            found.update({key: event_key(kept) for key, kept in rows})
+        return found
+
+    @staticmethod
+    async def _set_missing(
+        connection: AsyncConnection, ids: Collection[str], now: datetime
+    ) -> None:
+        for chunk in chunks(sorted(ids)):
+            await connection.execute(
+                events.update()
+                .where(
+                    events.c.id.in_(chunk),
+                    events.c.missing_since.is_(None),
+                    events.c.deleted_at.is_(None),
+                )
+                .values(missing_since=now)
+            )
+
+    async def _restore(
+        self, connection: AsyncConnection, ids: Sequence[str], now: datetime
+    ) -> set[str]:
+        """Events whose pages are there again: no longer missing, and a removed one
+        back in its feeds as it was stored. Returns the topics whose feeds change."""
+        affected: set[str] = set()
+        for chunk in chunks(sorted(ids)):
+            rows = await connection.execute(
+                select(events.c.body).where(
+                    events.c.id.in_(chunk), events.c.deleted_at.is_not(None)
+                )
+            )
+            revived = [Event.from_canonical_json(body) for (body,) in rows]
+            await connection.execute(
+                events.update()
+                .where(events.c.id.in_(chunk))
+                .values(missing_since=None, deleted_at=None)
+            )
+            if not revived:
+                continue
+            await self._db.insert_rows(
+                connection,
+                topics,
+                [
+                    {"slug": t.slug, "name": t.name, "first_seen": now}
+                    for e in revived
+                    for t in e.topics
+                ],
+                keys=["slug"],
+                on_conflict="ignore",
+            )
+            await self._db.insert_rows(
+                connection,
+                event_topics,
+                [
+                    {
+                        "slug": t.slug,
+                        "date": e.date.isoformat(),
+                        "event_key": event_key(e.id),
+                        "position": i,
+                    }
+                    for e in revived
+                    for i, t in enumerate(e.topics)
+                ],
+                keys=["slug", "date", "event_key"],
+                on_conflict="ignore",
+            )
+            affected.update(slug for e in revived for slug in e.topic_slugs)
+        return affected
+
+    async def remove_missing(
+        self, *, before: datetime, now: datetime, prefixes: Collection[str] | None = None
+    ) -> WriteResult:
+        """Remove every event missing since before ``before`` (the start of the poll
+        calling this: a poll after the one that found it gone) and not back since:
+        it leaves every feed and count, :meth:`lookup_event` says
+        :class:`Removed`, and subscriptions that want it get ``event.deleted``.
+        With ``prefixes`` (``"2007/07/9/"``), only events whose page lay under
+        one of them. Its row, aliases and links stay: a page that comes back
+        revives it under the same id."""
+        query = select(events.c.id, events.c.path, events.c.body).where(
+            events.c.missing_since < before, events.c.deleted_at.is_(None)
+        )
+        async with self._db.transaction() as connection:
+            gone = [
+                Event.from_canonical_json(body)
+                for event_id, path, body in await connection.execute(query)
+                if prefixes is None or (path or event_id).startswith(tuple(prefixes))
+            ]
+            if not gone:
+                return WriteResult(set(), 0)
+            affected: set[str] = set()
+            for event in gone:
+                affected.update(event.topic_slugs)
+                for slug in event.topic_slugs:
+                    await connection.execute(
+                        delete(event_topics).where(
+                            event_topics.c.slug == slug,
+                            event_topics.c.date == event.date.isoformat(),
+                            event_topics.c.event_key == event_key(event.id),
+                        )
+                    )
+            for chunk in chunks([event.id for event in gone]):
+                await connection.execute(
+                    events.update().where(events.c.id.in_(chunk)).values(deleted_at=now)
+                )
+            alerts = await queue_alerts(connection, [], now=now, deleted=gone)
+            await self.replicas.publish(connection, Change(frozenset(affected), alerts=alerts))
+        return WriteResult(affected, alerts, removed=len(gone))
 
     async def _next_stamps(
         self, connection: AsyncConnection, now: datetime, count: int
@@ -357,16 +643,18 @@ class Store:
 
     async def _forget_topics_and_links(
         self, connection: AsyncConnection, changed: Sequence[EventRecord]
-    ) -> set[str]:
+    ) -> tuple[set[str], dict[str, str]]:
         """Delete the topic rows and links of events about to be rewritten; return
-        the topics they had."""
+        the topics they had and their titles (by id)."""
         previous: set[str] = set()
+        titles: dict[str, str] = {}
         ids = [record.id for record in changed]
         for chunk in chunks(ids):
             rows = await connection.execute(select(events.c.body).where(events.c.id.in_(chunk)))
             for (body,) in rows:
                 old = Event.from_canonical_json(body)
                 previous.update(old.topic_slugs)
+                titles[old.id] = old.title
                 for slug in old.topic_slugs:
                     await connection.execute(
                         delete(event_topics).where(
@@ -380,7 +668,7 @@ class Store:
                     event_links.c.event_key.in_([event_key(i) for i in chunk])
                 )
             )
-        return previous
+        return previous, titles
 
     async def initial_sync_done(self) -> bool:
         """Whether a first poll of the archive has completed (see ``notify.backfill_days``)."""
@@ -421,45 +709,94 @@ class Store:
     # -- reading -----------------------------------------------------------------
 
     async def count_events(self, topic: str | None = None) -> int:
-        query = (
-            select(func.count()).select_from(events)
-            if topic is None
-            else select(func.count()).select_from(event_topics).where(event_topics.c.slug == topic)
-        )
+        """How many events (of ``topic``) the feeds hold: removed ones are not counted."""
+        if topic is None:
+            # All rows less the removed ones, both counted on an index (a filter on
+            # deleted_at would read every row).
+            every = select(func.count()).select_from(events).scalar_subquery()
+            removed = (
+                select(func.count())
+                .select_from(events)
+                .where(events.c.deleted_at.is_not(None))
+                .scalar_subquery()
+            )
+            query = select(every - removed)
+        else:
+            # A removed event's topic rows are gone.
+            query = (
+                select(func.count()).select_from(event_topics).where(event_topics.c.slug == topic)
+            )
         async with self._db.read() as connection:
             return int((await connection.execute(query)).scalar_one())
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
-        async with self._db.read() as connection:
-            row = (
-                await connection.execute(
-                    select(events.c.body, events.c.first_seen, events.c.updated).where(
-                        events.c.id == event_id
-                    )
-                )
-            ).first()
-        return None if row is None else _stored(row)
+        """The event stored under ``event_id``; None for an alias or a removed one
+        (:meth:`lookup_event` tells them apart)."""
+        found = await self.lookup_event(event_id)
+        return found if isinstance(found, StoredEvent) else None
 
     async def lookup_event(self, event_id: str) -> Lookup:
         """What ``/events/<event_id>`` shows: the event, an alias of one
         (:class:`Moved`), a removed one (:class:`Removed`), or None."""
-        stored = await self.get_event(event_id)
-        return stored  # TODO(identity): aliases and tombstones
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    select(
+                        events.c.body, events.c.first_seen, events.c.updated, events.c.deleted_at
+                    ).where(events.c.id == event_id)
+                )
+            ).first()
+            if row is None:
+                kept = (
+                    await connection.execute(
+                        select(aliases.c.event_id).where(aliases.c.alias == event_id)
+                    )
+                ).scalar_one_or_none()
+                return None if kept is None else Moved(kept)
+        stored = _stored(row[:3])
+        return stored if row.deleted_at is None else Removed(stored, row.deleted_at)
+
+    async def kept_ids(self, ids: Iterable[str]) -> dict[str, str]:
+        """The kept id of each of ``ids`` that is an alias (a related link may name
+        a page by its old or its new path: both lead to the kept event)."""
+        found: dict[str, str] = {}
+        async with self._db.read() as connection:
+            for chunk in chunks(sorted(set(ids))):
+                rows = await connection.execute(
+                    select(aliases.c.alias, aliases.c.event_id).where(aliases.c.alias.in_(chunk))
+                )
+                found.update({alias: kept for alias, kept in rows})
+        return found
 
     async def tombstones(self, topic: str | None, since: datetime) -> list[Tombstone]:
         """Events removed at or after ``since`` (of ``topic``, when given), the
         latest removal first."""
-        return []  # TODO(identity): filled in with removal
+        query = (
+            select(events.c.id, events.c.deleted_at, events.c.body)
+            .where(events.c.deleted_at >= since)
+            .order_by(events.c.deleted_at.desc(), events.c.id)
+        )
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query)).all()
+        found = []
+        for event_id, deleted_at, body in rows:
+            slugs = Event.from_canonical_json(body).topic_slugs
+            if topic is None or topic in slugs:
+                found.append(Tombstone(event_id, deleted_at, slugs))
+        return found
 
     async def events_page(
         self, topic: str | None = None, *, offset: int = 0, limit: int = 50
     ) -> list[StoredEvent]:
         """Events newest first (date descending, then the latest first seen, then
-        id), optionally of one topic."""
+        id), optionally of one topic; removed events are left out."""
         query = select(events.c.body, events.c.first_seen, events.c.updated)
         if topic is None:
-            query = query.order_by(events.c.date.desc(), events.c.first_seen.desc(), events.c.id)
+            query = query.where(events.c.deleted_at.is_(None)).order_by(
+                events.c.date.desc(), events.c.first_seen.desc(), events.c.id
+            )
         else:
+            # A removed event's topic rows are gone.
             query = (
                 query.join(event_topics, event_topics.c.event_key == events.c.key)
                 .where(event_topics.c.slug == topic)
@@ -493,6 +830,14 @@ class Store:
 
 
 _EVENT_COLUMNS = ("id", "key", "date", "story", "title", "body", "content_hash")
+_KNOWN_COLUMNS = (
+    events.c.id,
+    events.c.content_hash,
+    events.c.path,
+    events.c.missing_since,
+    events.c.deleted_at,
+)
+_DAYS_PER_QUERY = 100  # ranges OR-ed in one query
 _LAST_STAMP = "last_event_stamp"  # meta key: the latest first_seen/updated handed out
 _TICK = timedelta(microseconds=1)
 
@@ -508,6 +853,16 @@ def _event_values(record: EventRecord) -> tuple[Any, ...]:
         record.body,
         record.content_hash,
     )
+
+
+def _known(row: Any) -> Known:
+    event_id, digest, path, missing_since, deleted_at = row
+    return Known(event_id, digest, path or event_id, missing_since, deleted_at)
+
+
+def _prefixed(column: Any, prefix: str) -> ColumnElement[bool]:
+    # "/" is followed by "0" in byte order.
+    return and_(column >= prefix, column < prefix[:-1] + "0")
 
 
 def _stored(row: Any) -> StoredEvent:
