@@ -7,8 +7,8 @@ no character XML 1.0 forbids, consistent kinds and topic slugs).
 
 (b) Linearity: ~1 MB pages of the shapes that make naive parsers backtrack or
 rescan (a huge Related list, one line full of ``[`` and ``(``, deep nesting, long
-runs of spaces) parse in well under two seconds, and doubling a page does not
-much more than double the time.
+runs of spaces, inline link fragments closed and unclosed) parse in well under
+two seconds, and doubling a page does not much more than double the time.
 """
 
 from __future__ import annotations
@@ -363,6 +363,20 @@ def _space_runs(size: int) -> str:
     )
 
 
+def _inline_links(size: int) -> str:
+    """One Related item full of inline link fragments, half of them closed, half
+    never closing (feedbot.archive.mentions scans it before its length is checked)."""
+    closed = "[https:--www.x.org-a-B (X (y))] "
+    unclosed = "[https:--www.x.org-a (X "
+    return (
+        SEED_TEXT
+        + "6. [ "
+        + closed * (size // (2 * len(closed)))
+        + unclosed * (size // (2 * len(unclosed)))
+        + "](/news/2008/07/6/a.md) _Context: Islamabad_\n"
+    )
+
+
 def _best_time(page: str) -> float:
     """The fastest of three parses, in seconds of this process's CPU time (the
     least disturbed one): the other processes of a busy machine do not count."""
@@ -381,7 +395,7 @@ MB = 1_000_000
 
 @pytest.mark.parametrize(
     "shape",
-    [_related_list, _bracket_line, _unclosed_links, _nested_brackets, _space_runs],
+    [_related_list, _bracket_line, _unclosed_links, _nested_brackets, _space_runs, _inline_links],
     ids=lambda shape: shape.__name__.lstrip("_"),
 )
 def test_parse_time_is_linear(shape: Callable[[int], str]) -> None:

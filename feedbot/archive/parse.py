@@ -17,7 +17,10 @@ can be recognised decide, and invalid bytes and characters no feed may carry
 are dropped, as are invisible format characters (bidi overrides and the like),
 which could make a title read otherwise than it is stored. A page holding more
 than :class:`ParseLimits` allows (topics, related events, summary length) is
-rejected with a reason naming the limit, never cut to fit.
+rejected with a reason naming the limit, never cut to fit. Inline links in the
+summary and in related titles (``[URL (Name)]``, scraped from the wiki) are made
+mentions by :mod:`feedbot.archive.mentions`, which also gives the summary's
+trusted URLs as sources.
 
 The work is one pass over the lines with anchored regular expressions (none of
 them backtracks more than linearly) and a bracket scanner that walks each list
@@ -31,6 +34,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from feedbot.archive.mentions import clean_inline_links
 from feedbot.errors import ParseError
 from feedbot.model import MAX_SLUG_CHARS, Event, Related, RelatedKind, Source, Topic, slugify
 
@@ -174,6 +178,7 @@ def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = DEFAULT_LI
     section: str | None = None
     items: list[_Item] = []
     item: _Item | None = None  # the item the next line may continue
+    inline_sources: tuple[Source, ...] = ()  # named by the summary's inline links
 
     for index, line in enumerate(lines):
         cut = index == last_cut
@@ -194,6 +199,7 @@ def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = DEFAULT_LI
                     raise ParseError(path, "empty summary line")
                 if cut and not title.rstrip(_CLOSING_MARKS).endswith(_SENTENCE_END):
                     raise ParseError(path, "truncated page: it ends inside the summary line")
+                title, inline_sources = clean_inline_links(title)
                 if len(title) > limits.max_title_chars:
                     found = f"a summary of {len(title):,} characters"
                     raise _over_limit(path, found, "max_title_chars", limits.max_title_chars)
@@ -232,6 +238,8 @@ def parse_page(data: bytes | str, path: str, *, limits: ParseLimits = DEFAULT_LI
         raise ParseError(path, f"{reason} (news/YYYY/MM/D/<slug>.md)")
 
     sources = [s for i in items if i.section == "source" and (s := _source(i)) is not None]
+    listed = {s.url for s in sources}
+    sources.extend(s for s in inline_sources if s.url not in listed)
     related = [
         r for i in items if i.section == "related" and (r := _related(i, event_date)) is not None
     ]
@@ -430,7 +438,9 @@ def _related(item: _Item, event_date: date) -> Related | None:
     except ValueError:
         return None
     contexts = _contexts(link.rest, cut=item.cut)
-    title = link.text.strip()  # the whole link text, trimmed, nested brackets kept
+    # The whole link text, trimmed, nested brackets kept, inline links made
+    # mentions; their URLs are the related event's to name, on its own page.
+    title = clean_inline_links(link.text)[0].strip()
     if contexts is None or not title:
         return None
     return Related(
