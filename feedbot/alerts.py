@@ -52,24 +52,31 @@ def delivery_id(
     return "msg_" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def parse_events(values: Iterable[object]) -> tuple[AlertKind, ...]:
-    """A subscription's ``events`` key: a list of ``"created"``, ``"updated"`` and
-    ``"deleted"`` (any of them, at least one; repeats dropped), in that order;
-    anything else is a ConfigError naming the key ``events`` and the value."""
+def alert_kinds(values: Iterable[object]) -> tuple[AlertKind, ...]:
+    """The alert kinds a list of ``"created"``, ``"updated"`` and ``"deleted"``
+    names (any of them, at least one; repeats dropped), in that order; a
+    ValueError saying what is wrong with anything else."""
     if isinstance(values, str | bytes):
-        raise ConfigError(
-            f"events: give a list, such as [{_quoted(values)}], not a string {values!r}"
-        )
+        raise ValueError(f"give a list, such as [{_quoted(values)}], not a string {values!r}")
     kinds: set[AlertKind] = set()
     for value in values:
         try:
             kinds.add(AlertKind(value.strip().lower() if isinstance(value, str) else ""))
         except ValueError:
             known = ", ".join(f'"{kind.value}"' for kind in AlertKind)
-            raise ConfigError(f"events: unknown alert kind {value!r} (expected {known})") from None
+            raise ValueError(f"unknown alert kind {value!r} (expected {known})") from None
     if not kinds:
-        raise ConfigError('events: give at least one of "created", "updated" and "deleted"')
+        raise ValueError('give at least one of "created", "updated" and "deleted"')
     return tuple(kind for kind in AlertKind if kind in kinds)
+
+
+def parse_events(values: Iterable[object]) -> tuple[AlertKind, ...]:
+    """A subscription's ``events`` key (:func:`alert_kinds`); a ConfigError naming
+    the key ``events`` and what is wrong."""
+    try:
+        return alert_kinds(values)
+    except ValueError as exc:
+        raise ConfigError(f"events: {exc}") from None
 
 
 def _quoted(value: str | bytes) -> str:

@@ -386,7 +386,7 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
                 origin="cli",
                 policy=target_policy(settings),
             )
-            stored = await store.outbox.add_subscription(subscription, now=utc_now())
+            stored = await store.subscriptions.add(subscription, now=utc_now())
         print(stored.id)
         if args.secret == "new":
             print(f"secret: {secret}  (shown once; the receiver needs it to verify)")
@@ -420,7 +420,7 @@ def _cmd_feeds_export(args: argparse.Namespace) -> int:
 def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
     async def listing() -> int:
         async with _opened_store(args) as (_settings, store):
-            for sub in await store.outbox.subscriptions():
+            for sub in await store.subscriptions.all():
                 state = "active" if sub.active else f"disabled ({sub.disabled_reason})"
                 signed = "signed" if sub.secret else "unsigned"
                 print(
@@ -436,7 +436,7 @@ def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
 def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:
     async def remove() -> int:
         async with _opened_store(args) as (_settings, store):
-            if not await store.outbox.remove_subscription(args.id, now=utc_now()):
+            if not await store.subscriptions.remove(args.id, now=utc_now()):
                 print(f"feedbot: no subscription {args.id}", file=sys.stderr)
                 return EXIT_FAILED
         print(f"removed {args.id}")
@@ -450,7 +450,7 @@ def _cmd_subscriptions_switch(args: argparse.Namespace, *, active: bool) -> int:
 
     async def switch() -> int:
         async with _opened_store(args) as (_settings, store):
-            current = await store.outbox.subscription(args.id)
+            current = await store.subscriptions.get(args.id)
             if current is None:
                 print(f"feedbot: no subscription {args.id}", file=sys.stderr)
                 return EXIT_FAILED
@@ -461,7 +461,7 @@ def _cmd_subscriptions_switch(args: argparse.Namespace, *, active: bool) -> int:
             # Only the switch is written (any format, template ones too); enabling
             # clears the reason and the failure streak with it.
             reason = None if active else "disabled with the CLI"
-            await store.outbox.set_active(args.id, active, reason=reason)
+            await store.subscriptions.set_active(args.id, active, reason=reason)
         if active:
             print(
                 f"enabled {args.id} (was: {was}); "
@@ -485,7 +485,7 @@ def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
         from feedbot.notify.ssrf import make_connector
 
         async with _opened_store(args) as (settings, store):
-            subscription = await store.outbox.subscription(args.id)
+            subscription = await store.subscriptions.get(args.id)
             if subscription is None:
                 print(f"feedbot: no subscription {args.id}", file=sys.stderr)
                 return EXIT_FAILED

@@ -34,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from feedbot.alerts import alert_kinds
 from feedbot.archive.parse import ParseLimits
 from feedbot.errors import ConfigError
 from feedbot.redact import redact
@@ -191,8 +192,13 @@ class SubscriptionSettings(_Section):
     format: str = "json"
     secret: SecretStr | None = None
     keywords: list[str] = Field(default_factory=list)
-    # created, updated, deleted (checked by feedbot.alerts.parse_events)
     events: list[str] = Field(default_factory=lambda: ["created"])
+
+    @field_validator("events")
+    @classmethod
+    def _alert_kinds(cls, values: list[str]) -> list[str]:
+        alert_kinds(values)  # a ValueError says what is wrong
+        return values
 
 
 class Settings(BaseSettings):

@@ -22,10 +22,11 @@ import pytest
 from multidict import CIMultiDict
 
 from feedbot.feeds.cache import FeedCache
-from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription, Topic
+from feedbot.model import AlertKind, DeliveryStatus, Event, EventRecord, Subscription, Topic
 from feedbot.notify.signing import new_secret, validate_secret
 from feedbot.settings import Settings
-from feedbot.store import AttemptReport, Outbox, Store
+from feedbot.store import AttemptReport, Store
+from feedbot.store.subscriptions import Subscriptions
 from feedbot.web import WebServer
 from feedbot.web.admin import MAX_BODY
 from tests.receivers import Reply
@@ -180,7 +181,7 @@ async def test_subscription_crud_flow(api: Api) -> None:
     assert sub["url"] == HOOK and sub["topics"] == ["flood", "dhaka"]
     assert sub["signed"] is True and "secret" not in sub
     assert sub["active"] is True and sub["origin"] == "api" and sub["created_at"].endswith("Z")
-    stored = await api.store.outbox.subscription(sub["id"])
+    stored = await api.store.subscriptions.get(sub["id"])
     assert stored is not None and stored.secret == secret
 
     listing = await api.call("GET", "/api/v1/subscriptions")
@@ -207,7 +208,7 @@ async def test_subscription_crud_flow(api: Api) -> None:
     assert off.json["active"] is False and off.json["disabled_reason"]
     # A subscription disabled by the deliverer (410 Gone) comes back on with its reason cleared.
     assert stored is not None
-    await api.store.outbox.update_subscription(
+    await api.store.subscriptions.update(
         Subscription(
             **{**_fields(stored), "active": False, "disabled_reason": "HTTP 410 Gone"},
         )
@@ -241,7 +242,7 @@ async def test_a_generated_secret_is_shown_once(api: Api, caplog: pytest.LogCapt
     assert created.status == 201
     secret = created.json["secret"]
     assert validate_secret(secret) == secret
-    stored = await api.store.outbox.subscription(created.json["id"])
+    stored = await api.store.subscriptions.get(created.json["id"])
     assert stored is not None and stored.secret == secret
     path = f"/api/v1/subscriptions/{created.json['id']}"
     await api.call("GET", path)
@@ -289,6 +290,9 @@ async def test_a_generated_secret_is_shown_once(api: Api, caplog: pytest.LogCapt
         ({"url": HOOK, "topics": "flood"}, "topics"),
         ({"url": HOOK, "keywords": [1, 2]}, "keywords"),
         ({"url": HOOK, "topic": ["flood"]}, "topic"),
+        ({"url": HOOK, "events": ["created", "renamed"]}, "events"),
+        ({"url": HOOK, "events": []}, "events"),
+        ({"url": HOOK, "events": "created"}, "events"),
     ],
 )
 async def test_create_refuses_bad_input_naming_the_field(
@@ -300,7 +304,7 @@ async def test_create_refuses_bad_input_naming_the_field(
     assert reply.json["error"].startswith(f"{field}:")
     if isinstance(body.get("secret"), str):
         assert body["secret"] not in reply.text  # a bad secret is not echoed either
-    assert await api.store.outbox.subscriptions() == []
+    assert await api.store.subscriptions.all() == []
 
 
 async def test_template_formats_are_the_operators_alone(api: Api, tmp_path: Path) -> None:
@@ -367,11 +371,11 @@ async def test_bodies_must_be_small_json_objects(api: Api) -> None:
         headers={**AUTH, "Content-Type": "application/json"},
     ) as response:
         assert response.status == 413
-    assert await api.store.outbox.subscriptions() == []
+    assert await api.store.subscriptions.all() == []
 
 
 async def test_config_subscriptions_can_only_be_switched_on_and_off(api: Api) -> None:
-    stored = await api.store.outbox.add_subscription(
+    stored = await api.store.subscriptions.add(
         Subscription(id="", url=HOOK, origin="config"), now=T0
     )
     path = f"/api/v1/subscriptions/{stored.id}"
@@ -529,21 +533,21 @@ async def test_ids_that_cannot_be_ours_are_refused_without_asking_the_store(api:
 
 
 class _RemovedRightAfterRead:
-    """The API's outbox, but every subscription it reads is removed by another store
+    """The API's subscriptions, but every one it reads is removed by another store
     connection right after: a DELETE (from another request or replica) landing
     between a handler's read and its write, every time."""
 
-    def __init__(self, outbox: Outbox, other: Store) -> None:
-        self._outbox = outbox
+    def __init__(self, subscriptions: Subscriptions, other: Store) -> None:
+        self._subscriptions = subscriptions
         self._other = other
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._outbox, name)
+        return getattr(self._subscriptions, name)
 
-    async def subscription(self, subscription_id: str) -> Subscription | None:
-        found = await self._outbox.subscription(subscription_id)
+    async def get(self, subscription_id: str) -> Subscription | None:
+        found = await self._subscriptions.get(subscription_id)
         if found is not None:
-            assert await self._other.outbox.remove_subscription(subscription_id, now=T0)
+            assert await self._other.subscriptions.remove(subscription_id, now=T0)
         return found
 
 
@@ -557,7 +561,7 @@ async def test_a_patch_racing_a_delete_is_404(
     sub_id = created.json["id"]
     other = await Store.open(store_url)
     try:
-        api_on.store.outbox = _RemovedRightAfterRead(api_on.store.outbox, other)  # type: ignore[assignment]
+        api_on.store.subscriptions = _RemovedRightAfterRead(api_on.store.subscriptions, other)  # type: ignore[assignment]
         reply = await api_on.call("PATCH", f"/api/v1/subscriptions/{sub_id}", body)
     finally:
         await other.close()
@@ -566,7 +570,7 @@ async def test_a_patch_racing_a_delete_is_404(
         {"error": f"no subscription {sub_id!r}", "field": "id"},
     )
     assert "Retry-After" not in reply.headers
-    assert await api_on.store.outbox.subscriptions() == []
+    assert await api_on.store.subscriptions.all() == []
 
 
 async def test_a_template_subscription_is_switched_on_after_a_410(
@@ -575,7 +579,7 @@ async def test_a_template_subscription_is_switched_on_after_a_410(
     # The operator gave it a template (config or CLI); the API may still switch it.
     template = tmp_path / "alert.json.j2"
     template.write_text('{"title": {{ event.title | tojson }}}\n', encoding="utf-8")
-    stored = await api_on.store.outbox.add_subscription(
+    stored = await api_on.store.subscriptions.add(
         Subscription(id="", url=HOOK, format=f"template:{template}", origin="cli"), now=T0
     )
     path = f"/api/v1/subscriptions/{stored.id}"
@@ -616,3 +620,22 @@ async def test_a_template_subscription_is_switched_on_after_a_410(
     assert (named.status, named.json["field"]) == (400, "format")
     replay = await api_on.call("POST", "/api/v1/deliveries/replay", {"ids": [job.delivery.id]})
     assert replay.json["results"][0]["outcome"] == "queued"
+
+
+async def test_events_are_set_shown_and_changed(api: Api) -> None:
+    plain = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK})
+    assert plain.json["events"] == ["created"]
+    created = await api.call(
+        "POST", "/api/v1/subscriptions", {"url": HOOK, "events": ["updated", "created"]}
+    )
+    assert created.status == 201 and created.json["events"] == ["created", "updated"]
+    path = f"/api/v1/subscriptions/{created.json['id']}"
+    patched = await api.call("PATCH", path, {"events": ["deleted"]})
+    assert patched.status == 200 and patched.json["events"] == ["deleted"]
+    assert (await api.call("GET", path)).json["events"] == ["deleted"]
+    (stored,) = [s for s in await api.store.subscriptions.all() if s.id == created.json["id"]]
+    assert stored.events == (AlertKind.DELETED,)
+    refused = await api.call("PATCH", path, {"events": ["created", "moved"]})
+    assert (refused.status, refused.json["field"]) == (400, "events")
+    assert "unknown alert kind 'moved'" in refused.json["error"]
+    assert (await api.call("GET", path)).json["events"] == ["deleted"]  # unchanged

@@ -84,20 +84,20 @@ def test_redacted_hides_the_secret() -> None:
 
 
 async def test_subscriptions_crud(store: Store) -> None:
-    added = await store.outbox.add_subscription(sub(secret="whsec_x"), now=T0)
+    added = await store.subscriptions.add(sub(secret="whsec_x"), now=T0)
     assert added.id.startswith("sub_") and added.created_at == T0
-    assert await store.outbox.subscription(added.id) == added
-    changed = await store.outbox.update_subscription(replace(added, topics=("flood",)))
+    assert await store.subscriptions.get(added.id) == added
+    changed = await store.subscriptions.update(replace(added, topics=("flood",)))
     assert changed.topics == ("flood",)
-    assert [s.id for s in await store.outbox.subscriptions()] == [added.id]
-    assert await store.outbox.remove_subscription(added.id, now=T0)
-    assert await store.outbox.subscriptions() == []
+    assert [s.id for s in await store.subscriptions.all()] == [added.id]
+    assert await store.subscriptions.remove(added.id, now=T0)
+    assert await store.subscriptions.all() == []
 
 
 async def test_new_events_queue_one_delivery_per_matching_subscription(store: Store) -> None:
-    everything = await store.outbox.add_subscription(sub("https://a.example/"), now=T0)
-    floods = await store.outbox.add_subscription(sub("https://b.example/", ["flood"]), now=T0)
-    await store.outbox.add_subscription(sub("https://c.example/", ["quake"]), now=T0)
+    everything = await store.subscriptions.add(sub("https://a.example/"), now=T0)
+    floods = await store.subscriptions.add(sub("https://b.example/", ["flood"]), now=T0)
+    await store.subscriptions.add(sub("https://c.example/", ["quake"]), now=T0)
     queued = await store_new(store, event("2020/01/1/a", "Flood"), event("2020/01/2/b", "Fire"))
     assert queued == 3
     pending = await store.outbox.deliveries(status=DeliveryStatus.PENDING)
@@ -110,7 +110,7 @@ async def test_new_events_queue_one_delivery_per_matching_subscription(store: St
 
 
 async def test_alert_since_limits_alerts_but_not_storage(store: Store) -> None:
-    await store.outbox.add_subscription(sub(), now=T0)
+    await store.subscriptions.add(sub(), now=T0)
     queued = await store_new(
         store, event("2020/01/1/old"), event("2026/11/27/new"), alert_since=date(2026, 11, 27)
     )
@@ -120,15 +120,15 @@ async def test_alert_since_limits_alerts_but_not_storage(store: Store) -> None:
 
 async def test_a_subscription_gets_only_events_seen_after_it(store: Store) -> None:
     await store_new(store, event("2020/01/1/before"))
-    await store.outbox.add_subscription(sub(), now=T0)
+    await store.subscriptions.add(sub(), now=T0)
     await store_new(store, event("2020/01/2/after"))
     assert [d.event_id for d in await store.outbox.deliveries()] == ["2020/01/2/after"]
 
 
 async def test_in_reply_to_threads_follow_ups_per_subscription(store: Store) -> None:
-    mine = await store.outbox.add_subscription(sub("https://a.example/", ["siege"]), now=T0)
+    mine = await store.subscriptions.add(sub("https://a.example/", ["siege"]), now=T0)
     await store_new(store, event("2007/07/3/clashes", "Siege"))
-    others = await store.outbox.add_subscription(sub("https://b.example/"), now=T0)
+    others = await store.subscriptions.add(sub("https://b.example/"), now=T0)
     storm = event(
         "2007/07/10/storm",
         "Siege",
@@ -155,7 +155,7 @@ async def test_in_reply_to_threads_follow_ups_per_subscription(store: Store) -> 
 
 
 async def test_claims_are_leased_and_finished(store: Store) -> None:
-    s = await store.outbox.add_subscription(sub(secret="whsec_k"), now=T0)
+    s = await store.subscriptions.add(sub(secret="whsec_k"), now=T0)
     await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"))
     jobs = await store.outbox.claim_due(now=T0, limit=10, worker="w1", lease=LEASE)
     assert len(jobs) == 2 and jobs[0].subscription.secret == "whsec_k"
@@ -182,7 +182,7 @@ async def test_claims_are_leased_and_finished(store: Store) -> None:
 
 
 async def test_a_dead_workers_claim_is_taken_over(store: Store) -> None:
-    await store.outbox.add_subscription(sub(), now=T0)
+    await store.subscriptions.add(sub(), now=T0)
     await store_new(store, event("2020/01/1/a"))
     assert await store.outbox.claim_due(now=T0, limit=1, worker="dead", lease=LEASE)
     taken = await store.outbox.claim_due(now=T0 + LEASE * 2, limit=1, worker="alive", lease=LEASE)
@@ -190,7 +190,7 @@ async def test_a_dead_workers_claim_is_taken_over(store: Store) -> None:
 
 
 async def test_failed_deliveries_replay_with_the_same_id(store: Store) -> None:
-    await store.outbox.add_subscription(sub(), now=T0)
+    await store.subscriptions.add(sub(), now=T0)
     await store_new(store, event("2020/01/1/a"))
     (job,) = await store.outbox.claim_due(now=T0, limit=1, worker="w", lease=LEASE)
     await store.outbox.finish_attempt(
@@ -203,7 +203,7 @@ async def test_failed_deliveries_replay_with_the_same_id(store: Store) -> None:
 
 
 async def test_gone_disables_the_subscription_and_fails_its_queue(store: Store) -> None:
-    s = await store.outbox.add_subscription(sub(), now=T0)
+    s = await store.subscriptions.add(sub(), now=T0)
     await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"))
     job, _other = await store.outbox.claim_due(now=T0, limit=1, worker="w", lease=LEASE) + [None]
     await store.outbox.finish_attempt(
@@ -212,22 +212,22 @@ async def test_gone_disables_the_subscription_and_fails_its_queue(store: Store) 
             T0, 5, 410, "HTTP 410", DeliveryStatus.FAILED, disable_subscription="HTTP 410 Gone"
         ),
     )
-    stored = await store.outbox.subscription(s.id)
+    stored = await store.subscriptions.get(s.id)
     assert stored is not None and not stored.active and stored.disabled_reason == "HTTP 410 Gone"
     assert await store.outbox.count(DeliveryStatus.PENDING) == 0
     assert await store_new(store, event("2020/01/3/c")) == 0
 
 
 async def test_config_subscriptions_are_reconciled_by_url(store: Store) -> None:
-    api = await store.outbox.add_subscription(sub("https://api.example/"), now=T0)
-    await store.outbox.reconcile_config(
+    api = await store.subscriptions.add(sub("https://api.example/"), now=T0)
+    await store.subscriptions.reconcile_config(
         [sub("https://a.example/"), sub("https://b.example/", ["flood"])], now=T0
     )
-    counts = await store.outbox.reconcile_config(
+    counts = await store.subscriptions.reconcile_config(
         [sub("https://b.example/", ["quake"]), sub("https://c.example/")], now=T0
     )
     assert counts == (1, 1, 1)
-    by_url = {s.url: s for s in await store.outbox.subscriptions()}
+    by_url = {s.url: s for s in await store.subscriptions.all()}
     assert set(by_url) == {api.url, "https://b.example/", "https://c.example/"}
     assert by_url["https://b.example/"].topics == ("quake",)
 
@@ -236,7 +236,7 @@ async def test_first_sync_alerts_only_recent_events_then_everything(
     store: Store, tmp_path: Path
 ) -> None:
     clock = Clock(datetime(2026, 11, 27, 12, tzinfo=UTC))
-    await store.outbox.add_subscription(sub(), now=clock())
+    await store.subscriptions.add(sub(), now=clock())
     write_page(tmp_path, "2007/07/9", "old", "Old news")
     write_page(tmp_path, "2026/11/26", "yesterday", "Yesterday's news")
     ingestor = Ingestor(
@@ -250,11 +250,11 @@ async def test_first_sync_alerts_only_recent_events_then_everything(
 
 
 async def test_a_paused_subscription_keeps_its_queue(store: Store) -> None:
-    s = await store.outbox.add_subscription(sub(), now=T0)
+    s = await store.subscriptions.add(sub(), now=T0)
     await store_new(store, event("2020/01/1/a"))
-    await store.outbox.update_subscription(replace(s, active=False))
+    await store.subscriptions.update(replace(s, active=False))
     assert await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE) == []
-    await store.outbox.update_subscription(replace(s, active=True))
+    await store.subscriptions.update(replace(s, active=True))
     assert len(await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE)) == 1
 
 
@@ -263,7 +263,7 @@ async def test_a_paused_subscription_keeps_its_queue(store: Store) -> None:
 
 async def test_a_lapsed_claim_cannot_overwrite_a_later_result(store: Store) -> None:
     clock = Clock(T0)
-    await store.outbox.add_subscription(sub(), now=clock())
+    await store.subscriptions.add(sub(), now=clock())
     await store_new(store, event("2020/01/1/a"), now=clock())
     (slow,) = await store.outbox.claim_due(now=clock(), limit=1, worker="slow", lease=LEASE)
     clock.advance(LEASE.total_seconds() + 1)  # the slow worker's lease runs out...
@@ -289,7 +289,7 @@ async def test_a_lapsed_claim_cannot_overwrite_a_later_result(store: Store) -> N
 
 async def test_a_lapsed_claim_nobody_took_over_still_counts(store: Store) -> None:
     clock = Clock(T0)
-    await store.outbox.add_subscription(sub(), now=clock())
+    await store.subscriptions.add(sub(), now=clock())
     await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"), now=clock())
     slow, other = await store.outbox.claim_due(now=clock(), limit=2, worker="w", lease=LEASE)
     clock.advance(LEASE.total_seconds() + 1)
@@ -309,7 +309,7 @@ async def test_a_lapsed_claim_nobody_took_over_still_counts(store: Store) -> Non
 
 async def test_failing_since_is_each_subscriptions_own(store: Store) -> None:
     subs = {
-        name: await store.outbox.add_subscription(sub(f"https://{name}.example/"), now=T0)
+        name: await store.subscriptions.add(sub(f"https://{name}.example/"), now=T0)
         for name in ("early", "late", "mended")
     }
     await store_new(store, event("2020/01/1/a"), event("2020/01/2/b"))
@@ -342,16 +342,16 @@ async def test_failing_since_is_each_subscriptions_own(store: Store) -> None:
 
 
 async def test_switching_or_changing_a_removed_subscription_is_not_found(store: Store) -> None:
-    added = await store.outbox.add_subscription(sub(), now=T0)
-    off = await store.outbox.set_active(added.id, False, reason="paused")
+    added = await store.subscriptions.add(sub(), now=T0)
+    off = await store.subscriptions.set_active(added.id, False, reason="paused")
     assert (off.active, off.disabled_reason) == (False, "paused")
     # Switched off again, it keeps the reason it was switched off with.
-    again = await store.outbox.set_active(added.id, False, reason="paused again")
+    again = await store.subscriptions.set_active(added.id, False, reason="paused again")
     assert again.disabled_reason == "paused"
-    assert await store.outbox.set_active(added.id, True) == replace(added, active=True)
-    assert await store.outbox.remove_subscription(added.id, now=T0)
+    assert await store.subscriptions.set_active(added.id, True) == replace(added, active=True)
+    assert await store.subscriptions.remove(added.id, now=T0)
     with pytest.raises(NotFoundError) as gone:
-        await store.outbox.set_active(added.id, True)
+        await store.subscriptions.set_active(added.id, True)
     assert (gone.value.kind, gone.value.key) == ("subscription", added.id)
     with pytest.raises(NotFoundError):
-        await store.outbox.update_subscription(replace(added, topics=("flood",)))
+        await store.subscriptions.update(replace(added, topics=("flood",)))

@@ -28,7 +28,7 @@ def config_sub(url: str, topics: tuple[str, ...] = ("*",)) -> Subscription:
 
 
 async def config_rows(store: Store) -> Counter[str]:
-    return Counter(s.url for s in await store.outbox.subscriptions() if s.origin == "config")
+    return Counter(s.url for s in await store.subscriptions.all() if s.origin == "config")
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ async def test_concurrent_reconciles_leave_one_row_per_url(stores: list[Store]) 
             config_sub(f"https://hooks.example.org/{round_}/b"),
         ]
         counts = await asyncio.gather(
-            *(store.outbox.reconcile_config(wanted, now=T0) for store in stores)
+            *(store.subscriptions.reconcile_config(wanted, now=T0) for store in stores)
         )
         rows = await config_rows(stores[0])
         assert rows == Counter(w.url for w in wanted), f"round {round_}: {rows}"
@@ -64,23 +64,23 @@ async def test_concurrent_reconciles_leave_one_row_per_url(stores: list[Store]) 
         removed = sum(r for _, _, r in counts)
         assert (added, removed) == ((3, 0) if round_ == 0 else (2, 2)), counts
         assert sorted(counts)[:-1] == [(0, 0, 0)] * (STORES - 1), counts
-        by_url = {s.url: s for s in await stores[1].outbox.subscriptions()}
+        by_url = {s.url: s for s in await stores[1].subscriptions.all()}
         assert by_url[kept.url].topics == topics
     # A later reconcile from any of them keeps it so.
-    assert await stores[2].outbox.reconcile_config(wanted, now=T0) == (0, 0, 0)
+    assert await stores[2].subscriptions.reconcile_config(wanted, now=T0) == (0, 0, 0)
     assert await config_rows(stores[0]) == Counter(w.url for w in wanted)
 
 
 async def test_a_config_url_is_one_row_but_api_ones_may_repeat(store: Store) -> None:
-    await store.outbox.add_subscription(config_sub("https://a.example/"), now=T0)
+    await store.subscriptions.add(config_sub("https://a.example/"), now=T0)
     with pytest.raises(ConflictError) as refused:
-        await store.outbox.add_subscription(config_sub("https://a.example/"), now=T0)
+        await store.subscriptions.add(config_sub("https://a.example/"), now=T0)
     assert refused.value.where and refused.value.reason
     for _ in range(2):
-        await store.outbox.add_subscription(
+        await store.subscriptions.add(
             Subscription(id="", url="https://a.example/", origin="api"), now=T0
         )
-    assert len(await store.outbox.subscriptions()) == 3
+    assert len(await store.subscriptions.all()) == 3
 
 
 async def test_a_url_listed_twice_in_the_config_is_refused(store: Store) -> None:
@@ -90,8 +90,8 @@ async def test_a_url_listed_twice_in_the_config_is_refused(store: Store) -> None
         config_sub("https://a.example/", ("flood",)),
     ]
     with pytest.raises(ConfigError, match=r"^subscriptions\[2\]\.url: .*subscriptions\[0\]"):
-        await store.outbox.reconcile_config(wanted, now=T0)
-    assert await store.outbox.subscriptions() == []
+        await store.subscriptions.reconcile_config(wanted, now=T0)
+    assert await store.subscriptions.all() == []
 
 
 async def test_opening_a_store_with_duplicates_keeps_the_oldest(store_url: str) -> None:
@@ -103,10 +103,10 @@ async def test_opening_a_store_with_duplicates_keeps_the_oldest(store_url: str) 
             await connection.execute(
                 update(meta).where(meta.c.key == "schema_version").values(value="3")
             )
-        first = await old.outbox.add_subscription(config_sub("https://a.example/"), now=T0)
+        first = await old.subscriptions.add(config_sub("https://a.example/"), now=T0)
         later = T0.replace(second=1)
-        twin = await old.outbox.add_subscription(config_sub("https://a.example/"), now=later)
-        other = await old.outbox.add_subscription(config_sub("https://b.example/"), now=later)
+        twin = await old.subscriptions.add(config_sub("https://a.example/"), now=later)
+        other = await old.subscriptions.add(config_sub("https://b.example/"), now=later)
         assert await store_new(old, event("2020/01/1/a")) == 3
     finally:
         await old.close()
@@ -114,7 +114,7 @@ async def test_opening_a_store_with_duplicates_keeps_the_oldest(store_url: str) 
     mended = await Store.open(store_url)
     try:
         assert await mended.schema_version() == SCHEMA_VERSION
-        assert [s.id for s in await mended.outbox.subscriptions()] == [first.id, other.id]
+        assert [s.id for s in await mended.subscriptions.all()] == [first.id, other.id]
         twins = [
             d
             for d in await mended.outbox.deliveries()
@@ -128,8 +128,8 @@ async def test_opening_a_store_with_duplicates_keeps_the_oldest(store_url: str) 
         ]
         assert await mended.outbox.count(DeliveryStatus.PENDING) == 2
         with pytest.raises(ConflictError):
-            await mended.outbox.add_subscription(config_sub("https://a.example/"), now=T0)
-        assert await mended.outbox.reconcile_config(
+            await mended.subscriptions.add(config_sub("https://a.example/"), now=T0)
+        assert await mended.subscriptions.reconcile_config(
             [config_sub("https://a.example/"), config_sub("https://b.example/")], now=T0
         ) == (0, 0, 0)
     finally:

@@ -1,18 +1,19 @@
-"""Subscriptions and the durable delivery outbox.
+"""The durable delivery outbox: queueing alerts, claiming, finishing, replaying
+and listing deliveries.
 
-Who gets an alert is decided by :meth:`Subscription.matched_topics` (pure, in the
-model); this module only records the answer. :func:`queue_alerts` runs inside the
-transaction that stores new events, so an event is never stored without its
+Who gets which alert is decided by :func:`feedbot.alerts.plan_alerts` (pure); this
+module loads its inputs and records the answer. :func:`queue_alerts` runs inside
+the transaction that stores the events, so an event is never stored without its
 alerts queued. The deliverer then claims due deliveries under a lease (``FOR
 UPDATE SKIP LOCKED`` on PostgreSQL, so replicas share the queue), and reports each
-attempt back through :meth:`Outbox.finish_attempt`.
+attempt back through :meth:`Outbox.finish_attempt`. The subscriptions themselves
+are :mod:`feedbot.store.subscriptions`'.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -22,10 +23,7 @@ from typing import Any
 from sqlalchemy import (
     Select,
     bindparam,
-    case,
-    delete,
     func,
-    literal,
     or_,
     select,
     update,
@@ -35,7 +33,6 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from feedbot.alerts import changes_of, plan_alerts
 from feedbot.alerts import delivery_id as delivery_id  # re-exported: store.delivery_id
-from feedbot.errors import ConfigError, NotFoundError
 from feedbot.model import (
     AlertKind,
     DeliveryStatus,
@@ -53,10 +50,7 @@ from feedbot.store.schema import (
     events,
     subscriptions,
 )
-
-
-def new_subscription_id() -> str:
-    return "sub_" + secrets.token_hex(8)
+from feedbot.store.subscriptions import Subscriptions, fail_pending, subscription_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +190,7 @@ async def queue_alerts(
     rows = (
         await connection.execute(select(subscriptions).where(subscriptions.c.active))
     ).mappings()
-    active = [_subscription(row) for row in rows]
+    active = [subscription_of(row) for row in rows]
     wanted = {kind for subscription in active for kind in subscription.events}
     changes = changes_of(
         [record.to_event() for record in new] if AlertKind.CREATED in wanted else [],
@@ -295,146 +289,38 @@ async def _alerted(
 
 
 class Outbox:
-    """Subscriptions and deliveries. Reached as ``store.outbox``."""
+    """The deliveries. Reached as ``store.outbox``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, subscriptions: Subscriptions | None = None) -> None:
         self._db = db
+        self._subscriptions = subscriptions or Subscriptions(db)
 
-    # -- subscriptions -------------------------------------------------------------
+    # -- subscriptions: store.subscriptions's, here for the callers that use these --
 
     async def add_subscription(self, subscription: Subscription, *, now: datetime) -> Subscription:
-        """Store a new subscription; ConflictError when its id (or, for one of the
-        config, its URL) is taken."""
-        stored = _with_created(subscription, now)
-        async with self._db.transaction() as connection:
-            await connection.execute(subscriptions.insert().values(_subscription_row(stored)))
-        return stored
+        return await self._subscriptions.add(subscription, now=now)
 
     async def update_subscription(self, subscription: Subscription) -> Subscription:
-        """Store every field of ``subscription`` but its creation time, and return
-        it as stored; NotFoundError when it is not there (removed meanwhile)."""
-        async with self._db.transaction() as connection:
-            return await _update_subscription(connection, subscription)
+        return await self._subscriptions.update(subscription)
 
     async def set_active(
         self, subscription_id: str, active: bool, *, reason: str | None = None
     ) -> Subscription:
-        """Switch a subscription on, its disabled reason and failure streak cleared,
-        or off with ``reason`` (one it was switched off with already stays). Either
-        way its queue is kept, and nothing else of it is written: a change made
-        meanwhile by another connection stays. NotFoundError when it is not there."""
-        values: dict[str, Any] = (
-            {"active": True, "disabled_reason": None, "failing_since": None}
-            if active
-            else {
-                "active": False,
-                # Both read the row as it was before this update.
-                "disabled_reason": case(
-                    (subscriptions.c.active, literal(reason)),
-                    else_=func.coalesce(subscriptions.c.disabled_reason, literal(reason)),
-                ),
-            }
-        )
-        async with self._db.transaction() as connection:
-            await connection.execute(
-                update(subscriptions).where(subscriptions.c.id == subscription_id).values(values)
-            )
-            return await _stored_subscription(connection, subscription_id)
+        return await self._subscriptions.set_active(subscription_id, active, reason=reason)
 
     async def remove_subscription(self, subscription_id: str, *, now: datetime) -> bool:
-        """Delete a subscription; its pending deliveries fail with a reason."""
-        async with self._db.transaction() as connection:
-            return await self._remove_subscription(connection, subscription_id, now)
-
-    async def _remove_subscription(
-        self, connection: AsyncConnection, subscription_id: str, now: datetime
-    ) -> bool:
-        result = await connection.execute(
-            delete(subscriptions).where(subscriptions.c.id == subscription_id)
-        )
-        await self._fail_pending(connection, subscription_id, "subscription removed", now)
-        return bool(result.rowcount)
+        return await self._subscriptions.remove(subscription_id, now=now)
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
-        async with self._db.read() as connection:
-            row = (
-                (
-                    await connection.execute(
-                        select(subscriptions).where(subscriptions.c.id == subscription_id)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return None if row is None else _subscription(row)
+        return await self._subscriptions.get(subscription_id)
 
     async def subscriptions(self) -> list[Subscription]:
-        async with self._db.read() as connection:
-            rows = await connection.execute(
-                select(subscriptions).order_by(subscriptions.c.created_at, subscriptions.c.id)
-            )
-            return [_subscription(row) for row in rows.mappings()]
+        return await self._subscriptions.all()
 
     async def reconcile_config(
         self, wanted: Sequence[Subscription], *, now: datetime
     ) -> tuple[int, int, int]:
-        """Make the config file's subscriptions the stored ones of origin "config",
-        matched by URL: add the new, update the changed, remove the dropped.
-        Returns (added, updated, removed).
-
-        One transaction, begun by taking a lock that every reconcile takes: replicas
-        starting together reconcile one after the other, and each after the first
-        finds the rows stored and changes nothing. (Without it, each read "no row
-        for this URL" and added one: three stores made two or three rows for one
-        URL in 10 rounds of 10.) ``config_url_key`` holds the rule besides.
-        """
-        _refuse_repeated_urls(wanted)
-        added = updated = removed = 0
-        async with self._db.transaction() as connection:
-            await self._lock_config_subscriptions(connection)
-            rows = await connection.execute(
-                select(subscriptions).where(subscriptions.c.origin == "config")
-            )
-            existing = {row["url"]: _subscription(row) for row in rows.mappings()}
-            for want in wanted:
-                have = existing.pop(want.url, None)
-                if have is None:
-                    stored = _with_created(
-                        _replace(want, id=want.id or new_subscription_id(), origin="config"), now
-                    )
-                    await connection.execute(
-                        subscriptions.insert().values(_subscription_row(stored))
-                    )
-                    added += 1
-                elif (have.topics, have.format, have.secret, have.keywords, have.events) != (
-                    want.topics,
-                    want.format,
-                    want.secret,
-                    want.keywords,
-                    want.events,
-                ):
-                    await _update_subscription(
-                        connection,
-                        _replace(
-                            have,
-                            topics=want.topics,
-                            format=want.format,
-                            secret=want.secret,
-                            keywords=want.keywords,
-                            events=want.events,
-                        ),
-                    )
-                    updated += 1
-            for gone in existing.values():
-                await self._remove_subscription(connection, gone.id, now)
-                removed += 1
-        return added, updated, removed
-
-    async def _lock_config_subscriptions(self, connection: AsyncConnection) -> None:
-        """Wait for, then hold until the transaction ends, the lock of reconciling
-        (on SQLite a write transaction holds the file's write lock from its start)."""
-        if self._db.backend == "postgresql":
-            await connection.execute(select(func.pg_advisory_xact_lock(_RECONCILE_LOCK)))
+        return await self._subscriptions.reconcile_config(wanted, now=now)
 
     # -- deliveries ----------------------------------------------------------------
 
@@ -542,7 +428,7 @@ class Outbox:
                 )
             )
         ).mappings()
-        by_id = {row["id"]: (_subscription(row), row["failing_since"]) for row in subscribers}
+        by_id = {row["id"]: (subscription_of(row), row["failing_since"]) for row in subscribers}
         decoded = {event_id: Event.from_canonical_json(body) for event_id, body in bodies.items()}
         jobs = []
         for delivery in claimed:
@@ -627,7 +513,7 @@ class Outbox:
                         .where(subscriptions.c.id == delivery.subscription_id)
                         .values(active=False, disabled_reason=report.disable_subscription)
                     )
-                    await self._fail_pending(
+                    await fail_pending(
                         connection,
                         delivery.subscription_id,
                         f"subscription disabled: {report.disable_subscription}",
@@ -769,38 +655,6 @@ class Outbox:
             )
             return [dict(row) for row in rows.mappings()]
 
-    async def _fail_pending(
-        self, connection: AsyncConnection, subscription_id: str, reason: str, now: datetime
-    ) -> None:
-        await connection.execute(
-            update(deliveries)
-            .where(
-                deliveries.c.subscription_id == subscription_id,
-                deliveries.c.status == DeliveryStatus.PENDING.value,
-            )
-            .values(
-                status=DeliveryStatus.FAILED.value,
-                last_error=reason,
-                claimed_by=None,
-                claim_expires=None,
-                last_attempt_at=now,
-            )
-        )
-
-
-def _replace(subscription: Subscription, **changes: Any) -> Subscription:
-    from dataclasses import replace
-
-    return replace(subscription, **changes)
-
-
-def _with_created(subscription: Subscription, now: datetime) -> Subscription:
-    return _replace(
-        subscription,
-        id=subscription.id or new_subscription_id(),
-        created_at=subscription.created_at or now,
-    )
-
 
 async def _claims_held(connection: AsyncConnection, claimed: Sequence[Delivery]) -> set[str]:
     """The ids of ``claimed`` whose delivery is still under the claim it was read
@@ -846,89 +700,6 @@ async def _record_health(
     failing = [{"key": key, "since": moment} for key, moment in since.items() if moment]
     if failing:
         await connection.execute(_FAILING_SINCE, failing)
-
-
-# The advisory lock that reconciling the config's subscriptions holds (PostgreSQL;
-# the schema migration holds 7261001).
-_RECONCILE_LOCK = 7261002
-
-
-def _refuse_repeated_urls(wanted: Sequence[Subscription]) -> None:
-    """A config subscription is known by its URL: two entries with one URL would
-    be one row, whose fields flip between them."""
-    first: dict[str, int] = {}
-    for index, subscription in enumerate(wanted):
-        earlier = first.setdefault(subscription.url, index)
-        if earlier != index:
-            raise ConfigError(
-                f"subscriptions[{index}].url: {subscription.url!r} is the URL of "
-                f"subscriptions[{earlier}] too; a config subscription is known by its URL, "
-                "so give each URL once (several topics go in one entry's topics)"
-            )
-
-
-async def _stored_subscription(connection: AsyncConnection, subscription_id: str) -> Subscription:
-    row = (
-        (
-            await connection.execute(
-                select(subscriptions).where(subscriptions.c.id == subscription_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise NotFoundError("subscription", subscription_id)
-    return _subscription(row)
-
-
-async def _update_subscription(
-    connection: AsyncConnection, subscription: Subscription
-) -> Subscription:
-    row = _subscription_row(subscription)
-    del row["created_at"]
-    if subscription.active:
-        row["disabled_reason"] = None
-        row["failing_since"] = None
-    await connection.execute(
-        update(subscriptions).where(subscriptions.c.id == subscription.id).values(row)
-    )
-    # Read back in the same transaction: a removal committed in between is a
-    # NotFoundError here, not a row that vanished after "updated".
-    return await _stored_subscription(connection, subscription.id)
-
-
-def _subscription_row(subscription: Subscription) -> dict[str, Any]:
-    return {
-        "id": subscription.id,
-        "url": subscription.url,
-        "topics": json.dumps(list(subscription.topics)),
-        "format": subscription.format,
-        "secret": subscription.secret,
-        "keywords": json.dumps(list(subscription.keywords)),
-        "active": subscription.active,
-        "origin": subscription.origin,
-        "created_at": subscription.created_at,
-        "disabled_reason": subscription.disabled_reason,
-        "events": json.dumps([kind.value for kind in subscription.events]),
-    }
-
-
-def _subscription(row: Any) -> Subscription:
-    """A Subscription from a row mapping of the subscriptions table."""
-    return Subscription(
-        id=row["id"],
-        url=row["url"],
-        topics=tuple(json.loads(row["topics"])),
-        format=row["format"],
-        secret=row["secret"],
-        keywords=tuple(json.loads(row["keywords"])),
-        active=bool(row["active"]),
-        origin=row["origin"],
-        created_at=row["created_at"],
-        disabled_reason=row["disabled_reason"],
-        events=tuple(AlertKind(kind) for kind in json.loads(row["events"])),
-    )
 
 
 _ACTIVE = select(subscriptions.c.id).where(subscriptions.c.active)

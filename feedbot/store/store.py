@@ -39,6 +39,7 @@ from feedbot.store.schema import (
     rejections,
     topics,
 )
+from feedbot.store.subscriptions import Subscriptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,8 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._db = Database(engine)
         self.backend = self._db.backend
-        self.outbox = Outbox(self._db)
+        self.subscriptions = Subscriptions(self._db)
+        self.outbox = Outbox(self._db, self.subscriptions)
         self.replicas = Replicas(self._db)
 
     @classmethod

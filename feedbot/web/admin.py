@@ -353,7 +353,7 @@ class _AdminApi:
         subscription_id = request.match_info["id"]
         found = None
         if not _has_control(subscription_id):
-            found = await self.store.outbox.subscription(subscription_id)
+            found = await self.store.subscriptions.get(subscription_id)
         if found is None:
             _refuse(404, f"no subscription {subscription_id[:64]!r}", "id")
         return found
@@ -380,7 +380,7 @@ class _AdminApi:
     # -- subscriptions -------------------------------------------------------------
 
     async def list_subscriptions(self, request: web.Request) -> web.StreamResponse:
-        subscriptions = await self.store.outbox.subscriptions()
+        subscriptions = await self.store.subscriptions.all()
         return _json({"subscriptions": [subscription_view(s) for s in subscriptions]})
 
     async def create_subscription(self, request: web.Request) -> web.StreamResponse:
@@ -399,7 +399,7 @@ class _AdminApi:
             events=_strings(body, "events") if "events" in body else ["created"],
             origin="api",
         )
-        stored = await self.store.outbox.add_subscription(built, now=utc_now())
+        stored = await self.store.subscriptions.add(built, now=utc_now())
         # Only the host: a Slack or Discord webhook URL is itself a credential.
         log.info(
             "subscription %s added through the API (to %s)",
@@ -438,7 +438,7 @@ class _AdminApi:
             # Switching on or off writes nothing else, so it works for every format
             # (a template one included) and keeps what another request changed.
             reason = None if active else "disabled through the admin API"
-            stored = await self.store.outbox.set_active(current.id, active, reason=reason)
+            stored = await self.store.subscriptions.set_active(current.id, active, reason=reason)
             self._log_change(stored, body)
             return _json(subscription_view(stored))
         secret, generated = _secret(body) if "secret" in body else (current.secret, False)
@@ -462,7 +462,7 @@ class _AdminApi:
         changed = replace(
             built, active=active, disabled_reason=reason, created_at=current.created_at
         )
-        stored = await self.store.outbox.update_subscription(changed)
+        stored = await self.store.subscriptions.update(changed)
         self._log_change(stored, body)
         view = subscription_view(stored)
         if generated:
@@ -486,7 +486,7 @@ class _AdminApi:
                 "start; remove it there",
                 None,
             )
-        await self.store.outbox.remove_subscription(current.id, now=utc_now())
+        await self.store.subscriptions.remove(current.id, now=utc_now())
         log.info(
             "subscription %s removed through the API",
             current.id,

@@ -1,0 +1,284 @@
+"""Subscriptions in the store: adding, changing, switching on and off, removing,
+and making the config file's subscriptions the stored ones (:meth:`reconcile_config`).
+
+The queue of their deliveries is :mod:`feedbot.store.outbox`'s; it reads
+subscriptions through :func:`subscription_of`. What a subscription's end does to
+its queue is here (:func:`fail_pending`): removing or disabling one fails its
+pending deliveries in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from feedbot.errors import ConfigError, NotFoundError
+from feedbot.model import AlertKind, DeliveryStatus, Subscription
+from feedbot.store._db import Database
+from feedbot.store.schema import deliveries, subscriptions
+
+
+def new_subscription_id() -> str:
+    return "sub_" + secrets.token_hex(8)
+
+
+class Subscriptions:
+    """The stored subscriptions. Reached as ``store.subscriptions`` (and, for the
+    callers that know it, through ``store.outbox``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, subscription: Subscription, *, now: datetime) -> Subscription:
+        """Store a new subscription; ConflictError when its id (or, for one of the
+        config, its URL) is taken."""
+        stored = _with_created(subscription, now)
+        async with self._db.transaction() as connection:
+            await connection.execute(subscriptions.insert().values(_subscription_row(stored)))
+        return stored
+
+    async def update(self, subscription: Subscription) -> Subscription:
+        """Store every field of ``subscription`` but its creation time, and return
+        it as stored; NotFoundError when it is not there (removed meanwhile)."""
+        async with self._db.transaction() as connection:
+            return await _update_subscription(connection, subscription)
+
+    async def set_active(
+        self, subscription_id: str, active: bool, *, reason: str | None = None
+    ) -> Subscription:
+        """Switch a subscription on, its disabled reason and failure streak cleared,
+        or off with ``reason`` (one it was switched off with already stays). Either
+        way its queue is kept, and nothing else of it is written: a change made
+        meanwhile by another connection stays. NotFoundError when it is not there."""
+        values: dict[str, Any] = (
+            {"active": True, "disabled_reason": None, "failing_since": None}
+            if active
+            else {
+                "active": False,
+                # Both read the row as it was before this update.
+                "disabled_reason": case(
+                    (subscriptions.c.active, literal(reason)),
+                    else_=func.coalesce(subscriptions.c.disabled_reason, literal(reason)),
+                ),
+            }
+        )
+        async with self._db.transaction() as connection:
+            await connection.execute(
+                update(subscriptions).where(subscriptions.c.id == subscription_id).values(values)
+            )
+            return await _stored(connection, subscription_id)
+
+    async def remove(self, subscription_id: str, *, now: datetime) -> bool:
+        """Delete a subscription; its pending deliveries fail with a reason."""
+        async with self._db.transaction() as connection:
+            return await self._remove(connection, subscription_id, now)
+
+    async def _remove(
+        self, connection: AsyncConnection, subscription_id: str, now: datetime
+    ) -> bool:
+        result = await connection.execute(
+            delete(subscriptions).where(subscriptions.c.id == subscription_id)
+        )
+        await fail_pending(connection, subscription_id, "subscription removed", now)
+        return bool(result.rowcount)
+
+    async def get(self, subscription_id: str) -> Subscription | None:
+        async with self._db.read() as connection:
+            row = (
+                (
+                    await connection.execute(
+                        select(subscriptions).where(subscriptions.c.id == subscription_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else subscription_of(row)
+
+    async def all(self) -> list[Subscription]:
+        """Every subscription, oldest first."""
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                select(subscriptions).order_by(subscriptions.c.created_at, subscriptions.c.id)
+            )
+            return [subscription_of(row) for row in rows.mappings()]
+
+    async def reconcile_config(
+        self, wanted: Sequence[Subscription], *, now: datetime
+    ) -> tuple[int, int, int]:
+        """Make the config file's subscriptions the stored ones of origin "config",
+        matched by URL: add the new, update the changed, remove the dropped.
+        Returns (added, updated, removed).
+
+        One transaction, begun by taking a lock that every reconcile takes: replicas
+        starting together reconcile one after the other, and each after the first
+        finds the rows stored and changes nothing. (Without it, each read "no row
+        for this URL" and added one: three stores made two or three rows for one
+        URL in 10 rounds of 10.) ``config_url_key`` holds the rule besides.
+        """
+        _refuse_repeated_urls(wanted)
+        added = updated = removed = 0
+        async with self._db.transaction() as connection:
+            await self._lock_config_subscriptions(connection)
+            rows = await connection.execute(
+                select(subscriptions).where(subscriptions.c.origin == "config")
+            )
+            existing = {row["url"]: subscription_of(row) for row in rows.mappings()}
+            for want in wanted:
+                have = existing.pop(want.url, None)
+                if have is None:
+                    stored = _with_created(
+                        replace(want, id=want.id or new_subscription_id(), origin="config"), now
+                    )
+                    await connection.execute(
+                        subscriptions.insert().values(_subscription_row(stored))
+                    )
+                    added += 1
+                elif (have.topics, have.format, have.secret, have.keywords, have.events) != (
+                    want.topics,
+                    want.format,
+                    want.secret,
+                    want.keywords,
+                    want.events,
+                ):
+                    await _update_subscription(
+                        connection,
+                        replace(
+                            have,
+                            topics=want.topics,
+                            format=want.format,
+                            secret=want.secret,
+                            keywords=want.keywords,
+                            events=want.events,
+                        ),
+                    )
+                    updated += 1
+            for gone in existing.values():
+                await self._remove(connection, gone.id, now)
+                removed += 1
+        return added, updated, removed
+
+    async def _lock_config_subscriptions(self, connection: AsyncConnection) -> None:
+        """Wait for, then hold until the transaction ends, the lock of reconciling
+        (on SQLite a write transaction holds the file's write lock from its start)."""
+        if self._db.backend == "postgresql":
+            await connection.execute(select(func.pg_advisory_xact_lock(_RECONCILE_LOCK)))
+
+
+async def fail_pending(
+    connection: AsyncConnection, subscription_id: str, reason: str, now: datetime
+) -> None:
+    """Fail the pending deliveries of a subscription that is removed or disabled,
+    with ``reason``: nothing will send them (a replay can, once it is on again)."""
+    await connection.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.subscription_id == subscription_id,
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+        )
+        .values(
+            status=DeliveryStatus.FAILED.value,
+            last_error=reason,
+            claimed_by=None,
+            claim_expires=None,
+            last_attempt_at=now,
+        )
+    )
+
+
+def _with_created(subscription: Subscription, now: datetime) -> Subscription:
+    return replace(
+        subscription,
+        id=subscription.id or new_subscription_id(),
+        created_at=subscription.created_at or now,
+    )
+
+
+# The advisory lock that reconciling the config's subscriptions holds (PostgreSQL;
+# the schema migration holds 7261001).
+_RECONCILE_LOCK = 7261002
+
+
+def _refuse_repeated_urls(wanted: Sequence[Subscription]) -> None:
+    """A config subscription is known by its URL: two entries with one URL would
+    be one row, whose fields flip between them."""
+    first: dict[str, int] = {}
+    for index, subscription in enumerate(wanted):
+        earlier = first.setdefault(subscription.url, index)
+        if earlier != index:
+            raise ConfigError(
+                f"subscriptions[{index}].url: {subscription.url!r} is the URL of "
+                f"subscriptions[{earlier}] too; a config subscription is known by its URL, "
+                "so give each URL once (several topics go in one entry's topics)"
+            )
+
+
+async def _stored(connection: AsyncConnection, subscription_id: str) -> Subscription:
+    row = (
+        (
+            await connection.execute(
+                select(subscriptions).where(subscriptions.c.id == subscription_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFoundError("subscription", subscription_id)
+    return subscription_of(row)
+
+
+async def _update_subscription(
+    connection: AsyncConnection, subscription: Subscription
+) -> Subscription:
+    row = _subscription_row(subscription)
+    del row["created_at"]
+    if subscription.active:
+        row["disabled_reason"] = None
+        row["failing_since"] = None
+    await connection.execute(
+        update(subscriptions).where(subscriptions.c.id == subscription.id).values(row)
+    )
+    # Read back in the same transaction: a removal committed in between is a
+    # NotFoundError here, not a row that vanished after "updated".
+    return await _stored(connection, subscription.id)
+
+
+def _subscription_row(subscription: Subscription) -> dict[str, Any]:
+    return {
+        "id": subscription.id,
+        "url": subscription.url,
+        "topics": json.dumps(list(subscription.topics)),
+        "format": subscription.format,
+        "secret": subscription.secret,
+        "keywords": json.dumps(list(subscription.keywords)),
+        "active": subscription.active,
+        "origin": subscription.origin,
+        "created_at": subscription.created_at,
+        "disabled_reason": subscription.disabled_reason,
+        "events": json.dumps([kind.value for kind in subscription.events]),
+    }
+
+
+def subscription_of(row: Any) -> Subscription:
+    """A Subscription from a row mapping of the subscriptions table."""
+    return Subscription(
+        id=row["id"],
+        url=row["url"],
+        topics=tuple(json.loads(row["topics"])),
+        format=row["format"],
+        secret=row["secret"],
+        keywords=tuple(json.loads(row["keywords"])),
+        active=bool(row["active"]),
+        origin=row["origin"],
+        created_at=row["created_at"],
+        disabled_reason=row["disabled_reason"],
+        events=tuple(AlertKind(kind) for kind in json.loads(row["events"])),
+    )
