@@ -298,8 +298,7 @@ def _cmd_poll(args: argparse.Namespace) -> int:
 async def _poll(settings: Settings) -> int:
     from tqdm import tqdm
 
-    from feedbot.daemon import make_source
-    from feedbot.ingest import Ingestor
+    from feedbot.factory import make_ingestor, make_source
     from feedbot.store import Store
 
     store = await Store.open(settings.store.url)
@@ -307,13 +306,7 @@ async def _poll(settings: Settings) -> int:
     # A first ingest of a large archive takes a while: show progress on a terminal.
     bar = tqdm(unit=" pages", disable=not sys.stderr.isatty(), leave=False, mininterval=0.5)
     try:
-        ingestor = Ingestor(
-            store,
-            source,
-            backfill_days=settings.notify.backfill_days,
-            limits=settings.archive.parse_limits,
-        )
-        result = await ingestor.poll(progress=bar.update)
+        result = await make_ingestor(settings, store, source).poll(progress=bar.update)
     except ArchiveError as exc:
         print(f"feedbot: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -337,7 +330,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings) -> int:
-    from feedbot.daemon import Daemon, make_source
+    from feedbot.daemon import Daemon
+    from feedbot.factory import make_source
     from feedbot.store import Store
 
     store = await Store.open(settings.store.url)
@@ -370,7 +364,7 @@ async def _opened_store(
 
 def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
     async def add() -> int:
-        from feedbot.daemon import target_policy
+        from feedbot.factory import target_policy
         from feedbot.notify.outbound import build_subscription
         from feedbot.notify.signing import new_secret
 
@@ -481,8 +475,8 @@ def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
     async def ping() -> int:
         import aiohttp
 
+        from feedbot.factory import target_connector
         from feedbot.notify.outbound import ping_request
-        from feedbot.notify.ssrf import make_connector
 
         async with _opened_store(args) as (settings, store):
             subscription = await store.subscriptions.get(args.id)
@@ -492,10 +486,7 @@ def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
             request = ping_request(
                 subscription, f"msg_ping_{int(utc_now().timestamp())}", utc_now()
             )
-        connector = make_connector(
-            allow_private=settings.notify.allow_private_targets,
-            allow_cidrs=settings.notify.allow_cidrs,
-        )
+        connector = target_connector(settings)
         try:
             async with (
                 aiohttp.ClientSession(connector=connector) as session,

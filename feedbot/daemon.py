@@ -23,9 +23,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -34,16 +32,15 @@ from feedbot import __version__
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import ArchiveSource
 from feedbot.clock import utc_now
-from feedbot.errors import ArchiveError, ConfigError, FeedbotError
+from feedbot.errors import ArchiveError, FeedbotError
+from feedbot.factory import make_ingestor, retry_policy, target_policy
 from feedbot.feeds.cache import FeedCache
 from feedbot.feeds.urls import is_wildcard_host
-from feedbot.ingest import Ingestor, PollResult
+from feedbot.ingest import PollResult
 from feedbot.logs import current_logging
 from feedbot.metrics import Metrics
 from feedbot.notify.deliver import Deliverer, DelivererSettings
 from feedbot.notify.outbound import config_subscriptions
-from feedbot.notify.retry import RetryPolicy
-from feedbot.notify.ssrf import TargetPolicy
 from feedbot.notify.workers import DeliveryConfig, DeliveryWorkers, build_deliverer, open_session
 from feedbot.settings import Settings
 from feedbot.store import Store
@@ -53,49 +50,6 @@ from feedbot.web.server import WebServer
 log = logging.getLogger(__name__)
 
 _RETRY_DELAYS = (5.0, 15.0, 60.0, 300.0)  # after a failed poll, before poll_interval resumes
-
-
-def make_source(settings: Settings, clock: Callable[[], datetime] = utc_now) -> ArchiveSource:
-    archive = settings.archive
-    if archive.is_url:
-        from feedbot.archive.http import HttpArchiveSource, archive_policy
-
-        return HttpArchiveSource(
-            base_url=archive.source,
-            lookback_days=archive.lookback_days,
-            backfill_days=archive.backfill_days,
-            max_concurrency=archive.max_concurrency,
-            timeout=archive.timeout,
-            max_page_bytes=archive.max_page_bytes,
-            batch_bytes=archive.batch_bytes,
-            max_index_links=archive.max_index_links,
-            policy=archive_policy(archive.source, allow_private=archive.allow_private),
-            clock=clock,
-        )
-    return LocalArchiveSource(
-        Path(archive.source),
-        lookback_days=archive.lookback_days,
-        max_page_bytes=archive.max_page_bytes,
-        settle_ms=archive.settle_ms,
-        clock=clock,
-    )
-
-
-def target_policy(settings: Settings) -> TargetPolicy:
-    try:
-        return TargetPolicy.build(
-            allow_private=settings.notify.allow_private_targets,
-            allow_cidrs=settings.notify.allow_cidrs,
-        )
-    except ConfigError as exc:
-        raise ConfigError(f"notify.{exc}") from None
-
-
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        schedule=tuple(settings.notify.retry_schedule),
-        disable_after=timedelta(days=settings.notify.disable_after),
-    )
 
 
 def alert_links_warning(settings: Settings) -> str | None:
@@ -119,12 +73,7 @@ class Daemon:
         self.store = store
         self.source = source
         self.policy = target_policy(settings)
-        self.ingestor = Ingestor(
-            store,
-            source,
-            backfill_days=settings.notify.backfill_days,
-            limits=settings.archive.parse_limits,
-        )
+        self.ingestor = make_ingestor(settings, store, source)
         self.cache = FeedCache(store, settings.public_base_url, page_size=settings.feeds.page_size)
         self.metrics = Metrics()
         self.web = WebServer(

@@ -30,7 +30,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from feedbot.archive.http import HttpArchiveSource, archive_policy
 from feedbot.archive.source import PollBatch
-from feedbot.daemon import make_source as make_daemon_source
+from feedbot.factory import make_source as make_daemon_source
 from feedbot.errors import ArchiveError, ConfigError
 from feedbot.settings import ArchiveSettings, Settings, load_settings
 

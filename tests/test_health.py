@@ -24,7 +24,8 @@ from multidict import CIMultiDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedbot.archive.local import LocalArchiveSource
-from feedbot.daemon import Daemon, make_source
+from feedbot.daemon import Daemon
+from feedbot.factory import make_source
 from feedbot.feeds.cache import FeedCache
 from feedbot.ingest import Ingestor
 from feedbot.metrics import CONTENT_TYPE, Metrics

@@ -16,7 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from feedbot.daemon import Daemon, make_source
+from feedbot.daemon import Daemon
+from feedbot.factory import make_source
 from feedbot.settings import Settings
 from feedbot.store import Store
 from tests.conftest import write_page

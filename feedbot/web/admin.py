@@ -50,6 +50,7 @@ from yarl import URL
 
 from feedbot.clock import utc_now
 from feedbot.errors import ConfigError, ConflictError, NotFoundError, StorageError
+from feedbot.factory import target_policy
 from feedbot.model import DeliveryStatus, Subscription
 from feedbot.notify.formats import iso_utc
 from feedbot.notify.outbound import build_subscription
@@ -97,7 +98,7 @@ def setup_admin(app: web.Application, settings: Settings, store: Store) -> bool:
     if not value.strip():
         log.warning("admin.token is empty: the admin API stays off")
         return False
-    api = _AdminApi(settings, store, _target_policy(settings), value.encode("utf-8"))
+    api = _AdminApi(settings, store, target_policy(settings), value.encode("utf-8"))
     app.middlewares.append(api.middleware())
     router = app.router
     router.add_get(f"{PREFIX}/subscriptions", api.list_subscriptions)
@@ -109,13 +110,6 @@ def setup_admin(app: web.Application, settings: Settings, store: Store) -> bool:
     router.add_post(f"{PREFIX}/deliveries/replay", api.replay)
     router.add_get(f"{PREFIX}/deliveries/{{id}}", api.get_delivery)
     return True
-
-
-def _target_policy(settings: Settings) -> TargetPolicy:
-    # Imported here: the daemon imports the web app, not the other way round.
-    from feedbot.daemon import target_policy
-
-    return target_policy(settings)
 
 
 def _json(
