@@ -8,6 +8,7 @@ package that meets them, with the original chained as ``__cause__``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -94,13 +95,24 @@ class NotifyError(FeedbotError):
 class TargetRefused(NotifyError, OSError):
     """A webhook target resolves to an address the SSRF guard does not allow.
 
-    Also an :class:`OSError`, so that when aiohttp's resolver or socket factory
-    raises it, aiohttp wraps it as a ``ClientConnectorError`` (or
+    ``target`` is the host name or address asked for; ``refused`` pairs every
+    address refused with the reason (``("127.0.0.1", "loopback")``). Callers test
+    the type (``feedbot.notify.ssrf.refusal_of`` finds it behind aiohttp's errors),
+    never the message. Also an :class:`OSError`, so that when aiohttp's resolver or
+    socket factory raises it, aiohttp wraps it as a ``ClientConnectorError`` (or
     ``ClientConnectorDNSError``) whose ``os_error`` is this exception and whose
-    message carries ours: ``refused: example.test resolves to 127.0.0.1 (loopback)``.
+    message carries ours: ``refused: example.test resolves to 127.0.0.1 (loopback)``,
+    or ``refused: 10.0.0.1 (private)`` for an address asked for itself.
     """
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, target: str, refused: Sequence[tuple[str, str]]) -> None:
+        self.target = target
+        self.refused = tuple((str(address), str(reason)) for address, reason in refused)
+        if len(self.refused) == 1 and self.refused[0][0] == target:
+            message = f"refused: {target} ({self.refused[0][1]})"
+        else:
+            shown = ", ".join(f"{address} ({reason})" for address, reason in self.refused)
+            message = f"refused: {target} resolves to {shown}"
         OSError.__init__(self, None, message)
         self.message = message
 
@@ -108,5 +120,5 @@ class TargetRefused(NotifyError, OSError):
         return self.message
 
     # OSError.__reduce__ would rebuild us with (errno, strerror): keep ours.
-    def __reduce__(self) -> tuple[type[TargetRefused], tuple[str]]:
-        return (type(self), (self.message,))
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.target, self.refused))

@@ -6,16 +6,19 @@ import asyncio
 import json
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
 from feedbot.notify.deliver import Deliverer, DelivererSettings, Request
 from feedbot.notify.retry import RetryPolicy
+from feedbot.notify.ssrf import make_connector
 from feedbot.store import Delivery, DeliveryJob, Store
 from tests.conftest import PATIENCE, Clock
 from tests.receivers import held, running_receiver, status
@@ -362,3 +365,52 @@ async def test_a_late_answer_under_a_lost_claim_is_not_reported(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_target_the_guard_refuses_fails_at_once_with_its_reason(
+    store: Store, clock: Clock
+) -> None:
+    """The SSRF guard's refusal is final (waiting will not make 127.0.0.1 public):
+    one attempt, its message as the error, the subscription left on."""
+    async with (
+        running_receiver() as receiver,
+        aiohttp.ClientSession(connector=make_connector()) as guarded,
+    ):
+        subscription = await subscribe(store, receiver.url, clock)
+        await new_events(store, clock, "2026/11/27/a")
+
+        async def failed() -> bool:
+            return await store.outbox.count(DeliveryStatus.FAILED) == 1
+
+        await run_until(deliverer(store, guarded, clock), failed)
+        assert receiver.received == []
+    (delivery,) = await store.outbox.deliveries()
+    assert (delivery.attempts, delivery.last_error) == (1, "refused: 127.0.0.1 (loopback)")
+    stored = await store.outbox.subscription(subscription.id)
+    assert stored is not None and stored.active
+
+
+class _WordyResolver(AbstractResolver):
+    """A resolver whose own failure reads like the guard's refusal."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise OSError(f"refused: {host} is not in this resolver's zone")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_error_that_only_reads_like_a_refusal_is_retried(
+    store: Store, clock: Clock
+) -> None:
+    """Whether an attempt was refused is told by the error's type, not by its text."""
+    connector = aiohttp.TCPConnector(resolver=_WordyResolver())
+    async with aiohttp.ClientSession(connector=connector) as wordy:
+        await subscribe(store, "http://receiver.test:9/hook", clock)
+        await new_events(store, clock, "2026/11/27/a")
+        await run_until(deliverer(store, wordy, clock), attempts_are(store, 1))
+    (delivery,) = await store.outbox.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING
+    assert delivery.next_attempt_at is not None

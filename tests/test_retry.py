@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from feedbot.errors import TargetRefused
 from feedbot.headers import parse_retry_after
 from feedbot.model import DeliveryStatus
 from feedbot.notify.retry import DEFAULT_SCHEDULE, RetryPolicy, Verdict, judge
@@ -93,8 +94,16 @@ def test_judge_gone_and_refused_and_long_failure() -> None:
         DeliveryStatus.FAILED,
         "the receiver answered 410 Gone",
     )
-    refused = verdict(status=None, error="refused: 10.0.0.1 (private)")
+    refusal = TargetRefused("10.0.0.1", [("10.0.0.1", "private")])
+    refused = verdict(status=None, error=str(refusal), refusal=refusal)
     assert (refused.outcome, refused.disable_subscription) == (DeliveryStatus.FAILED, None)
     tired = verdict(failing_since=NOW - timedelta(days=6))
     assert tired.outcome is DeliveryStatus.FAILED
     assert tired.disable_subscription == "failing since 2026-11-21 12:00 UTC"
+
+
+def test_judge_reads_the_refusal_from_its_type_not_from_the_text() -> None:
+    """Only the SSRF guard's refusal is final; an error whose text merely reads
+    like one (a receiver's or a resolver's words) is retried like any other."""
+    alike = verdict(status=None, error="refused: 10.0.0.1 (private)")
+    assert alike.outcome is DeliveryStatus.PENDING

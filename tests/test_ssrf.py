@@ -8,9 +8,11 @@ which is what the guard promises.
 
 from __future__ import annotations
 
+import pickle
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 
 import aiohttp
 import pytest
@@ -257,6 +259,11 @@ async def test_ip_literals_are_refused_before_connecting(
     async with aiohttp.ClientSession(connector=make_connector()) as session:
         refusal = await refused(session, f"http://{host}:{receiver.port}/")
     assert message in str(refusal)
+    # The fields say it too: the address asked for is the one refused.
+    ((address, reason),) = refusal.refused
+    assert refusal.target == address
+    assert ip_address(address) == ip_address(host.strip("[]"))
+    assert str(refusal) == f"refused: {address} ({reason})"
     assert receiver.hits == []
 
 
@@ -275,6 +282,12 @@ async def test_every_refused_answer_is_named() -> None:
     assert str(refusal) == (
         "refused: inside.test resolves to 127.0.0.1 (loopback), 10.0.0.1 (private), "
         "fd00:ec2::254 (cloud metadata)"
+    )
+    assert refusal.target == "inside.test"
+    assert refusal.refused == (
+        ("127.0.0.1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("fd00:ec2::254", "cloud metadata"),
     )
 
 
@@ -333,6 +346,14 @@ async def test_allow_private_still_refuses_metadata() -> None:
 
 
 def test_target_refused_is_an_os_error_with_our_message() -> None:
-    error = TargetRefused("refused: x resolves to 127.0.0.1 (loopback)")
+    error = TargetRefused("x", [("127.0.0.1", "loopback")])
     assert isinstance(error, OSError)
     assert error.strerror == str(error) == "refused: x resolves to 127.0.0.1 (loopback)"
+    # It crosses from delivery worker processes with its fields.
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.target, copy.refused, str(copy)) == (
+        TargetRefused,
+        "x",
+        (("127.0.0.1", "loopback"),),
+        str(error),
+    )

@@ -38,10 +38,11 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from feedbot.clock import utc_now
-from feedbot.errors import FeedbotError
+from feedbot.errors import FeedbotError, TargetRefused
 from feedbot.headers import parse_retry_after
 from feedbot.model import DeliveryStatus
 from feedbot.notify.retry import RetryPolicy, judge
+from feedbot.notify.ssrf import refusal_of
 from feedbot.store import AttemptReport, Claim, DeliveryJob, Outbox
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,7 @@ class Deliverer:
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
+        refusal: TargetRefused | None = None  # the SSRF guard's, at connect time
         try:
             request = self.build_request(job, attempted_at)
         except FeedbotError as exc:
@@ -310,11 +312,15 @@ class Deliverer:
         except TimeoutError:
             error = f"timed out after {self.settings.timeout:g} s"
         except aiohttp.ClientError as exc:
-            error = _describe_client_error(exc)
+            refusal = refusal_of(exc)
+            error = str(refusal) if refusal is not None else _describe_client_error(exc)
         except OSError as exc:  # the SSRF guard refuses at connect time
+            refusal = refusal_of(exc)
             error = str(exc)
         latency_ms = round((time.perf_counter() - started) * 1000)
-        return self._decide(job, attempted_at, latency_ms, status, error, retry_after)
+        return self._decide(
+            job, attempted_at, latency_ms, status, error, retry_after, refusal=refusal
+        )
 
     def _decide(
         self,
@@ -324,11 +330,14 @@ class Deliverer:
         status: int | None,
         error: str | None,
         retry_after: float | None,
+        *,
+        refusal: TargetRefused | None = None,
     ) -> AttemptReport:
         verdict = judge(
             self.policy,
             status=status,
             error=error,
+            refusal=refusal,
             attempts_made=job.delivery.attempts + 1,
             attempted_at=attempted_at,
             failing_since=job.subscription_failing_since,
@@ -426,9 +435,6 @@ def _describe_answer(response: aiohttp.ClientResponse, answer: bytes) -> str:
 
 
 def _describe_client_error(exc: aiohttp.ClientError) -> str:
-    cause = exc.__cause__ or getattr(exc, "os_error", None)
-    if cause is not None and str(cause).startswith("refused:"):
-        return str(cause)
     with contextlib.suppress(Exception):
         if str(exc):
             return f"{exc.__class__.__name__}: {exc}"

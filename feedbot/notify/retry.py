@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from feedbot.errors import TargetRefused
 from feedbot.model import DeliveryStatus
 
 DEFAULT_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -63,16 +64,18 @@ def judge(
     failing_since: datetime | None,
     rng: random.Random,
     retry_after: float | None = None,
+    refusal: TargetRefused | None = None,
 ) -> Verdict:
-    """The verdict on an attempt: ``error`` is None for a 2xx. 410 Gone stops the
-    subscription; a target the SSRF guard refused will not become allowed by
-    waiting; anything else is retried on the schedule, until it runs out or the
-    subscription has been failing for ``policy.disable_after``."""
+    """The verdict on an attempt: ``error`` is None for a 2xx, ``refusal`` the SSRF
+    guard's when that is why it failed. 410 Gone stops the subscription; a target
+    the guard refused will not become allowed by waiting; anything else is retried
+    on the schedule, until it runs out or the subscription has been failing for
+    ``policy.disable_after``."""
     if error is None:
         return Verdict(DeliveryStatus.DONE)
     if status == 410:
         return Verdict(DeliveryStatus.FAILED, disable_subscription="the receiver answered 410 Gone")
-    if error.startswith("refused:"):
+    if refusal is not None:
         return Verdict(DeliveryStatus.FAILED)
     if policy.should_disable(failing_since, attempted_at):
         assert failing_since is not None

@@ -273,18 +273,18 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         answers = await self._inner.resolve(host, port, family)
         allowed: list[ResolveResult] = []
-        refused: list[str] = []
+        refused: list[tuple[str, str]] = []
         for answer in answers:
             reason = self._policy.refusal(answer["host"])
             if reason is None:
                 allowed.append(answer)
             else:
-                refused.append(f"{answer['host']} ({reason})")
+                refused.append((answer["host"], reason))
         if allowed:
             return allowed
         if not refused:
             raise OSError(None, f"{host} resolves to no address")
-        raise TargetRefused(f"refused: {host} resolves to {', '.join(refused)}")
+        raise TargetRefused(host, refused)
 
     async def close(self) -> None:
         if self._owns_inner:
@@ -301,7 +301,7 @@ def guarded_socket_factory(policy: TargetPolicy) -> Callable[[AddrInfoType], soc
         address = str(sockaddr[0])
         reason = policy.refusal(address)
         if reason is not None:
-            raise TargetRefused(f"refused: {address} ({reason})")
+            raise TargetRefused(address, [(address, reason)])
         return socket.socket(family=family, type=type_, proto=proto)
 
     return factory
@@ -412,7 +412,7 @@ def check_url(url: str, policy: TargetPolicy) -> None:
         return
     reason = policy.refusal(ip)
     if reason is not None:
-        raise TargetRefused(f"refused: {host} ({reason})")
+        raise TargetRefused(host, [(host, reason)])
 
 
 def _looks_numeric(host: str) -> bool:
