@@ -401,6 +401,7 @@ def _cmd_feeds_export(args: argparse.Namespace) -> int:
                     settings.feeds.page_size,
                     args.dest,
                     complete=args.complete,
+                    tombstone_days=settings.feeds.tombstone_days,
                 )
             except OSError as exc:
                 print(f"feedbot: cannot write to {args.dest}: {exc}", file=sys.stderr)

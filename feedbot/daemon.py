@@ -74,7 +74,12 @@ class Daemon:
         self.source = source
         self.policy = target_policy(settings)
         self.ingestor = make_ingestor(settings, store, source)
-        self.cache = FeedCache(store, settings.public_base_url, page_size=settings.feeds.page_size)
+        self.cache = FeedCache(
+            store,
+            settings.public_base_url,
+            page_size=settings.feeds.page_size,
+            tombstone_days=settings.feeds.tombstone_days,
+        )
         self.metrics = Metrics()
         self.web = WebServer(
             settings, store, self.cache, metrics=self.metrics, readiness=self._not_ready

@@ -148,6 +148,12 @@ class ServerSettings(_Section):
 
 class FeedSettings(_Section):
     page_size: int = Field(50, ge=1, le=1000)
+    tombstone_days: int = Field(
+        30,
+        ge=0,
+        le=3650,
+        description="days a removed event stays in its Atom feeds as an RFC 6721 tombstone",
+    )
 
 
 class NotifySettings(_Section):

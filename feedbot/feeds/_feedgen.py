@@ -22,6 +22,12 @@ Feed Validator has nothing to warn about:
   HTML end tag (``</b>``), an entity (``&amp;``) or an ``<e-mail address>``.
   Only in such a name are ``<``, ``>`` and ``&`` shown as the look-alikes
   ``‹``, ``›`` and ``＆`` (:func:`plain`); JSON Feed keeps the text as it is.
+
+Removed events. An Atom page that tells of removed events carries an RFC 6721
+``at:deleted-entry`` for each (``ref`` the entry id, ``when`` the removal),
+written by a feedgen extension (:class:`_Tombstones`) before the entries, where
+RFC 4287's grammar puts extension elements of a feed. The tombstones namespace
+is declared only in a document that holds one.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
+from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 
-from feedbot.feeds._view import AUTHOR, GENERATOR, EntryView, FeedView
+from feedbot.feeds._view import AUTHOR, GENERATOR, DeletedView, EntryView, FeedView
 
 _ATOM_NS = "http://www.w3.org/2005/Atom"
 _DC_NS = "http://purl.org/dc/elements/1.1/"
+TOMBSTONES_NS = "http://purl.org/atompub/tombstones/1.0"  # RFC 6721
 _MARKUP_LIKE = re.compile("[<&]")
 _TEXT_CONSTRUCTS = ("title", "subtitle", "summary", "rights")
 # A text-only <title> as lxml writes it (it never writes a raw "<" in text).
@@ -118,6 +126,10 @@ def _generator(view: FeedView, self_type: str) -> Any:
         atom=False,
         rss=True,
     )
+    if view.deleted and not rss:
+        fg.register_extension(
+            "feedbot_tombstones", partial(_Tombstones, view.deleted), None, atom=True, rss=False
+        )
     for entry in view.entries:
         _add_entry(fg, entry, rss=rss)
     return fg
@@ -179,6 +191,27 @@ class _AtomEntryExtension:
                 link.set("type", "text/html")
         _declare_html(entry)
         return entry
+
+
+class _Tombstones(BaseExtension):  # type: ignore[misc]
+    """feedgen feed extension: an RFC 6721 ``at:deleted-entry`` per removed event.
+
+    feedgen calls ``extend_atom`` before it appends the entries, so the
+    tombstones come first, as RFC 4287's grammar wants a feed's extension elements.
+    """
+
+    def __init__(self, deleted: Sequence[DeletedView]) -> None:
+        self._deleted = deleted
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"at": TOMBSTONES_NS}
+
+    def extend_atom(self, feed: Any) -> Any:
+        for gone in self._deleted:
+            # As feedgen writes atom:updated: RFC 3339, with the offset.
+            attributes = {"ref": gone.ref, "when": gone.when.isoformat()}
+            feed.append(feed.makeelement(f"{{{TOMBSTONES_NS}}}deleted-entry", attributes))
+        return feed
 
 
 class _RssFeedExtension:

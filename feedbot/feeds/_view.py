@@ -1,8 +1,9 @@
 """The format-neutral picture of one feed page, which every writer translates.
 
 :func:`build_view` decides everything the formats share -- ids, URLs, order,
-RFC 5005 paging links, timestamps, sanitized entry HTML -- so the Atom, RSS and
-JSON Feed writers only map fields. Every string in a view is XML-safe.
+RFC 5005 paging links, timestamps, sanitized entry HTML, the removed events it
+tells of -- so the Atom, RSS and JSON Feed writers only map fields. Every string
+in a view is XML-safe.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, time
 from feedbot.feeds import urls
 from feedbot.feeds._text import safe_event, xml_safe
 from feedbot.feeds.content import entry_html
-from feedbot.feeds.spec import FeedSpec, feed_updated, newest_first, utc
+from feedbot.feeds.spec import Deleted, FeedSpec, feed_updated, newest_first, utc
 from feedbot.feeds.urls import FeedFormat
 from feedbot.model import StoredEvent
 
@@ -44,6 +45,14 @@ class EntryView:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletedView:
+    """An entry that left the feed (RFC 6721): its entry id and when."""
+
+    ref: str
+    when: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class FeedView:
     id: str
     title: str
@@ -54,6 +63,9 @@ class FeedView:
     paging: tuple[tuple[str, str], ...]
     """RFC 5005 section 3 ``(rel, href)`` pairs: first, previous, next, last."""
     entries: tuple[EntryView, ...]
+    deleted: tuple[DeletedView, ...] = ()
+    """Removed events, latest removal first: Atom says so (RFC 6721); RSS and
+    JSON Feed have no way to, and only leave the entries out."""
 
     def link(self, rel: str) -> str | None:
         return next((href for r, href in self.paging if r == rel), None)
@@ -67,11 +79,12 @@ def build_view(
     fmt: FeedFormat,
     *,
     updated: datetime | None = None,
+    deleted: Sequence[Deleted] = (),
 ) -> FeedView:
     spec.check_page(page, total)
     if len(events) > spec.page_size:
         raise ValueError(f"{len(events)} events given for a page of {spec.page_size}")
-    newest = feed_updated(events) if updated is None else utc(updated)
+    newest = feed_updated(events, deleted) if updated is None else utc(updated)
     if newest is None:
         raise ValueError("a feed page with no entries needs its updated time given")
     title = xml_safe(spec.title) or spec.feed_id
@@ -88,6 +101,12 @@ def build_view(
         updated=newest,
         paging=_paging(spec, fmt, page, spec.page_count(total)),
         entries=tuple(_entry(stored, spec.base_url) for stored in newest_first(events)),
+        deleted=tuple(
+            DeletedView(urls.event_urn(d.event_id), d.when)
+            for d in sorted(
+                sorted(deleted, key=lambda d: d.event_id), key=lambda d: d.when, reverse=True
+            )
+        ),
     )
 
 

@@ -10,10 +10,16 @@ functions, which is what makes an exported file byte-identical to the served one
 The HTML pages live here rather than in the web package because the export
 writes the topic list too, and nothing below ``web`` may import it.
 
+Identity (README: "Identity"). Page 1 of a feed tells of the events removed from
+it in the last ``feeds.tombstone_days`` (RFC 6721 tombstones, in Atom). Related
+links that name an alias (a reworded page's old or new path) lead to the event
+kept under its first id, in entries and on event pages alike.
+
 :class:`FeedCache` keeps the documents the app has been asked for. Ingestion
-calls :meth:`FeedCache.invalidate` with the slugs whose feeds changed; the next
-request for one of those renders it again, once however many requests arrive
-together. Memory is bounded: only requested documents are kept, least recently
+calls :meth:`FeedCache.invalidate` with the slugs whose feeds changed (a removal
+too: it names the removed event's topics); the next request for one of those
+renders it again, once however many requests arrive together. A page showing a
+tombstone is rendered again once the oldest one it shows has run its time. Memory is bounded: only requested documents are kept, least recently
 used first out, under a byte budget. A document is kept per base URL its links
 are rooted at (the web app may root them at each request's Host), for at most
 ``max_bases`` bases at once, so one Host never sees another's links.
@@ -26,24 +32,33 @@ import gzip
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple, cast
 
+from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError
 from feedbot.feeds._text import safe_event, xml_safe
 from feedbot.feeds.content import by_date
 from feedbot.feeds.render import etag, render_feed, render_opml
-from feedbot.feeds.spec import DEFAULT_PAGE_SIZE, FeedSpec, feed_updated
+from feedbot.feeds.spec import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_TOMBSTONE_DAYS,
+    Deleted,
+    FeedSpec,
+    feed_updated,
+    utc,
+)
 from feedbot.feeds.templates import jinja_environment
 from feedbot.feeds.urls import OPML_MEDIA_TYPE, FeedFormat, event_url, feed_url, topic_page_url
 from feedbot.model import Related, StoredEvent, Topic, is_web_url
-from feedbot.store import Store, TopicCount
+from feedbot.store import Removed, Store, TopicCount
 
 HTML_MEDIA_TYPE = "text/html; charset=utf-8"
 TOPICS_TEMPLATE = "topics.html"
 EVENT_TEMPLATE = "event.html"
+REMOVED_TEMPLATE = "removed.html"
 FILTER_SCRIPT = "filter.js"
 
 
@@ -61,7 +76,8 @@ class Document:
 
     ``etag`` is the strong ETag of ``body``; ``gzip_etag`` that of the gzip
     representation, which is a different byte sequence and so, strictly, needs a
-    tag of its own (RFC 9110 section 8.8.3).
+    tag of its own (RFC 9110 section 8.8.3). ``stale_after``: when the document
+    goes out of date with no change in the store (a tombstone it shows expires).
     """
 
     body: bytes
@@ -70,9 +86,17 @@ class Document:
     gzip_etag: str
     media_type: str
     last_modified: datetime | None
+    stale_after: datetime | None = None
 
     @classmethod
-    def of(cls, body: bytes, media_type: str, last_modified: datetime | None = None) -> Document:
+    def of(
+        cls,
+        body: bytes,
+        media_type: str,
+        last_modified: datetime | None = None,
+        *,
+        stale_after: datetime | None = None,
+    ) -> Document:
         tag = etag(body)
         return cls(
             body=body,
@@ -82,6 +106,7 @@ class Document:
             gzip_etag=tag[:-1] + '-gzip"',
             media_type=media_type,
             last_modified=last_modified,
+            stale_after=stale_after,
         )
 
     @property
@@ -101,11 +126,24 @@ class FeedPage:
     page: int
     total: int
     updated: datetime
-    """The newest entry's ``updated``; for a page with none, when the store began."""
+    """The newest entry's ``updated`` or removal's; for a page with neither, when
+    the store began."""
+    deleted: tuple[Deleted, ...] = ()
+    """The events removed from the feed that the page tells of (page 1 only)."""
+    stale_after: datetime | None = None
+    """When the oldest of ``deleted`` is due to leave the page."""
 
     def render(self, fmt: FeedFormat) -> Document:
-        body = render_feed(fmt, self.spec, self.events, self.page, self.total, updated=self.updated)
-        return Document.of(body, fmt.media_type, self.updated)
+        body = render_feed(
+            fmt,
+            self.spec,
+            self.events,
+            self.page,
+            self.total,
+            updated=self.updated,
+            deleted=self.deleted,
+        )
+        return Document.of(body, fmt.media_type, self.updated, stale_after=self.stale_after)
 
 
 async def load_feed_page(
@@ -117,10 +155,14 @@ async def load_feed_page(
     page_size: int = DEFAULT_PAGE_SIZE,
     topic: Topic | None = None,
     total: int | None = None,
+    tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
+    now: datetime | None = None,
 ) -> FeedPage:
     """Page ``page`` of the feed of topic ``slug`` (of every event when ``None``).
 
     ``topic`` and ``total`` save a query each when the caller already knows them.
+    Page 1 tells of the events removed from the feed in the ``tombstone_days``
+    before ``now`` (default: the current time).
     Raises :class:`UnknownTopic`, or :class:`~feedbot.feeds.PageOutOfRange`
     before any event is read.
     """
@@ -135,11 +177,41 @@ async def load_feed_page(
     if total is None:
         total = await store.count_events(slug)
     spec.check_page(page, total)
-    events = await store.events_page(slug, offset=spec.offset(page), limit=page_size)
-    updated = feed_updated(events)
+    events = await resolve_related(
+        store, await store.events_page(slug, offset=spec.offset(page), limit=page_size)
+    )
+    deleted: tuple[Deleted, ...] = ()
+    stale_after = None
+    if page == 1 and tombstone_days > 0:
+        keep = timedelta(days=tombstone_days)
+        now = utc_now() if now is None else now
+        found = [Deleted(t.id, t.deleted_at) for t in await store.tombstones(slug, now - keep)]
+        # Shown while younger than tombstone_days: gone at the very moment it is due.
+        deleted = tuple(d for d in found if d.when + keep > now)
+        stale_after = min((d.when + keep for d in deleted), default=None)
+    updated = feed_updated(events, deleted)
     if updated is None:
         updated = await store.created_at()
-    return FeedPage(spec, events, page, total, updated)
+    return FeedPage(spec, events, page, total, updated, deleted, stale_after)
+
+
+async def resolve_related(store: Store, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+    """``events`` with every related link that names an alias pointed at the kept
+    event's id (one query for them all)."""
+    named = {r.id for stored in events for r in stored.event.related}
+    kept = await store.kept_ids(named) if named else {}
+    if not kept:
+        return list(events)
+    return [
+        replace(
+            stored,
+            event=replace(
+                stored.event,
+                related=tuple(replace(r, id=kept.get(r.id, r.id)) for r in stored.event.related),
+            ),
+        )
+        for stored in events
+    ]
 
 
 def render_opml_document(counts: Sequence[TopicCount], base_url: str) -> Document:
@@ -232,6 +304,24 @@ def render_event_page(stored: StoredEvent, base_url: str) -> Document:
     return Document.of(html.encode("utf-8"), HTML_MEDIA_TYPE, stored.updated)
 
 
+def render_removed_page(removed: Removed, base_url: str) -> Document:
+    """The HTML body of the 410 answer for a removed event (``/events/<id>``): that
+    it left the archive, and when."""
+    when = utc(removed.deleted_at)
+    html = (
+        jinja_environment()
+        .get_template(REMOVED_TEMPLATE)
+        .render(
+            base=base_url.rstrip("/"),
+            title="Removed",
+            event_id=xml_safe(removed.event.event.id),
+            removed=when.isoformat(timespec="seconds"),
+            removed_day=when.date().isoformat(),
+        )
+    )
+    return Document.of(html.encode("utf-8"), HTML_MEDIA_TYPE, when)
+
+
 def _feed_links(base_url: str, slug: str | None) -> dict[str, str]:
     return {fmt.value: feed_url(base_url, slug, fmt) for fmt in FeedFormat}
 
@@ -282,6 +372,9 @@ class FeedCache:
     ``max_bases`` bounds how many bases have documents kept at once (the least
     recently asked for loses its documents first), so requests naming ever new
     hosts cannot grow the cache or push out more than their share.
+
+    Feeds tell of removals for ``tombstone_days``; ``now`` (UTC) says when a
+    tombstone has run its time, and with it the page that shows it.
     """
 
     def __init__(
@@ -294,6 +387,8 @@ class FeedCache:
         max_age: float | None = None,
         max_bases: int = 16,
         clock: Callable[[], float] = time.monotonic,
+        tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/")
@@ -301,8 +396,10 @@ class FeedCache:
         self.page_size = page_size
         self.max_bytes = max_bytes
         self.max_age = max_age
+        self.tombstone_days = tombstone_days
         self.stats = CacheStats()
         self._clock = clock
+        self._now = now
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._bytes = 0
         self._inflight: dict[_Key, asyncio.Task[Any]] = {}
@@ -392,7 +489,7 @@ class FeedCache:
             self._use_base(key.base)
         entry = self._entries.get(key)
         if entry is not None:
-            if self.max_age is None or self._clock() - entry.born <= self.max_age:
+            if self._fresh(entry):
                 self._entries.move_to_end(key)
                 self.stats.hits += 1
                 return entry.value
@@ -406,6 +503,13 @@ class FeedCache:
         # shield: one impatient client going away must not cancel the render the
         # other waiters share.
         return await asyncio.shield(task)
+
+    def _fresh(self, entry: _Entry) -> bool:
+        if self.max_age is not None and self._clock() - entry.born > self.max_age:
+            return False
+        if isinstance(entry.value, Document) and entry.value.stale_after is not None:
+            return self._now() < entry.value.stale_after
+        return True
 
     def _use_base(self, base: str) -> None:
         if base in self._bases:
@@ -467,6 +571,8 @@ class FeedCache:
             page_size=self.page_size,
             topic=topic,
             total=total,
+            tombstone_days=self.tombstone_days,
+            now=self._now(),
         )
         # On the event loop, not in a thread: feedgen's RSS writer calls
         # locale.setlocale, which is process-wide and not thread-safe.

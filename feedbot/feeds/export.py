@@ -33,6 +33,7 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from feedbot.feeds.cache import (
@@ -40,6 +41,7 @@ from feedbot.feeds.cache import (
     render_opml_document,
     render_topics_page,
 )
+from feedbot.feeds.spec import DEFAULT_TOMBSTONE_DAYS
 from feedbot.feeds.urls import FeedFormat
 from feedbot.model import Topic
 from feedbot.store import Store
@@ -59,8 +61,11 @@ async def export_feeds(
     dest: Path,
     *,
     complete: bool = False,
+    tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
+    now: datetime | None = None,
 ) -> ExportResult:
-    """Write every feed, the OPML list and the topic page under ``dest``."""
+    """Write every feed, the OPML list and the topic page under ``dest``; feeds
+    tell of the events removed in the ``tombstone_days`` before ``now``."""
     feeds_dir = dest / "feeds"
     topics_dir = feeds_dir / "topics"
     topics_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +81,15 @@ async def export_feeds(
                 total = await store.count_events(slug)
             size = max(page_size, total)
         page = await load_feed_page(
-            store, base_url, slug, 1, page_size=size, topic=topic, total=total
+            store,
+            base_url,
+            slug,
+            1,
+            page_size=size,
+            topic=topic,
+            total=total,
+            tombstone_days=tombstone_days,
+            now=now,
         )
         for fmt in FeedFormat:
             _write_atomic(folder / f"{stem}.{fmt.value}", page.render(fmt).body)

@@ -17,7 +17,7 @@ from feedbot.feeds._feedgen import atom_document, rss_document
 from feedbot.feeds._jsonfeed import json_feed_document
 from feedbot.feeds._opml import opml_document
 from feedbot.feeds._view import FeedView, build_view
-from feedbot.feeds.spec import FeedSpec
+from feedbot.feeds.spec import Deleted, FeedSpec
 from feedbot.feeds.urls import FeedFormat
 from feedbot.model import StoredEvent, Topic
 
@@ -30,16 +30,21 @@ def render_feed(
     total: int,
     *,
     updated: datetime | None = None,
+    deleted: Sequence[Deleted] = (),
 ) -> bytes:
     """Page ``page`` of ``spec``'s feed in ``fmt``: what a route serving
     ``<feed>.<ext>`` calls.
 
-    The feed's ``updated`` is the latest ``updated`` of ``events`` unless
-    ``updated`` is given; a page with no events needs it given (a ValueError
-    otherwise: no made-up date such as 1970 reaches a reader).
+    ``deleted`` are events removed from the feed that it should tell of: an RFC
+    6721 ``at:deleted-entry`` each in Atom, nothing in RSS and JSON Feed (which
+    can only leave an entry out).
+    The feed's ``updated`` is the latest ``updated`` of ``events`` and removal
+    of ``deleted`` unless ``updated`` is given; a page with neither needs it given
+    (a ValueError otherwise: no made-up date such as 1970 reaches a reader).
     Raises :class:`~feedbot.feeds.spec.PageOutOfRange` for a page that does not exist.
     """
-    return _DOCUMENTS[fmt](build_view(spec, events, page, total, fmt, updated=updated))
+    view = build_view(spec, events, page, total, fmt, updated=updated, deleted=deleted)
+    return _DOCUMENTS[fmt](view)
 
 
 _DOCUMENTS: dict[FeedFormat, Callable[[FeedView], bytes]] = {

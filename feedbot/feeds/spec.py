@@ -19,6 +19,8 @@ from feedbot.feeds import urls
 from feedbot.model import StoredEvent, Topic
 
 DEFAULT_PAGE_SIZE = 50
+DEFAULT_TOMBSTONE_DAYS = 30
+"""How long a removed event's RFC 6721 tombstone stays in its feeds (``feeds.tombstone_days``)."""
 
 FeedKind = Literal["all", "topic"]
 
@@ -103,6 +105,18 @@ class FeedSpec:
         return (page - 1) * self.page_size
 
 
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """An event removed from a feed, as the feed tells its readers (an RFC 6721
+    ``at:deleted-entry`` in Atom): which entry, and when it was removed."""
+
+    event_id: str
+    when: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "when", utc(self.when))
+
+
 def order_key(stored: StoredEvent) -> tuple[int, int, str]:
     """Sort key for feed order: newest date first, then the latest first seen,
     then event id ascending."""
@@ -114,11 +128,11 @@ def newest_first(events: Iterable[StoredEvent]) -> list[StoredEvent]:
     return sorted(events, key=order_key)
 
 
-def feed_updated(events: Iterable[StoredEvent]) -> datetime | None:
-    """A feed's ``updated`` (and HTTP Last-Modified): its latest entry change, in
-    UTC; ``None`` when there are no events (the caller knows a real time for that:
-    when the store began)."""
-    return max((utc(e.updated) for e in events), default=None)
+def feed_updated(events: Iterable[StoredEvent], deleted: Iterable[Deleted] = ()) -> datetime | None:
+    """A feed's ``updated`` (and HTTP Last-Modified): its latest change, in UTC --
+    an entry's ``updated``, or the removal of an event it tells of; ``None`` when
+    there is neither (the caller knows a real time for that: when the store began)."""
+    return max((*(utc(e.updated) for e in events), *(d.when for d in deleted)), default=None)
 
 
 def utc(moment: datetime) -> datetime:

@@ -5,7 +5,8 @@
 ``/feeds/topics/<slug>.{atom,rss,json}``   one topic's events (``?page=N`` too)
 ``/topics`` (and ``/``)                    HTML topic list
 ``/topics.opml``                           OPML of every topic feed
-``/events/<id>``                           HTML page of one event
+``/events/<id>``                           HTML page of one event (an alias: 301 to the
+                                           kept id; a removed event: 410 Gone)
 ``/healthz``, ``/readyz``, ``/metrics``    liveness, readiness, Prometheus (:mod:`.health`)
 ``/api/v1/...``                            the admin API, when ``admin.token`` is set
                                            (:mod:`.admin`)
@@ -34,22 +35,24 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from feedbot.errors import FeedbotError
-from feedbot.feeds import FeedFormat, PageOutOfRange, feed_url, topic_page_url
+from feedbot.feeds import FeedFormat, PageOutOfRange, event_url, feed_url, topic_page_url
 from feedbot.feeds.cache import (
     FeedCache,
     UnknownTopic,
     filter_script,
     render_event_page,
+    render_removed_page,
     render_topics_page,
+    resolve_related,
 )
 from feedbot.feeds.urls import base_from_host
 from feedbot.metrics import Metrics
 from feedbot.model import MAX_SLUG_CHARS
 from feedbot.settings import Settings
-from feedbot.store import Store, TopicCount
+from feedbot.store import Moved, Removed, Store, TopicCount
 from feedbot.web import health
 from feedbot.web.admin import setup_admin
-from feedbot.web.http import document_response, error_middleware, not_found
+from feedbot.web.http import CACHE_CONTROL, document_response, error_middleware, not_found
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_EVENT_ID = 1024
@@ -223,13 +226,30 @@ class _Routes:
 
     async def event(self, request: web.Request) -> web.StreamResponse:
         event_id = request.match_info["id"]
-        stored = None
+        found = None
         if len(event_id) <= MAX_EVENT_ID:
-            stored = await self.store.get_event(event_id)
-        if stored is None:
+            found = await self.store.lookup_event(event_id)
+        if found is None:
             raise not_found(
                 f"404 Not Found: no such event. Every topic: {self._topics_url(request)}"
             )
+        if isinstance(found, Moved):
+            # A reworded page's other path: the event lives under its first id.
+            raise web.HTTPMovedPermanently(event_url(self._base(request), found.kept_id))
+        if isinstance(found, Removed):
+            removed = render_removed_page(found, self._base(request))
+            return web.Response(
+                status=410,
+                body=removed.body,
+                headers={
+                    hdrs.CONTENT_TYPE: removed.media_type,
+                    # A page that comes back revives the event: not for ever.
+                    hdrs.CACHE_CONTROL: CACHE_CONTROL,
+                    hdrs.CONTENT_SECURITY_POLICY: self.html_csp,
+                    hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
+                },
+            )
+        (stored,) = await resolve_related(self.store, [found])
         document = render_event_page(stored, self._base(request))
         return document_response(request, document, csp=self.html_csp)
 
