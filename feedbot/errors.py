@@ -17,7 +17,17 @@ class FeedbotError(Exception):
 
 
 class ConfigError(FeedbotError):
-    """The configuration file or environment holds a wrong key or value."""
+    """The configuration file or environment holds a wrong key or value, or a
+    subscription a wrong field.
+
+    ``field`` names the field at fault where the code that raised it knows one
+    (``"url"``, ``"subscriptions[2].secret"``); the message then starts with it.
+    The admin API answers with it; nothing reads it back out of the message.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ParseError(FeedbotError):

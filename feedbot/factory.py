@@ -75,7 +75,8 @@ def target_policy(settings: Settings) -> TargetPolicy:
             allow_cidrs=settings.notify.allow_cidrs,
         )
     except ConfigError as exc:
-        raise ConfigError(f"notify.{exc}") from None
+        field = f"notify.{exc.field}" if exc.field else None
+        raise ConfigError(f"notify.{exc}", field=field) from None
 
 
 def target_connector(settings: Settings) -> GuardedConnector:

@@ -14,7 +14,8 @@ import json
 import re
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from ipaddress import ip_address
 from pathlib import Path
@@ -58,29 +59,37 @@ def build_subscription(
     subscription_id: str = "",
 ) -> Subscription:
     """A subscription with every field checked; raises ConfigError naming the field."""
-    url = validate_url(url)
-    try:
-        check_url(url, policy or TargetPolicy.build())
-    except TargetRefused as exc:
-        raise ConfigError(f"url: {exc} (set notify.allow_private_targets to allow it)") from None
-    wanted = tuple(dict.fromkeys(t.strip().lower() for t in topics))
-    if not wanted:
-        raise ConfigError("topics: give at least one topic slug, or '*' for every event")
-    for slug in wanted:
-        if slug != "*" and not _SLUG.match(slug):
-            raise ConfigError(f"topics: {slug!r} is not a topic slug (a-z, 0-9 and '-')")
-    payload_format = parse_format(format.strip())
-    if payload_format.kind is PayloadKind.TEMPLATE:
-        assert payload_format.template_path is not None
-        compile_template(payload_format.template_path)  # refuse a broken template now
+    with _field("url"):
+        url = validate_url(url)
+        try:
+            check_url(url, policy or TargetPolicy.build())
+        except TargetRefused as exc:
+            reason = f"url: {exc} (set notify.allow_private_targets to allow it)"
+            raise ConfigError(reason) from None
+    with _field("topics"):
+        wanted = tuple(dict.fromkeys(t.strip().lower() for t in topics))
+        if not wanted:
+            raise ConfigError("topics: give at least one topic slug, or '*' for every event")
+        for slug in wanted:
+            if slug != "*" and not _SLUG.match(slug):
+                raise ConfigError(f"topics: {slug!r} is not a topic slug (a-z, 0-9 and '-')")
+    with _field("format"):
+        payload_format = parse_format(format.strip())
+        if payload_format.kind is PayloadKind.TEMPLATE:
+            assert payload_format.template_path is not None
+            compile_template(payload_format.template_path)  # refuse a broken template now
+    with _field("secret"):
+        checked_secret = validate_secret(secret) if secret else None
+    with _field("events"):
+        kinds = parse_events(events)
     return Subscription(
         id=subscription_id,
         url=url,
         topics=("*",) if "*" in wanted else wanted,
         format=str(payload_format),
-        secret=validate_secret(secret) if secret else None,
+        secret=checked_secret,
         keywords=tuple(k.strip() for k in keywords if k.strip()),
-        events=parse_events(events),
+        events=kinds,
         origin=origin,
     )
 
@@ -132,6 +141,18 @@ def _check_host(host: str, url: str) -> None:
             f"url: {url!r}: {host!r} is not a host name (labels of letters, digits, "
             "'-' and '_', at most 63 characters each) nor an IP address"
         )
+
+
+@contextmanager
+def _field(name: str) -> Iterator[None]:
+    """A ``ConfigError`` raised in the block is about the field ``name`` (its message
+    already starts with it): the field is set on the error for callers to read."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.field is None:
+            exc.field = name
+        raise
 
 
 class RequestFactory:
@@ -228,5 +249,6 @@ def config_subscriptions(
                 )
             )
         except ConfigError as exc:
-            raise ConfigError(f"subscriptions[{index}].{exc}") from None
+            field = f"subscriptions[{index}].{exc.field}" if exc.field else None
+            raise ConfigError(f"subscriptions[{index}].{exc}", field=field) from None
     return built

@@ -209,7 +209,9 @@ def _parse_cidr(value: str | IPNetwork) -> IPNetwork:
     try:
         return ip_network(value.strip(), strict=False)
     except ValueError:
-        raise ConfigError(f"allow_cidrs: {value!r} is not an IP network") from None
+        raise ConfigError(
+            f"allow_cidrs: {value!r} is not an IP network", field="allow_cidrs"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

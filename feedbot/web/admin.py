@@ -139,11 +139,9 @@ def _storage_error(exc: StorageError, status: int) -> web.Response:
 
 
 def config_error(exc: ConfigError) -> ApiError:
-    """A 400 from :func:`build_subscription`'s error, whose message starts with the field."""
-    message = str(exc)
-    field, colon, _rest = message.partition(":")
-    known = field in _CREATE_FIELDS
-    return ApiError(400, message, field if colon and known else None)
+    """A 400 from :func:`build_subscription`'s error, naming the field it gives."""
+    known = exc.field in _CREATE_FIELDS
+    return ApiError(400, str(exc), exc.field if known else None)
 
 
 # -- views -----------------------------------------------------------------------
@@ -362,7 +360,8 @@ class _AdminApi:
             raise config_error(
                 ConfigError(
                     "format: template formats are set in the config file or with the CLI, "
-                    "not through the API"
+                    "not through the API",
+                    field="format",
                 )
             )
         try:
