@@ -22,6 +22,8 @@ from feedbot.feeds.render import (
 )
 from feedbot.feeds.spec import (
     DEFAULT_PAGE_SIZE,
+    DEFAULT_TOMBSTONE_DAYS,
+    Deleted,
     FeedKind,
     FeedSpec,
     PageOutOfRange,
@@ -42,7 +44,9 @@ from feedbot.feeds.urls import (
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "DEFAULT_TOMBSTONE_DAYS",
     "OPML_MEDIA_TYPE",
+    "Deleted",
     "FeedFormat",
     "FeedKind",
     "FeedSpec",
