@@ -138,47 +138,45 @@ def plan_alerts(
     if not subscribers:
         return []
     ordered = sorted(events, key=lambda c: (_KIND_ORDER[c.kind], c.event.date, c.event.id))
-    counts: dict[tuple[str, str], dict[AlertKind, int]] = {}
-
-    def told(subscription_id: str, event_id: str) -> dict[AlertKind, int]:
-        key = (subscription_id, event_id)
-        if key not in counts:
-            counts[key] = dict(already_alerted.get(key, {}))
-        return counts[key]
+    # (subscription id, event id) pairs it was alerted about, of any kind: what a
+    # created alert may reply to. Grows as the batch is planned.
+    heard = {key for key, kinds in already_alerted.items() if any(kinds.values())}
+    counts: dict[tuple[str, str], dict[AlertKind, int]] = {}  # copies, as planned
 
     planned: list[PlannedDelivery] = []
     for change in ordered:
-        event = change.event
+        event, kind = change.event, change.kind
         related: set[str] = {r.id for r in event.related}
         related.update(links.get(event.id, ()))
         related.discard(event.id)
         for subscription in subscribers:
-            if change.kind not in subscription.events:
+            if kind not in subscription.events:
                 continue
             matched = subscription.matched_topics(event)
             if matched is None:
                 continue
-            before = told(subscription.id, event.id)
-            sent = before.get(change.kind, 0)
-            if change.kind is AlertKind.CREATED and sent:
+            key = (subscription.id, event.id)
+            before = counts.get(key)
+            if before is None:
+                before = counts[key] = dict(already_alerted.get(key, {}))
+            sent = before.get(kind, 0)
+            if kind is AlertKind.CREATED and sent:
                 continue  # announced already: never twice
             replies: tuple[str, ...] = ()
-            if change.kind is AlertKind.CREATED:
-                replies = tuple(
-                    sorted(rid for rid in related if any(told(subscription.id, rid).values()))
-                )
-            before[change.kind] = sent + 1
+            if kind is AlertKind.CREATED and related:
+                sid = subscription.id
+                replies = tuple(sorted(rid for rid in related if (sid, rid) in heard))
+            before[kind] = sent + 1
+            heard.add(key)
             planned.append(
                 PlannedDelivery(
                     subscription_id=subscription.id,
                     event_id=event.id,
-                    kind=change.kind,
-                    sequence=0 if change.kind is AlertKind.CREATED else sent + 1,
+                    kind=kind,
+                    sequence=0 if kind is AlertKind.CREATED else sent + 1,
                     matched_topics=tuple(matched),
                     in_reply_to=replies,
-                    previous_title=change.previous_title
-                    if change.kind is AlertKind.UPDATED
-                    else None,
+                    previous_title=change.previous_title if kind is AlertKind.UPDATED else None,
                 )
             )
     return planned

@@ -214,27 +214,34 @@ async def queue_alerts(
         **{(AlertKind.UPDATED, r.id): r.body for r, _previous in updated},
         **{(AlertKind.DELETED, g.id): _body(g) for g in deleted},
     }
-    queued = [
-        {
+    plain: list[dict[str, Any]] = []  # created alerts
+    kinds: list[dict[str, Any]] = []  # updates and removals
+    for delivery in planned:
+        row = {
             "id": delivery.id,
             "subscription_id": delivery.subscription_id,
             "event_id": delivery.event_id,
-            "kind": delivery.kind.value,
-            "seq": delivery.sequence,
             "matched_topics": json.dumps(list(delivery.matched_topics)),
             "in_reply_to": json.dumps(list(delivery.in_reply_to)),
-            "previous_title": delivery.previous_title,
-            "event_body": bodies.get((delivery.kind, delivery.event_id)),
             "status": DeliveryStatus.PENDING.value,
             "attempts": 0,
             "created_at": now,
             "next_attempt_at": now,
         }
-        for delivery in planned
-    ]
-    if queued:
-        await connection.execute(deliveries.insert(), queued)
-    return len(queued)
+        if delivery.kind is AlertKind.CREATED:
+            # kind, seq, previous_title and event_body: the columns' defaults. (A
+            # first ingest queues thousands; each column costs on every row.)
+            plain.append(row)
+        else:
+            row["kind"] = delivery.kind.value
+            row["seq"] = delivery.sequence
+            row["previous_title"] = delivery.previous_title
+            row["event_body"] = bodies[(delivery.kind, delivery.event_id)]
+            kinds.append(row)
+    for batch in (plain, kinds):
+        if batch:
+            await connection.execute(deliveries.insert(), batch)
+    return len(planned)
 
 
 def _as_event(gone: Event | EventRecord) -> Event:
@@ -264,7 +271,8 @@ async def _alerted(
     connection: AsyncConnection, event_ids: Iterable[str], subscription_ids: list[str]
 ) -> dict[tuple[str, str], dict[AlertKind, int]]:
     """What each of ``subscription_ids`` was alerted about ``event_ids`` before
-    (the ``already_alerted`` of :func:`~feedbot.alerts.plan_alerts`)."""
+    (the ``already_alerted`` of :func:`~feedbot.alerts.plan_alerts`): a created
+    alert counts 1 (its sequence is 0), an update or removal its highest sequence."""
     alerted: dict[tuple[str, str], dict[AlertKind, int]] = {}
     for chunk in chunks(event_ids):
         rows = await connection.execute(
@@ -272,20 +280,20 @@ async def _alerted(
                 deliveries.c.subscription_id,
                 deliveries.c.event_id,
                 deliveries.c.kind,
-                func.max(deliveries.c.seq),
-            )
-            .where(
+                deliveries.c.seq,
+            ).where(
                 deliveries.c.event_id.in_(chunk),
                 deliveries.c.subscription_id.in_(subscription_ids),
             )
-            .group_by(deliveries.c.subscription_id, deliveries.c.event_id, deliveries.c.kind)
         )
-        for subscription_id, event_id, kind, highest in rows:
-            alert = AlertKind(kind)
-            # Created alerts are sequence 0, one at most; the others count from 1.
-            count = 1 if alert is AlertKind.CREATED else int(highest)
-            alerted.setdefault((subscription_id, event_id), {})[alert] = count
+        for subscription_id, event_id, kind, seq in rows:
+            per_kind = alerted.setdefault((subscription_id, event_id), {})
+            alert = _KINDS[kind]
+            per_kind[alert] = max(per_kind.get(alert, 0), seq or 1)
     return alerted
+
+
+_KINDS = {kind.value: kind for kind in AlertKind}
 
 
 class Outbox:
