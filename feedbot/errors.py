@@ -9,6 +9,7 @@ package that meets them, with the original chained as ``__cause__``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 
@@ -100,6 +101,46 @@ def _rebuild(
 
 class NotifyError(FeedbotError):
     """An alert could not be built or sent (a payload template failed, a body too big)."""
+
+
+class TemplateLimit(StrEnum):
+    """The limit an operator's template ran over (README: "Webhooks")."""
+
+    TIME = "time"  # notify.template_timeout
+    MEMORY = "memory"  # notify.template_memory, or a sandboxed operation over the size cap
+    OUTPUT = "output"  # the output cap
+
+
+class TemplateError(NotifyError):
+    """An operator's payload template failed when rendered: ``path`` is its file,
+    ``line`` the template line where known, ``reason`` what went wrong and ``limit``
+    the limit it ran over (``None``: the template itself raised an error)."""
+
+    def __init__(
+        self,
+        path: str,
+        reason: str,
+        *,
+        line: int | None = None,
+        limit: TemplateLimit | None = None,
+    ) -> None:
+        where = f" line {line}" if line else ""
+        super().__init__(f"template {path}{where}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.line = line
+        self.limit = limit
+
+    # It crosses from a render worker process; the default pickling would pass the
+    # message alone to a constructor that wants the fields.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_template_error, (self.path, self.reason, self.line, self.limit))
+
+
+def _template_error(
+    path: str, reason: str, line: int | None, limit: TemplateLimit | None
+) -> TemplateError:
+    return TemplateError(path, reason, line=line, limit=limit)
 
 
 class TargetRefused(NotifyError, OSError):

@@ -179,6 +179,18 @@ class NotifySettings(_Section):
     workers: int = Field(
         0, ge=0, le=64, description="delivery worker processes; 0: the daemon delivers"
     )
+    template_timeout: float = Field(
+        2.0, gt=0, le=60, description="seconds one render of an operator's template may take"
+    )
+    template_memory: int = Field(
+        256, ge=16, le=65_536, description="MiB a template render worker may grow by"
+    )
+    template_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="template renders failing in a row that disable a subscription",
+    )
 
     @field_validator("allow_cidrs")
     @classmethod
