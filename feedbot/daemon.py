@@ -41,6 +41,7 @@ from feedbot.logs import current_logging
 from feedbot.metrics import Metrics
 from feedbot.notify.deliver import Deliverer, DelivererSettings
 from feedbot.notify.outbound import config_subscriptions
+from feedbot.notify.render_workers import TemplateLimits
 from feedbot.notify.workers import DeliveryConfig, DeliveryWorkers, build_deliverer, open_session
 from feedbot.settings import Settings
 from feedbot.store import Store
@@ -246,7 +247,8 @@ class Daemon:
 
     async def start(self) -> None:
         settings = self.settings
-        wanted = config_subscriptions(settings.subscriptions, self.policy)
+        templates = TemplateLimits.of(settings.notify)
+        wanted = config_subscriptions(settings.subscriptions, self.policy, templates)
         added, updated, removed = await self.store.outbox.reconcile_config(wanted, now=utc_now())
         if added or updated or removed:
             log.info(
@@ -275,6 +277,7 @@ class Daemon:
                 timeout=notify.timeout,
                 lease=DeliveryConfig.lease_for(settings.store.lease_seconds, notify.timeout),
                 user_agent=f"feedbot/{__version__}",
+                template_failures=notify.template_failures,
             ),
             policy=retry_policy(settings),
             allow_private=notify.allow_private_targets,
@@ -282,6 +285,7 @@ class Daemon:
             log_level=level,
             log_format=log_format,
             grace=settings.server.shutdown_timeout,
+            templates=templates,
         )
         if notify.workers:
             self.workers = DeliveryWorkers(

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedbot.errors import ConfigError, NotifyError
+from feedbot.errors import ConfigError, TemplateError, TemplateLimit
 from feedbot.model import Event, Related, RelatedKind, Source, Topic
 from feedbot.notify.formats import (
     DISCORD_TOTAL_MAX,
     PayloadFormat,
     PayloadKind,
-    compile_template,
+    alert_body,
     discord_embed_length,
     fit,
     fit_items,
@@ -27,6 +27,12 @@ from feedbot.notify.formats import (
     parse_format,
     render_payload,
     text_length,
+)
+from feedbot.notify.payload_templates import (
+    CompiledTemplate,
+    check_samples,
+    compile_template,
+    template_context,
 )
 
 BASE = "https://feedbot.example/"
@@ -388,31 +394,37 @@ GOOD_TEMPLATE = """\
 """
 
 
+def render_template(template: CompiledTemplate, event: Event, **kwargs: Any) -> bytes:
+    """The template rendered in this process (the daemon renders in a worker)."""
+    body = alert_body(
+        event,
+        base_url=BASE,
+        matched_topics=kwargs.pop("matched_topics", []),
+        in_reply_to=kwargs.pop("in_reply_to", []),
+        timestamp=WHEN,
+    )
+    return template.render(template_context(body, BASE))
+
+
 def test_operator_template(tmp_path: Path) -> None:
     path = write(tmp_path, "alert.json.j2", GOOD_TEMPLATE)
     template = compile_template(path)
+    check_samples(template)
     event = make_event(title='Quote " and {{ 7*7 }} and {% raw %}')
-    for compiled in (template, None):
-        payload = render_payload(
-            f"template:{path}",
-            event,
-            base_url=BASE,
-            matched_topics=["islamabad"],
-            in_reply_to=[BACKGROUND_ID],
-            timestamp=WHEN,
-            template=compiled,
-        )
-        assert payload.content_type == "application/json"
-        assert json.loads(payload.body) == {
-            "text": f'Quote " and {{{{ 7*7 }}}} and {{% raw %}} {BASE}events/{EVENT_ID}',
-            "topics": ["islamabad"],
-            "follow_ups": [f"{BASE}events/{FOLLOW_ID}"],
-            "background": [BACKGROUND_ID],
-            "replies": [BACKGROUND_ID],
-            "type": "event.created",
-            "at": "2026-11-27T12:00:05Z",
-            "n_sources": 1,
-        }
+    body = render_template(
+        template, event, matched_topics=["islamabad"], in_reply_to=[BACKGROUND_ID]
+    )
+    assert template.content_type == "application/json"
+    assert json.loads(body) == {
+        "text": f'Quote " and {{{{ 7*7 }}}} and {{% raw %}} {BASE}events/{EVENT_ID}',
+        "topics": ["islamabad"],
+        "follow_ups": [f"{BASE}events/{FOLLOW_ID}"],
+        "background": [BACKGROUND_ID],
+        "replies": [BACKGROUND_ID],
+        "type": "event.created",
+        "at": "2026-11-27T12:00:05Z",
+        "n_sources": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -429,17 +441,7 @@ def test_template_content_type_comes_from_the_file_name(
 ) -> None:
     template = compile_template(write(tmp_path, name, "New: {{ event.title }}\n"))
     assert template.content_type == content_type
-    payload = render_payload(
-        PayloadFormat(PayloadKind.TEMPLATE, template.path),
-        make_event(),
-        base_url=BASE,
-        matched_topics=[],
-        in_reply_to=[],
-        timestamp=WHEN,
-        template=template,
-    )
-    assert payload.body == f"New: {make_event().title}\n".encode()
-    assert payload.content_type == content_type
+    assert render_template(template, make_event()) == f"New: {make_event().title}\n".encode()
 
 
 @pytest.mark.parametrize(
@@ -460,7 +462,7 @@ def test_bad_templates_are_refused_naming_file_and_line(
 ) -> None:
     path = write(tmp_path, "bad.json.j2", text)
     with pytest.raises(ConfigError, match=rf"^format: template {path}:? ?{message}"):
-        compile_template(path)
+        check_samples(compile_template(path))
 
 
 def test_missing_template(tmp_path: Path) -> None:
@@ -468,31 +470,20 @@ def test_missing_template(tmp_path: Path) -> None:
         compile_template(tmp_path / "nope.j2")
 
 
-def test_render_time_overflow_is_a_notify_error(tmp_path: Path) -> None:
+def test_render_time_overflow_is_a_template_error(tmp_path: Path) -> None:
     path = write(tmp_path, "list.txt.j2", "{% for s in event.sources %}{{ s.name }}\n{% endfor %}")
     template = compile_template(path, max_bytes=2000)
     event = make_event(sources=tuple(Source("n" * 100, "https://example.org/") for _ in range(50)))
-    with pytest.raises(NotifyError, match=r"output is over 2000 bytes"):
-        render_payload(
-            f"template:{path}",
-            event,
-            base_url=BASE,
-            matched_topics=[],
-            in_reply_to=[],
-            timestamp=WHEN,
-            template=template,
-        )
+    with pytest.raises(TemplateError, match=r"output is over 2000 bytes") as caught:
+        render_template(template, event)
+    assert (caught.value.path, caught.value.limit) == (str(path), TemplateLimit.OUTPUT)
 
 
 def test_templates_only_see_cleaned_text(tmp_path: Path) -> None:
     template = compile_template(write(tmp_path, "t.txt", "{{ event.title }}"))
-    payload = render_payload(
-        "template:unused",
-        make_event(title="a\x1b[2Jb\x00c"),
-        base_url=BASE,
-        matched_topics=[],
-        in_reply_to=[],
-        timestamp=WHEN,
-        template=template,
-    )
-    assert payload.body == b"a[2Jbc"
+    assert render_template(template, make_event(title="a\x1b[2Jb\x00c")) == b"a[2Jbc"
+
+
+def test_render_payload_leaves_operator_templates_to_the_workers(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="renders in a worker"):
+        render(f"template:{write(tmp_path, 't.txt', 'x')}")

@@ -20,17 +20,24 @@ Every attempt is bounded by a timeout, follows no redirects, reads at most a
 small part of the answer, and is recorded in the outbox with its outcome; the
 outbox is the only state, so a crash at any point loses nothing (an alert in
 flight is sent again, with the same webhook-id).
+
+An operator's template renders in a worker process, within a time and a memory
+limit (feedbot/notify/render_workers.py), while the loop goes on with the other
+attempts. A template that fails or runs over a limit is a failed attempt with
+the reason, retried like any other; ``template_failures`` of them in a row
+disable the subscription, as a 410 does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -38,7 +45,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from feedbot.clock import utc_now
-from feedbot.errors import FeedbotError, TargetRefused
+from feedbot.errors import FeedbotError, TargetRefused, TemplateError
 from feedbot.headers import parse_retry_after
 from feedbot.model import DeliveryStatus
 from feedbot.notify.retry import RetryPolicy, judge
@@ -59,7 +66,8 @@ class Request:
 
 
 # Builds the request of one attempt; the daemon composes formats and signing here.
-RequestBuilder = Callable[[DeliveryJob, datetime], Request]
+# An operator's template renders in a worker process: its request is awaited.
+RequestBuilder = Callable[[DeliveryJob, datetime], Request | Awaitable[Request]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,9 @@ class DelivererSettings:
     lease: timedelta = timedelta(seconds=120)  # must outlast an attempt
     idle_poll: float = 1.0  # the longest sleep between outbox checks
     user_agent: str = "feedbot"
+    # An operator's template failing this many renders in a row (an error, or a
+    # time, memory or output limit) disables its subscription.
+    template_failures: int = 5
 
 
 class Deliverer:
@@ -96,6 +107,7 @@ class Deliverer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._on_attempt = on_attempt
+        self._template_failures: dict[str, int] = {}  # subscription -> renders failed in a row
         self._wake = asyncio.Event()
         self._idle_now = False
         self._next_look: datetime | None = None  # when the sleeping loop looks again
@@ -159,6 +171,9 @@ class Deliverer:
             self._flusher = None
             self._closing = False
         await self._flush()
+        aclose = getattr(self.build_request, "aclose", None)
+        if aclose is not None:
+            await aclose()  # the request builder's template render workers
         return len(pending)
 
     async def _idle(self, stop: asyncio.Event, next_due: datetime | None) -> None:
@@ -290,12 +305,16 @@ class Deliverer:
         error: str | None = None
         refusal: TargetRefused | None = None  # the SSRF guard's, at connect time
         try:
-            request = self.build_request(job, attempted_at)
+            built = self.build_request(job, attempted_at)
+            request = await built if inspect.isawaitable(built) else built
+        except TemplateError as exc:
+            return self._template_failed(job, attempted_at, started, exc)
         except FeedbotError as exc:
             # A payload that cannot be built (a broken template) will not build later.
             return AttemptReport(
                 attempted_at, 0, None, f"cannot build payload: {exc}", DeliveryStatus.FAILED
             )
+        self._template_failures.pop(job.subscription.id, None)
         try:
             async with self.session.post(
                 job.subscription.url,
@@ -320,6 +339,28 @@ class Deliverer:
         latency_ms = round((time.perf_counter() - started) * 1000)
         return self._decide(
             job, attempted_at, latency_ms, status, error, retry_after, refusal=refusal
+        )
+
+    def _template_failed(
+        self, job: DeliveryJob, attempted_at: datetime, started: float, exc: TemplateError
+    ) -> AttemptReport:
+        """An operator's template failed or ran over a limit: a failed attempt,
+        retried on the schedule like any other (a time limit may pass on a quieter
+        machine); ``template_failures`` of them in a row disable the subscription."""
+        subscription_id = job.subscription.id
+        streak = self._template_failures.get(subscription_id, 0) + 1
+        self._template_failures[subscription_id] = streak
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        error = f"cannot build payload: {exc}"
+        report = self._decide(job, attempted_at, latency_ms, None, error, None)
+        if streak < self.settings.template_failures:
+            return report
+        del self._template_failures[subscription_id]
+        return replace(
+            report,
+            outcome=DeliveryStatus.FAILED,
+            next_attempt_at=None,
+            disable_subscription=f"its template failed {streak} times in a row; the last: {exc}",
         )
 
     def _decide(

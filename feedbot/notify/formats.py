@@ -10,9 +10,10 @@ Owns the payload formats of README: "Webhooks" and nothing about sending them:
   and goes through ``|tojson``, so the output is always JSON. The output is then
   parsed, checked against the limits again (a template edit cannot break them
   silently) and re-serialized compactly.
-- ``template:PATH``: the operator's own Jinja2 template, rendered in an
-  ``ImmutableSandboxedEnvironment`` with the JSON body as its context, its output
-  capped at :data:`MAX_TEMPLATE_OUTPUT` bytes.
+- ``template:PATH``: the operator's own Jinja2 template, with the JSON body as
+  its context, its output capped at :data:`MAX_TEMPLATE_OUTPUT` bytes; it is
+  compiled and rendered in :mod:`.payload_templates`, inside the worker
+  processes of :mod:`.render_workers`, never here.
 
 Archive text is untrusted: it only ever reaches a template as data (never as
 template source, so no template injection), control characters, lone surrogates
@@ -28,9 +29,7 @@ emoji counts twice, so a cut never overshoots.
 from __future__ import annotations
 
 import json
-import os
 import re
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,12 +40,11 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from feedbot.errors import ConfigError, NotifyError
 from feedbot.feeds import urls
 from feedbot.feeds.templates import templates_loader
-from feedbot.model import AlertKind, Event, Related, RelatedKind, Source, Topic, is_web_url
+from feedbot.model import AlertKind, Event, Related, RelatedKind, is_web_url
 
 EVENT_TYPE = "event.created"
 # What the chat formats put before the headline of an alert that is not about a
@@ -70,14 +68,6 @@ _LINE_MAX = 600  # one list line (a link with its text) in Slack or Discord
 _LINK_TEXT_MAX = 200  # the text of one link in such a line
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
-_TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".tmpl")
-_CONTENT_TYPES = {
-    ".json": JSON_CONTENT_TYPE,
-    ".xml": "application/xml",
-    ".txt": "text/plain; charset=utf-8",
-    ".md": "text/markdown; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-}
 
 
 class PayloadKind(StrEnum):
@@ -476,124 +466,6 @@ def _render_builtin(name: str, view: Mapping[str, Any], check: Callable[[Any], N
     return _dumps(payload)
 
 
-# -- operator templates ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledTemplate:
-    """An operator's payload template, compiled and test-rendered once."""
-
-    path: Path
-    template: jinja2.Template
-    content_type: str
-    max_bytes: int = MAX_TEMPLATE_OUTPUT
-
-    def render(self, context: Mapping[str, Any]) -> bytes:
-        """The body for ``context``; ``NotifyError`` naming the file and line on failure."""
-        size = 0
-        chunks: list[bytes] = []
-        try:
-            for chunk in self.template.generate(context):
-                data = chunk.encode("utf-8", "backslashreplace")
-                size += len(data)
-                if size > self.max_bytes:
-                    raise NotifyError(
-                        f"template {self.path}: output is over {self.max_bytes} bytes"
-                    )
-                chunks.append(data)
-        except NotifyError:
-            raise
-        except Exception as exc:  # a sandboxed template can raise almost anything
-            raise NotifyError(f"template {self.path}{_where(exc, self.path)}: {exc}") from exc
-        body = b"".join(chunks)
-        if self.content_type == JSON_CONTENT_TYPE:
-            try:
-                json.loads(body)
-            except ValueError as exc:
-                raise NotifyError(
-                    f"template {self.path}: output is not valid JSON: {exc}"
-                ) from None
-        return body
-
-
-def _where(exc: BaseException, path: Path) -> str:
-    """`` line N`` of the template where ``exc`` happened, if the traceback tells."""
-    lineno = getattr(exc, "lineno", None)
-    if not isinstance(lineno, int):
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(path)]
-        lineno = frames[-1].lineno if frames else None
-    return f" line {lineno}" if lineno else ""
-
-
-def _content_type(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in _TEMPLATE_SUFFIXES:
-        name = name.removesuffix(suffix)
-    return _CONTENT_TYPES.get(Path(name).suffix, JSON_CONTENT_TYPE)
-
-
-def compile_template(
-    path: str | os.PathLike[str], *, max_bytes: int = MAX_TEMPLATE_OUTPUT
-) -> CompiledTemplate:
-    """Load and compile an operator's template, then render it once on a sample event.
-
-    The template runs in Jinja2's ``ImmutableSandboxedEnvironment``, without
-    autoescaping (it writes a request body, not HTML), with ``StrictUndefined`` (a
-    misspelt name is an error, not an empty string) and a ``tojson`` filter. Its
-    context is the ``json`` body: ``type``, ``timestamp``, ``data``, and as
-    shortcuts ``event``, ``matched_topics``, ``in_reply_to``, ``follow_ups`` and
-    ``background`` (related events, each with its ``url``). The content type
-    comes from the file name with any ``.j2`` removed (``.json``, ``.xml``,
-    ``.txt``, ``.md``, ``.html``; default JSON); JSON output must parse.
-    Failures are a ``ConfigError`` naming the field ``format``, the file and line.
-    """
-    file = Path(path)
-    try:
-        source = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"format: cannot read template {file}: {exc}") from None
-    environment = ImmutableSandboxedEnvironment(
-        # This one file and no other: {% include %} and {% import %} find nothing.
-        loader=jinja2.FunctionLoader(
-            lambda name: (source, str(file), lambda: True) if name == file.name else None
-        ),
-        autoescape=False,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    environment.filters["tojson"] = _tojson
-    try:
-        template = environment.get_template(file.name)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"format: template {file} line {exc.lineno}: {exc.message}") from None
-    compiled = CompiledTemplate(file, template, _content_type(file), max_bytes)
-    try:
-        compiled.render(_template_context(_sample_body(), _SAMPLE_BASE_URL))
-    except NotifyError as exc:
-        raise ConfigError(f"format: {exc}") from None
-    return compiled
-
-
-def _template_context(body: Mapping[str, Any], base_url: str) -> dict[str, Any]:
-    data = body["data"]
-    related = {
-        kind: [
-            {**item, "url": urls.event_url(base_url, item["id"])}
-            for item in data["event"]["related"]
-            if item["kind"] == kind.value
-        ]
-        for kind in RelatedKind
-    }
-    return {
-        **body,
-        "event": data["event"],
-        "matched_topics": data["matched_topics"],
-        "in_reply_to": data["in_reply_to"],
-        "follow_ups": related[RelatedKind.FOLLOW_UP],
-        "background": related[RelatedKind.BACKGROUND],
-    }
-
-
 # -- the entry point ---------------------------------------------------------------
 
 
@@ -605,18 +477,16 @@ def render_payload(
     matched_topics: Sequence[str],
     in_reply_to: Sequence[str],
     timestamp: datetime,
-    template: CompiledTemplate | None = None,
     kind: AlertKind = AlertKind.CREATED,
     previous_title: str | None = None,
 ) -> RenderedPayload:
-    """The body of one alert about ``event`` in format ``fmt``.
+    """The body of one alert about ``event`` in the built-in format ``fmt``.
 
     ``base_url`` roots the links to the event's page and to its related events;
-    ``timestamp`` (timezone-aware) is the alert's time. A ``template:`` format
-    uses ``template`` when given (keep one per subscription: compiling includes a
-    test render), else compiles the file. Raises ``NotifyError`` when the
-    operator's template fails or overflows at render time. ``kind`` is what
-    happened to the event; an update carries its ``previous_title``.
+    ``timestamp`` (timezone-aware) is the alert's time. An operator's template
+    (``template:PATH``) is not rendered here but in a worker process, within
+    limits (:mod:`feedbot.notify.render_workers`). ``kind`` is what happened to
+    the event; an update carries its ``previous_title``.
     """
     if isinstance(fmt, str):
         fmt = parse_format(fmt)
@@ -642,46 +512,6 @@ def render_payload(
             clean, base_url, matched_topics, in_reply_to, body["timestamp"], kind, previous
         )
         return RenderedPayload(_render_builtin("discord", view, _check_discord), JSON_CONTENT_TYPE)
-    if template is None:
-        assert fmt.template_path is not None
-        template = compile_template(fmt.template_path)
-    return RenderedPayload(
-        template.render(_template_context(body, base_url)), template.content_type
-    )
-
-
-_SAMPLE_BASE_URL = "https://feedbot.example"
-_SAMPLE = Event(
-    id="2007/07/9/lal-masjid-siege-talks-end-without-progress",
-    date=datetime(2007, 7, 9, tzinfo=UTC).date(),
-    story="Lal Masjid siege",
-    title="Lal Masjid siege: Talks to end the standoff at Islamabad's Red Mosque fail.",
-    sources=(Source("Al Jazeera", "https://example.org/news/1"),),
-    related=(
-        Related(
-            "2008/07/6/an-explosion-near-the-red-mosque",
-            datetime(2008, 7, 6, tzinfo=UTC).date(),
-            "An explosion near the Red Mosque in Islamabad kills at least 10 people.",
-            ("Islamabad", "Red Mosque"),
-            RelatedKind.FOLLOW_UP,
-        ),
-        Related(
-            "2007/07/3/clashes-at-the-red-mosque",
-            datetime(2007, 7, 3, tzinfo=UTC).date(),
-            "Clashes break out between students of the Red Mosque and the police.",
-            ("Islamabad",),
-            RelatedKind.BACKGROUND,
-        ),
-    ),
-    topics=(Topic.named("Lal Masjid siege"), Topic.named("Islamabad"), Topic.named("Red Mosque")),
-)
-
-
-def _sample_body() -> dict[str, Any]:
-    return alert_body(
-        _SAMPLE,
-        base_url=_SAMPLE_BASE_URL,
-        matched_topics=["islamabad"],
-        in_reply_to=["2007/07/3/clashes-at-the-red-mosque"],
-        timestamp=datetime(2007, 7, 10, 12, 0, tzinfo=UTC),
+    raise ValueError(
+        f"{fmt}: an operator's template renders in a worker (feedbot.notify.render_workers)"
     )

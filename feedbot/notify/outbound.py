@@ -14,26 +14,25 @@ import json
 import re
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from ipaddress import ip_address
-from pathlib import Path
 
 from feedbot.alerts import parse_events
 from feedbot.errors import ConfigError, TargetRefused
 from feedbot.model import Subscription
 from feedbot.notify.deliver import Request
 from feedbot.notify.formats import (
-    CompiledTemplate,
-    PayloadFormat,
     PayloadKind,
     RenderedPayload,
-    compile_template,
+    alert_body,
     iso_utc,
     parse_format,
     render_payload,
 )
+from feedbot.notify.payload_templates import template_context
+from feedbot.notify.render_workers import TemplateLimits, TemplateRenderer, check_template
 from feedbot.notify.signing import validate_secret, webhook_headers
 from feedbot.notify.ssrf import TargetPolicy, check_url, parse_webhook_url
 from feedbot.settings import SubscriptionSettings
@@ -57,8 +56,10 @@ def build_subscription(
     origin: str = "api",
     policy: TargetPolicy | None = None,
     subscription_id: str = "",
+    templates: TemplateLimits | None = None,
 ) -> Subscription:
-    """A subscription with every field checked; raises ConfigError naming the field."""
+    """A subscription with every field checked; raises ConfigError naming the field.
+    A ``template:`` format must pass its test render within ``templates``' limits."""
     with _field("url"):
         url = validate_url(url)
         try:
@@ -77,7 +78,9 @@ def build_subscription(
         payload_format = parse_format(format.strip())
         if payload_format.kind is PayloadKind.TEMPLATE:
             assert payload_format.template_path is not None
-            compile_template(payload_format.template_path)  # refuse a broken template now
+            # Refuse a broken or heavy template now: compile it and render the samples,
+            # in a worker process, within the limits its deliveries will have.
+            check_template(payload_format.template_path, templates)
     with _field("secret"):
         checked_secret = validate_secret(secret) if secret else None
     with _field("events"):
@@ -158,23 +161,86 @@ def _field(name: str) -> Iterator[None]:
 class RequestFactory:
     """Builds the request of one delivery attempt (a ``RequestBuilder``)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, templates: TemplateLimits | None = None) -> None:
         self.base_url = base_url
-        self._templates: dict[Path, CompiledTemplate] = {}
+        self._template_limits = templates or TemplateLimits()
+        self._renderer: TemplateRenderer | None = None  # started by the first template
         # One event goes to many subscribers, mostly with the same body: render it
         # once. Keyed by everything the body depends on.
         self._bodies: OrderedDict[tuple[object, ...], RenderedPayload] = OrderedDict()
 
-    def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Request:
-        payload = self._payload(job)
+    def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Request | Awaitable[Request]:
+        """The request; for an operator's template, a coroutine that renders it in
+        a worker process (``TemplateError`` when the template fails or runs over)."""
+        if job.subscription.format.startswith("template:"):
+            return self._templated(job, attempted_at)
+        return self._request(job, attempted_at, self._payload(job))
+
+    @property
+    def rendering(self) -> int:
+        """Operator templates being rendered now."""
+        return 0 if self._renderer is None else self._renderer.rendering
+
+    async def aclose(self) -> None:
+        """End the template render workers, if any were started."""
+        if self._renderer is not None:
+            await self._renderer.aclose()
+
+    def _request(
+        self, job: DeliveryJob, attempted_at: datetime, payload: RenderedPayload
+    ) -> Request:
         headers = webhook_headers(
             job.delivery.id, attempted_at, payload.body, job.subscription.secret
         )
         return Request(payload.body, {"Content-Type": payload.content_type, **headers})
 
+    async def _templated(self, job: DeliveryJob, attempted_at: datetime) -> Request:
+        delivery = job.delivery
+        key = self._key(job)
+        payload = self._bodies.get(key)  # failures are not kept: each attempt renders
+        if payload is None:
+            path = parse_format(job.subscription.format).template_path
+            assert path is not None
+            body = alert_body(
+                job.event,
+                base_url=self.base_url,
+                matched_topics=delivery.matched_topics,
+                in_reply_to=delivery.in_reply_to,
+                timestamp=delivery.created_at,
+                kind=delivery.kind,
+                previous_title=delivery.previous_title,
+            )
+            if self._renderer is None:
+                self._renderer = TemplateRenderer(self._template_limits)
+            payload = await self._renderer.render(
+                path, template_context(body, self.base_url), key=job.subscription.id
+            )
+            self._keep(key, payload)
+        return self._request(job, attempted_at, payload)
+
     def _payload(self, job: DeliveryJob) -> RenderedPayload:
         delivery = job.delivery
-        key = (
+        key = self._key(job)
+        if (cached := self._bodies.get(key)) is not None:
+            self._bodies.move_to_end(key)
+            return cached
+        payload = render_payload(
+            job.subscription.format,
+            job.event,
+            base_url=self.base_url,
+            matched_topics=delivery.matched_topics,
+            in_reply_to=delivery.in_reply_to,
+            timestamp=delivery.created_at,
+            kind=delivery.kind,
+            previous_title=delivery.previous_title,
+        )
+        self._keep(key, payload)
+        return payload
+
+    @staticmethod
+    def _key(job: DeliveryJob) -> tuple[object, ...]:
+        delivery = job.delivery
+        return (
             job.subscription.format,
             job.event,
             delivery.matched_topics,
@@ -183,35 +249,11 @@ class RequestFactory:
             delivery.kind,
             delivery.previous_title,
         )
-        if (cached := self._bodies.get(key)) is not None:
-            self._bodies.move_to_end(key)
-            return cached
-        payload_format = parse_format(job.subscription.format)
-        template = None
-        if payload_format.kind is PayloadKind.TEMPLATE:
-            template = self._template(payload_format)
-        payload = render_payload(
-            payload_format,
-            job.event,
-            base_url=self.base_url,
-            matched_topics=delivery.matched_topics,
-            in_reply_to=delivery.in_reply_to,
-            timestamp=delivery.created_at,
-            template=template,
-            kind=delivery.kind,
-            previous_title=delivery.previous_title,
-        )
+
+    def _keep(self, key: tuple[object, ...], payload: RenderedPayload) -> None:
         self._bodies[key] = payload
         if len(self._bodies) > 512:
             self._bodies.popitem(last=False)
-        return payload
-
-    def _template(self, payload_format: PayloadFormat) -> CompiledTemplate:
-        path = payload_format.template_path
-        assert path is not None
-        if path not in self._templates:
-            self._templates[path] = compile_template(path)
-        return self._templates[path]
 
 
 def ping_request(subscription: Subscription, msg_id: str, now: datetime) -> Request:
@@ -229,7 +271,9 @@ def ping_request(subscription: Subscription, msg_id: str, now: datetime) -> Requ
 
 
 def config_subscriptions(
-    entries: Sequence[SubscriptionSettings], policy: TargetPolicy
+    entries: Sequence[SubscriptionSettings],
+    policy: TargetPolicy,
+    templates: TemplateLimits | None = None,
 ) -> list[Subscription]:
     """The config file's ``[[subscriptions]]``, validated; an error names the
     entry and field (``subscriptions[2].secret: ...``)."""
@@ -246,6 +290,7 @@ def config_subscriptions(
                     events=entry.events,
                     origin="config",
                     policy=policy,
+                    templates=templates,
                 )
             )
         except ConfigError as exc:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -50,6 +50,9 @@ from feedbot.notify.retry import RetryPolicy
 from feedbot.notify.ssrf import make_connector
 from feedbot.processes import die_with_parent
 from feedbot.store import AttemptReport, DeliveryJob, Store
+
+if TYPE_CHECKING:
+    from feedbot.notify.render_workers import TemplateLimits
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class DeliveryConfig:
     log_level: str = "info"
     log_format: LogFormat = "auto"
     grace: float = 10.0  # seconds for attempts in flight when a worker stops
+    templates: TemplateLimits | None = None  # of operator templates; None: the defaults
 
     @classmethod
     def lease_for(cls, lease_seconds: float, timeout: float) -> timedelta:
@@ -119,7 +123,7 @@ def build_deliverer(
     return Deliverer(
         store.outbox,
         session,
-        RequestFactory(config.base_url),
+        RequestFactory(config.base_url, config.templates),
         settings=config.settings,
         policy=config.policy,
         worker_id=worker_id,

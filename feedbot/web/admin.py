@@ -54,6 +54,7 @@ from feedbot.factory import target_policy
 from feedbot.model import DeliveryStatus, Subscription
 from feedbot.notify.formats import iso_utc
 from feedbot.notify.outbound import build_subscription
+from feedbot.notify.render_workers import TemplateLimits
 from feedbot.notify.signing import new_secret
 from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import Settings
@@ -366,7 +367,12 @@ class _AdminApi:
             )
         try:
             # A template format compiles (and reads) a file: off the event loop.
-            return await asyncio.to_thread(build_subscription, policy=self.policy, **fields)
+            return await asyncio.to_thread(
+                build_subscription,
+                policy=self.policy,
+                templates=TemplateLimits.of(self.settings.notify),
+                **fields,
+            )
         except ConfigError as exc:
             raise config_error(exc) from None
 
