@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from inspect import isawaitable
 from pathlib import Path
 
 from sqlalchemy import (
@@ -26,10 +27,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from feedbot.cli import main
 from feedbot.model import AlertKind, DeliveryStatus, Event, EventRecord, Subscription
 from feedbot.notify.formats import render_payload
-from feedbot.notify.outbound import config_subscriptions
+from feedbot.notify.outbound import RequestFactory, config_subscriptions
 from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import SubscriptionSettings
-from feedbot.store import AttemptReport, Store, delivery_id
+from feedbot.store import AttemptReport, Delivery, DeliveryJob, Store, delivery_id
 from feedbot.store.outbox import queue_alerts
 from feedbot.store.schema import SCHEMA_VERSION, UTCDateTime, metadata
 from feedbot.store.store import async_url
@@ -377,3 +378,51 @@ def test_cli_subscriptions_add_takes_events(tmp_path: Path, capsys) -> None:
     assert main([*base, "add", "https://h.example/", "--events", "created,renamed"]) == 2
     err = capsys.readouterr().err
     assert "events: unknown alert kind 'renamed'" in err, err
+
+
+async def test_an_operator_template_sees_the_kind_and_the_previous_title(tmp_path: Path) -> None:
+    # A template serves every kind; the previous title exists only in an update.
+    template = tmp_path / "alert.json.j2"
+    template.write_text(
+        '{"type": {{ type | tojson }}, "title": {{ event.title | tojson }},'
+        ' "was": {{ (data.previous.title if data.previous is defined else none) | tojson }}}\n',
+        encoding="utf-8",
+    )
+    subscription = Subscription(
+        id="sub_t", url="https://t.example/", format=f"template:{template}", events=(UPDATED,)
+    )
+    factory = RequestFactory("https://feeds.example")
+    try:
+        bodies = []
+        for kind, previous in [(UPDATED, "Old words"), (DELETED, None), (CREATED, None)]:
+            delivery = Delivery(
+                id=delivery_id("sub_t", "2020/01/1/a", kind, 0 if kind is CREATED else 1),
+                subscription_id="sub_t",
+                event_id="2020/01/1/a",
+                matched_topics=(),
+                in_reply_to=(),
+                status=DeliveryStatus.PENDING,
+                attempts=0,
+                created_at=T0,
+                next_attempt_at=T0,
+                last_attempt_at=None,
+                last_status=None,
+                last_error=None,
+                kind=kind,
+                seq=0 if kind is CREATED else 1,
+                previous_title=previous,
+            )
+            job = DeliveryJob(delivery, subscription, event("2020/01/1/a", title="New words"))
+            request = factory(job, T0)
+            if isawaitable(request):  # rendered in a worker process
+                request = await request
+            bodies.append(json.loads(request.body))
+    finally:
+        closing = getattr(factory, "aclose", None)
+        if closing is not None:
+            await closing()
+    assert bodies == [
+        {"type": "event.updated", "title": "New words", "was": "Old words"},
+        {"type": "event.deleted", "title": "New words", "was": None},
+        {"type": "event.created", "title": "New words", "was": None},
+    ]
