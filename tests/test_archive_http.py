@@ -836,3 +836,77 @@ async def test_a_poll_given_up_after_one_batch_leaves_no_request_running(
 
     left = [t for t in asyncio.all_tasks() if "HttpArchiveSource" in repr(t.get_coro())]
     assert left == []
+
+
+# -- listings (event identity) ----------------------------------------------------
+
+
+def listed_of(batches: list[PollBatch]) -> dict[str, frozenset[str]]:
+    return {day: paths for batch in batches for day, paths in batch.listed.items()}
+
+
+async def test_an_index_read_whole_is_its_days_listing_and_nothing_else_is(
+    site: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    source = make_source()
+    marks: dict[str, str] = {}
+    site.script["news/2007/07/10/index.md"] = [403]
+    first = await poll(source, marks)
+    # 200: the pages it links of its own day; 404 and a failure list nothing.
+    assert listed_of(first) == {
+        "2007/06/20": {"news/2007/06/20/old-event.md"},
+        "2007/07/9": {SEED_PATH, "news/2007/07/9/second-day-talks-resume.md"},
+    }
+    # The listing comes no later than the day's pages.
+    day9 = next(i for i, b in enumerate(first) if "2007/07/9" in b.listed)
+    assert all(not p.path.startswith("news/2007/07/9/") for b in first[:day9] for p in b.pages)
+    # 304: no evidence either way.
+    assert listed_of(await poll(source, marks)) == {
+        "2007/07/10": {
+            "news/2007/07/10/storming-of-the-mosque.md",
+            "news/2007/07/10/ghazi-confirmed-dead.md",
+        }
+    }
+    assert listed_of(await poll(source, marks)) == {}
+    # A page no longer linked is absent from the new listing.
+    site.write("news/2007/07/9/index.md", f"[Lal Masjid siege](/{SEED_PATH})\n", mtime_step=5)
+    assert listed_of(await poll(source, marks)) == {"2007/07/9": {SEED_PATH}}
+
+
+async def test_a_capped_index_is_no_listing(
+    server: ArchiveServer, make_source: Callable[..., HttpArchiveSource]
+) -> None:
+    write_day(server, "2007/07/10", 12, 300)
+    batches = await poll(make_source(max_index_links=10), {}, days=["2007/07/10"])
+    assert listed_of(batches) == {}
+
+
+async def test_a_page_dropped_from_its_index_is_removed_after_two_polls_and_comes_back(
+    site: ArchiveServer, make_source: Callable[..., HttpArchiveSource], tmp_path: Path
+) -> None:
+    from feedbot.ingest import Ingestor
+    from feedbot.store import Removed, Store
+    from tests.conftest import Clock
+
+    clock = Clock(NOW)
+    store = await Store.open(f"sqlite:///{tmp_path / 'http.db'}")
+    try:
+        ingestor = Ingestor(store, make_source(clock=clock), clock=clock)
+        assert (await ingestor.poll()).new == len(ALL_PAGES)
+        other = "news/2007/07/9/second-day-talks-resume.md"
+        index = (site.root / "news/2007/07/9/index.md").read_text()
+        site.write("news/2007/07/9/index.md", f"[Lal Masjid siege](/{SEED_PATH})\n", mtime_step=5)
+        clock.advance(60)
+        assert (await ingestor.poll()).missing == 1
+        clock.advance(60)
+        assert (await ingestor.poll()).removed == 1  # its index is 304 now: still gone
+        assert isinstance(await store.lookup_event("2007/07/9/second-day-talks-resume"), Removed)
+        # Linked again: the page itself is unchanged (its mark says so), yet it is back.
+        site.write("news/2007/07/9/index.md", index, mtime_step=10)
+        clock.advance(60)
+        back = await ingestor.poll()
+        assert (back.new, back.updated) == (0, 0)
+        assert site.count(other, 304) >= 1
+        assert await store.count_events() == len(ALL_PAGES)
+    finally:
+        await store.close()

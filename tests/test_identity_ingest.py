@@ -222,3 +222,43 @@ async def test_a_poll_of_other_days_does_not_remove(
     clock.advance(60)
     same = await ingestor.poll(days={DAY})
     assert same.removed == 1
+
+
+# -- what the local source lists -----------------------------------------------------
+
+
+async def listed(source: LocalArchiveSource, marks: dict[str, str], **kw: object) -> dict:
+    found: dict[str, frozenset[str]] = {}
+    async for batch in source.poll(marks, **kw):  # type: ignore[arg-type]
+        marks.update(batch.marks)
+        found.update(batch.listed)
+    return found
+
+
+async def test_the_local_source_lists_changed_days_whole_and_vanished_ones_empty(
+    root: Path, clock: Clock
+) -> None:
+    page(root, "a", "A.")
+    page(root, "b", "B.", day="2007/07/10")
+    source = LocalArchiveSource(root, clock=clock, settle_ms=1000)
+    marks: dict[str, str] = {}
+    clock.advance(3600)
+    assert await listed(source, marks) == {
+        DAY: {f"news/{DAY}/a.md"},
+        "2007/07/10": {"news/2007/07/10/b.md"},
+    }
+    # Unchanged days list nothing; a page being written (within the settle time)
+    # is not offered, yet it is in its day's listing.
+    assert await listed(source, marks) == {}
+    fresh = page(root, "c", "C.")
+    now = clock().timestamp()
+    os.utime(fresh, (now, now))
+    os.utime(fresh.parent, (now + 1, now + 1))
+    assert await listed(source, marks) == {DAY: {f"news/{DAY}/a.md", f"news/{DAY}/c.md"}}
+    # A day folder gone lists no page, once, whether the poll names it or not.
+    for path in (root / "news" / "2007/07/10").iterdir():
+        path.unlink()
+    (root / "news" / "2007/07/10").rmdir()
+    assert await listed(source, dict(marks), days={"2007/07/10"}) == {"2007/07/10": frozenset()}
+    assert (await listed(source, marks))["2007/07/10"] == frozenset()
+    assert "2007/07/10" not in await listed(source, marks)
