@@ -364,9 +364,8 @@ async def _opened_store(
 
 def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
     async def add() -> int:
-        from feedbot.factory import target_policy
+        from feedbot.factory import target_policy, template_limits
         from feedbot.notify.outbound import build_subscription
-        from feedbot.notify.render_workers import TemplateLimits
         from feedbot.notify.signing import new_secret
 
         async with _opened_store(args, StoreUse.CREATE) as (settings, store):
@@ -380,7 +379,7 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
                 events=[kind for kind in args.events.split(",") if kind.strip()],
                 origin="cli",
                 policy=target_policy(settings),
-                templates=TemplateLimits.of(settings.notify),
+                templates=template_limits(settings),
             )
             stored = await store.subscriptions.add(subscription, now=utc_now())
         print(stored.id)

@@ -33,16 +33,20 @@ from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import ArchiveSource
 from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError, FeedbotError
-from feedbot.factory import make_ingestor, retry_policy, target_policy
-from feedbot.feeds.cache import FeedCache
+from feedbot.factory import (
+    delivery_config,
+    make_feed_cache,
+    make_ingestor,
+    target_policy,
+    template_limits,
+)
 from feedbot.feeds.urls import is_wildcard_host
 from feedbot.ingest import PollResult
 from feedbot.logs import current_logging
 from feedbot.metrics import Metrics
-from feedbot.notify.deliver import Deliverer, DelivererSettings
+from feedbot.notify.deliver import Deliverer
 from feedbot.notify.outbound import config_subscriptions
-from feedbot.notify.render_workers import TemplateLimits
-from feedbot.notify.workers import DeliveryConfig, DeliveryWorkers, build_deliverer, open_session
+from feedbot.notify.workers import DeliveryWorkers, build_deliverer, open_session
 from feedbot.settings import Settings
 from feedbot.store import Store
 from feedbot.store.replicas import Change
@@ -75,12 +79,7 @@ class Daemon:
         self.source = source
         self.policy = target_policy(settings)
         self.ingestor = make_ingestor(settings, store, source)
-        self.cache = FeedCache(
-            store,
-            settings.public_base_url,
-            page_size=settings.feeds.page_size,
-            tombstone_days=settings.feeds.tombstone_days,
-        )
+        self.cache = make_feed_cache(settings, store)
         self.metrics = Metrics()
         self.web = WebServer(
             settings, store, self.cache, metrics=self.metrics, readiness=self._not_ready
@@ -247,8 +246,9 @@ class Daemon:
 
     async def start(self) -> None:
         settings = self.settings
-        templates = TemplateLimits.of(settings.notify)
-        wanted = config_subscriptions(settings.subscriptions, self.policy, templates)
+        wanted = config_subscriptions(
+            settings.subscriptions, self.policy, template_limits(settings)
+        )
         added, updated, removed = await self.store.outbox.reconcile_config(wanted, now=utc_now())
         if added or updated or removed:
             log.info(
@@ -267,26 +267,7 @@ class Daemon:
 
         notify = settings.notify
         level, log_format = current_logging()
-        delivery = DeliveryConfig(
-            store_url=settings.store.url,
-            base_url=settings.public_base_url,
-            settings=DelivererSettings(
-                max_in_flight=notify.max_in_flight,
-                per_host=notify.per_host,
-                per_subscription=notify.per_subscription,
-                timeout=notify.timeout,
-                lease=DeliveryConfig.lease_for(settings.store.lease_seconds, notify.timeout),
-                user_agent=f"feedbot/{__version__}",
-                template_failures=notify.template_failures,
-            ),
-            policy=retry_policy(settings),
-            allow_private=notify.allow_private_targets,
-            allow_cidrs=tuple(notify.allow_cidrs),
-            log_level=level,
-            log_format=log_format,
-            grace=settings.server.shutdown_timeout,
-            templates=templates,
-        )
+        delivery = delivery_config(settings, log_level=level, log_format=log_format)
         if notify.workers:
             self.workers = DeliveryWorkers(
                 notify.workers,

@@ -1,7 +1,7 @@
 """Objects built from the settings: the one place that knows which setting goes where.
 
 The daemon, the CLI and the web app all need an archive source, a target policy
-for webhook URLs, a retry policy and the like, made from the same settings keys
+for webhook URLs, template limits, the delivery configuration and the like, made from the same settings keys
 with the same errors for a bad value. They get them here, so that none of them
 imports another edge for it (the web app importing the daemon made a cycle), and
 a new setting is wired in one place. Nothing here opens a connection or starts a
@@ -17,13 +17,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from feedbot import __version__
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import ArchiveSource
 from feedbot.clock import utc_now
 from feedbot.errors import ConfigError
+from feedbot.feeds.cache import FeedCache
 from feedbot.ingest import Ingestor
+from feedbot.logs import LogFormat
+from feedbot.notify.deliver import DelivererSettings
+from feedbot.notify.render_workers import TemplateLimits
 from feedbot.notify.retry import RetryPolicy
 from feedbot.notify.ssrf import GuardedConnector, TargetPolicy
+from feedbot.notify.workers import DeliveryConfig
 from feedbot.settings import Settings
 from feedbot.store import Store
 
@@ -91,4 +97,46 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
         schedule=tuple(settings.notify.retry_schedule),
         disable_after=timedelta(days=settings.notify.disable_after),
+    )
+
+
+def make_feed_cache(settings: Settings, store: Store) -> FeedCache:
+    """The rendered feeds of ``store`` (``feeds.page_size``, ``feeds.tombstone_days``)."""
+    return FeedCache(
+        store,
+        settings.public_base_url,
+        page_size=settings.feeds.page_size,
+        tombstone_days=settings.feeds.tombstone_days,
+    )
+
+
+def template_limits(settings: Settings) -> TemplateLimits:
+    """The limits of operator templates (``notify.template_*``), for their checks
+    and their renders alike."""
+    return TemplateLimits.of(settings.notify)
+
+
+def delivery_config(settings: Settings, *, log_level: str, log_format: LogFormat) -> DeliveryConfig:
+    """What a deliverer, in this process or a worker process, is built from
+    (``notify.*``; the lease from ``store.lease_seconds``; logging as the caller's)."""
+    notify = settings.notify
+    return DeliveryConfig(
+        store_url=settings.store.url,
+        base_url=settings.public_base_url,
+        settings=DelivererSettings(
+            max_in_flight=notify.max_in_flight,
+            per_host=notify.per_host,
+            per_subscription=notify.per_subscription,
+            timeout=notify.timeout,
+            lease=DeliveryConfig.lease_for(settings.store.lease_seconds, notify.timeout),
+            user_agent=f"feedbot/{__version__}",
+            template_failures=notify.template_failures,
+        ),
+        policy=retry_policy(settings),
+        allow_private=notify.allow_private_targets,
+        allow_cidrs=tuple(notify.allow_cidrs),
+        log_level=log_level,
+        log_format=log_format,
+        grace=settings.server.shutdown_timeout,
+        templates=template_limits(settings),
     )

@@ -30,8 +30,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from feedbot.archive.http import HttpArchiveSource, archive_policy
 from feedbot.archive.source import PollBatch
-from feedbot.factory import make_source as make_daemon_source
 from feedbot.errors import ArchiveError, ConfigError
+from feedbot.factory import make_source as make_daemon_source
 from feedbot.settings import ArchiveSettings, Settings, load_settings
 
 NOW = datetime(2007, 7, 10, 12, 0, tzinfo=UTC)

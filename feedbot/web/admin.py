@@ -50,11 +50,10 @@ from yarl import URL
 
 from feedbot.clock import utc_now
 from feedbot.errors import ConfigError, ConflictError, NotFoundError, StorageError
-from feedbot.factory import target_policy
+from feedbot.factory import target_policy, template_limits
 from feedbot.model import DeliveryStatus, Subscription
 from feedbot.notify.formats import iso_utc
 from feedbot.notify.outbound import build_subscription
-from feedbot.notify.render_workers import TemplateLimits
 from feedbot.notify.signing import new_secret
 from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import Settings
@@ -370,7 +369,7 @@ class _AdminApi:
             return await asyncio.to_thread(
                 build_subscription,
                 policy=self.policy,
-                templates=TemplateLimits.of(self.settings.notify),
+                templates=template_limits(self.settings),
                 **fields,
             )
         except ConfigError as exc:
