@@ -22,13 +22,22 @@ class ConfigError(FeedbotError):
     subscription a wrong field.
 
     ``field`` names the field at fault where the code that raised it knows one
-    (``"url"``, ``"subscriptions[2].secret"``); the message then starts with it.
-    The admin API answers with it; nothing reads it back out of the message.
+    (``"url"``, ``"subscriptions[2].secret"``); the message then starts with it,
+    and ``reason`` is what follows (for an error without a field, the message).
+    The admin API answers with them; nothing reads them back out of the message.
     """
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.reason = message if reason is None else reason
+
+    @classmethod
+    def about(cls, field: str, reason: str) -> ConfigError:
+        """The error ``field: reason``, both kept as fields."""
+        return cls(f"{field}: {reason}", field=field, reason=reason)
 
 
 class ParseError(FeedbotError):

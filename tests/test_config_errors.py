@@ -4,12 +4,14 @@ field name parsed back out of a message); the messages users read are unchanged.
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from feedbot.errors import ConfigError
 from feedbot.notify.outbound import build_subscription, config_subscriptions
+from feedbot.notify.payload_templates import compile_template
 from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import SubscriptionSettings
 from feedbot.web.admin import config_error
@@ -66,3 +68,20 @@ def test_the_field_survives_pickling() -> None:
     """Template checks run in worker processes and send their ConfigError back."""
     copy = pickle.loads(pickle.dumps(ConfigError("format: bad", field="format")))
     assert (str(copy), copy.field) == ("format: bad", "format")
+
+
+def test_a_templates_error_keeps_field_and_reason_apart(tmp_path: Path) -> None:
+    """The render workers report a template gone bad since its check with the reason
+    alone; they take it from the error's field, not by cutting "format: " off."""
+    broken = tmp_path / "broken.j2"
+    broken.write_text("{% if %}", encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        compile_template(broken)
+    error = raised.value
+    assert error.field == "format"
+    assert str(error) == f"format: {error.reason}"
+    assert error.reason.startswith(f"template {broken} line 1: ")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.field, copy.reason) == ("format", error.reason)
+    # An error made from a message alone has that message as its reason.
+    assert ConfigError("store.url: missing").reason == "store.url: missing"

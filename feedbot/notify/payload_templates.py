@@ -184,7 +184,7 @@ def compile_template(
     try:
         source = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"format: cannot read template {file}: {exc}") from None
+        raise ConfigError.about("format", f"cannot read template {file}: {exc}") from None
     environment = _OperatorSandbox(
         # This one file and no other: {% include %} and {% import %} find nothing.
         loader=jinja2.FunctionLoader(
@@ -200,9 +200,10 @@ def compile_template(
     try:
         template = environment.get_template(file.name)
     except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"format: template {file} line {exc.lineno}: {exc.message}") from None
+        reason = f"template {file} line {exc.lineno}: {exc.message}"
+        raise ConfigError.about("format", reason) from None
     except MemoryError:
-        raise ConfigError(f"format: template {file}: out of memory when compiled") from None
+        raise ConfigError.about("format", f"template {file}: out of memory when compiled") from None
     return CompiledTemplate(file, template, content_type_of(file), max_bytes)
 
 

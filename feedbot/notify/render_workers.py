@@ -246,17 +246,19 @@ def check_template(path: str | os.PathLike[str], limits: TemplateLimits | None =
         try:
             payload, _stopping = _receive(ours)
         except TimeoutError:
-            raise ConfigError(
-                f"format: template {path}: compiling and the test render took over {seconds:g} s"
+            raise ConfigError.about(
+                "format", f"template {path}: compiling and the test render took over {seconds:g} s"
             ) from None
         except (OSError, EOFError):
             process.join(5)  # it closed its end: it is ending
-            raise ConfigError(
-                f"format: template {path}: the render worker ended ({_exit_of(process)}) "
-                "in the test render"
+            raise ConfigError.about(
+                "format",
+                f"template {path}: the render worker ended ({_exit_of(process)}) "
+                "in the test render",
             ) from None
     except (OSError, EOFError) as exc:
-        raise ConfigError(f"format: template {path}: no render worker could start: {exc}") from None
+        reason = f"template {path}: no render worker could start: {exc}"
+        raise ConfigError.about("format", reason) from None
     finally:
         ours.close()
         if process.is_alive():
@@ -320,13 +322,13 @@ def _serve(job: _Render | _Check, templates: dict[str, CompiledTemplate]) -> _Re
             try:
                 template = compile_template(job.path, max_bytes=job.max_bytes)
             except ConfigError as exc:  # changed or removed since it was checked
-                raise TemplateError(job.path, str(exc).removeprefix("format: ")) from None
+                raise TemplateError(job.path, exc.reason) from None
             templates[job.path] = template
         return RenderedPayload(template.render(job.context), template.content_type), False
     except MemoryError:
         templates.clear()
         error = TemplateError(job.path, "out of memory", limit=TemplateLimit.MEMORY)
-        return (ConfigError(f"format: {error}") if isinstance(job, _Check) else error), True
+        return (ConfigError.about("format", str(error)) if isinstance(job, _Check) else error), True
     except FeedbotError as exc:
         # Out of memory (the render turned the MemoryError into its error): what
         # this process took on the way may not all come back, so a fresh one takes
