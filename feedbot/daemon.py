@@ -138,13 +138,15 @@ class Daemon:
             self._failures = 0
         self.last_poll = result
         self.metrics.record_poll(result, ended_at=time.time())
-        if result.changed_topics:
+        # The all-events feed changes with any stored or removed event, topics or not.
+        changed = result.new or result.updated or result.removed
+        if result.changed_topics or changed:
             self.cache.invalidate(result.changed_topics)
         if result.alerts:
             self._wake_deliverers()
         if result.unsettled:
             self._poll_when_settled(result.unsettled)
-        if result.new or result.updated or result.rejected or days is None:
+        if changed or result.missing or result.rejected or days is None:
             where = "days " + ", ".join(sorted(days)) if days else "archive"
             log.info("poll of %s: %s, %d alerts queued", where, result.summary, result.alerts)
         return result

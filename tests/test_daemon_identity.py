@@ -197,3 +197,35 @@ async def test_reword_touch_remove_restore_and_both_present(tmp_path: Path, arch
     sent = alerts(receiver)
     assert sent.count(("event.created", first_id)) == 1
     assert ("event.created", new_id) not in sent
+
+
+async def test_a_removed_event_without_topics_leaves_the_cached_all_events_feed(
+    tmp_path: Path, archive: Path
+) -> None:
+    today = day_key(datetime.now(UTC).date())
+    event_id = f"{today}/a-lone-event"
+    text = (
+        f"Formats: [HTML](/news/{event_id}.html)\n\n"
+        f"### [{today.replace('/', '-')}](/news/{today}/index.md)\n\n#  A lone event.\n"
+    )
+    async with running_receiver() as receiver, aiohttp.ClientSession() as session:
+        config = write_config(tmp_path, archive, receiver.url)
+        async with feedbot_run(config) as daemon:
+            await daemon.first_poll(session)
+            put(archive / "news" / today / "a-second-lone-event.md", text.encode())
+            lone = put(archive / "news" / today / "a-lone-event.md", text.encode())
+            await until(lambda: ("event.created", event_id) in alerts(receiver))
+            assert event_urn(event_id) in await entries(session, daemon)  # now cached
+            before = await polls(session, daemon)
+            lone.unlink()
+
+            async def polled_again() -> bool:
+                return await polls(session, daemon) > before
+
+            await until_async(polled_again, what="a poll after the removal")
+            # The next poll of the day (the other page touched): no event stored, none
+            # with a topic removed, yet the all-events feed changed.
+            touched = datetime.now(UTC).timestamp() - 7200
+            os.utime(next((archive / "news" / today).glob("*.md")), (touched, touched))
+            await until(lambda: ("event.deleted", event_id) in alerts(receiver))
+            assert event_urn(event_id) not in await entries(session, daemon)
