@@ -229,6 +229,7 @@ class Daemon:
         while not self._stop.is_set():
             try:
                 async for days in self.source.changed_days(stop=self._stop):
+                    self.metrics.archive_watch.set(1)
                     if unavailable:
                         log.info("watch of %s in place again", self.source.description)
                         unavailable = ""
@@ -236,10 +237,12 @@ class Daemon:
                         continue  # a page still being written: polled once it settles
                     await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:
+                self.metrics.archive_watch.set(0)
                 if str(exc) != unavailable:
                     log.warning("watch unavailable, polling only: %s", exc)
                 unavailable = str(exc)
             except Exception:
+                self.metrics.archive_watch.set(0)
                 log.exception("watch failed; restarting it")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=5)

@@ -34,6 +34,11 @@ class Metrics:
         self.last_poll = Gauge(
             "feedbot_last_poll_timestamp_seconds", "When the last poll ended", registry=r
         )
+        self.archive_watch = Gauge(
+            "feedbot_archive_watch",
+            "1 while the folder watch is in place (a page written from then on is seen)",
+            registry=r,
+        )
         self.feed_requests = Counter(
             "feedbot_feed_requests",
             "Feed requests, by format and HTTP status",

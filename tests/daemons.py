@@ -128,6 +128,15 @@ class Daemon:
 
         await until_async(polled, what="a first poll")
 
+    async def watching(self, session: aiohttp.ClientSession) -> None:
+        """Wait for the folder watch to be in place: a page written from then on is
+        seen (before it, a rewritten page can go unnoticed until the next poll)."""
+
+        async def ready() -> bool:
+            return await self.metric(session, "feedbot_archive_watch") == 1
+
+        await until_async(ready, what="the folder watch")
+
 
 @asynccontextmanager
 async def feedbot_run(config: Path, *options: str) -> AsyncIterator[Daemon]:

@@ -122,6 +122,7 @@ async def test_reword_touch_remove_restore_and_both_present(tmp_path: Path, arch
         config = write_config(tmp_path, archive, receiver.url)
         async with feedbot_run(config) as daemon:
             await daemon.first_poll(session)
+            await daemon.watching(session)
             page(archive, today, "dam-bursts-four-villages", TITLE)
             await until(lambda: ("event.created", first_id) in alerts(receiver))
             created = (await entries(session, daemon))[urn]
@@ -212,6 +213,7 @@ async def test_a_removed_event_without_topics_leaves_the_cached_all_events_feed(
         config = write_config(tmp_path, archive, receiver.url)
         async with feedbot_run(config) as daemon:
             await daemon.first_poll(session)
+            await daemon.watching(session)
             put(archive / "news" / today / "a-second-lone-event.md", text.encode())
             lone = put(archive / "news" / today / "a-lone-event.md", text.encode())
             await until(lambda: ("event.created", event_id) in alerts(receiver))

@@ -76,6 +76,7 @@ async def test_a_page_rewritten_with_the_same_bytes_keeps_its_updated(
     config = write_config(tmp_path, archive)
     async with aiohttp.ClientSession() as session, feedbot_run(config) as daemon:
         await daemon.first_poll(session)
+        await daemon.watching(session)
         before = await seed_entry(session, daemon)
         assert before[0] is not None
         read = await pages_read(session, daemon)
