@@ -189,7 +189,7 @@ def match_successors(gone: Sequence[Page], new: Sequence[Page]) -> dict[str, str
 class Decision:
     new: tuple[EventRecord, ...]
     changed: tuple[EventRecord, ...]
-    unchanged: int
+    unchanged: tuple[str, ...]  # their ids
 
 
 def decide(parsed: Iterable[EventRecord], known_hashes: Mapping[str, str]) -> Decision:
@@ -201,7 +201,7 @@ def decide(parsed: Iterable[EventRecord], known_hashes: Mapping[str, str]) -> De
     latest = {record.id: record for record in parsed}
     new: list[EventRecord] = []
     changed: list[EventRecord] = []
-    unchanged = 0
+    unchanged: list[str] = []
     for record in latest.values():
         known = known_hashes.get(record.id)
         if known is None:
@@ -209,8 +209,8 @@ def decide(parsed: Iterable[EventRecord], known_hashes: Mapping[str, str]) -> De
         elif known != record.content_hash:
             changed.append(record)
         else:
-            unchanged += 1
-    return Decision(tuple(new), tuple(changed), unchanged)
+            unchanged.append(record.id)
+    return Decision(tuple(new), tuple(changed), tuple(unchanged))
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +219,7 @@ class Plan:
 
     new: tuple[EventRecord, ...]  # events never seen: event.created
     changed: tuple[EventRecord, ...]  # under their kept ids, successors included
-    unchanged: int
+    unchanged: tuple[str, ...]  # kept ids
     moved: Mapping[str, str]  # page id -> kept id: the page each event is read from now
     missing: frozenset[str]  # kept ids whose page left a complete listing
     present: frozenset[str]  # kept ids of missing or removed events seen again
@@ -255,7 +255,7 @@ def plan(
     )
     new = [record for record in decision.new if record.id not in matches]
     changed = list(decision.changed)
-    unchanged = decision.unchanged
+    unchanged = list(decision.unchanged)
     for record in decision.new:
         kept = matches.get(record.id)
         if kept is None:
@@ -264,13 +264,13 @@ def plan(
         present.add(kept)
         successor = with_id(record, kept)
         if successor.content_hash == open_[kept][1]:
-            unchanged += 1
+            unchanged.append(kept)
         else:
             changed.append(successor)
     return Plan(
         new=tuple(new),
         changed=tuple(changed),
-        unchanged=unchanged,
+        unchanged=tuple(unchanged),
         moved=moved,
         missing=frozenset(gone - present),
         present=frozenset(present),

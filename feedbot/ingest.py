@@ -60,6 +60,9 @@ class PollResult:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    # The unchanged of the batches that hold a day read again in this poll (a page
+    # in it was being written), so that each of its pages counts once.
+    unchanged_ids: set[str] = field(default_factory=set, repr=False)
     rejected: dict[str, str] = field(default_factory=dict)  # path -> reason
     changed_topics: set[str] = field(default_factory=set)  # slugs whose feeds changed
     alerts: int = 0  # deliveries queued
@@ -153,9 +156,10 @@ class Ingestor:
                     wait = (max(waiting.values()) - self._clock()).total_seconds()
                     await asyncio.sleep(min(max(wait, 0.0), SETTLE_WAIT))
                     again = PollResult()
-                    await self._pass(parser, set(waiting), again, alert_since, progress)
-                    # Pages of those days read the first time count once: the second
-                    # read adds all but its unchanged pages.
+                    await self._pass(
+                        parser, set(waiting), again, alert_since, progress, reread=True
+                    )
+                    result.unchanged += len(again.unchanged_ids - result.unchanged_ids)
                     result.new += again.new
                     result.updated += again.updated
                     result.rejected.update(again.rejected)
@@ -185,6 +189,8 @@ class Ingestor:
         result: PollResult,
         alert_since: date | None,
         progress: Callable[[int], None] | None,
+        *,
+        reread: bool = False,
     ) -> None:
         assert self._marks is not None
         # A pipeline of one: batch N is parsed (in worker processes when large)
@@ -194,12 +200,12 @@ class Ingestor:
             parsing = asyncio.ensure_future(parser.parse(batch.pages))
             try:
                 if parsed_batch is not None:
-                    await self._store(*parsed_batch, result, alert_since, progress)
+                    await self._store(*parsed_batch, result, alert_since, progress, reread)
             finally:
                 parsed = await parsing
             parsed_batch = (batch, parsed)
         if parsed_batch is not None:
-            await self._store(*parsed_batch, result, alert_since, progress)
+            await self._store(*parsed_batch, result, alert_since, progress, reread)
 
     async def _store(
         self,
@@ -208,6 +214,7 @@ class Ingestor:
         result: PollResult,
         alert_since: date | None,
         progress: Callable[[int], None] | None,
+        reread: bool,
     ) -> None:
         assert self._marks is not None
         events = parsed.events
@@ -245,7 +252,9 @@ class Ingestor:
         self._report(rejected, accepted)
         result.new += len(decision.new)
         result.updated += len(decision.changed)
-        result.unchanged += decision.unchanged
+        result.unchanged += len(decision.unchanged)
+        if batch.unsettled or changing or reread:
+            result.unchanged_ids.update(decision.unchanged)
         result.renamed += decision.renamed
         result.missing += len(decision.missing)
         result.rejected.update(reasons)

@@ -27,7 +27,7 @@ def test_decide_splits_new_changed_unchanged() -> None:
     decision = decide([a, b, c], known)
     assert decision.new == (c,)
     assert decision.changed == (b,)
-    assert decision.unchanged == 1
+    assert decision.unchanged == ("a",)
 
 
 def test_decide_keeps_the_last_of_duplicate_ids() -> None:
@@ -148,6 +148,24 @@ async def test_a_half_written_page_is_not_taken_as_an_update(
     stored = await store.get_event("2007/07/10/storm")
     assert stored is not None and stored.event.title.endswith("at dawn")
     assert len(stored.event.sources) == 1
+
+
+async def test_a_day_read_twice_in_one_poll_counts_each_page_once(
+    store: Store, archive: Path, clock: Clock
+) -> None:
+    day = "2007/07/10"
+    pages = [write_page(archive, day, slug, title) for slug, title in (("a", "A"), ("b", "B"))]
+    for page in pages:
+        _date(page, clock() - timedelta(hours=1))
+    ingestor = Ingestor(store, LocalArchiveSource(archive, settle_ms=100, clock=clock), clock=clock)
+    await ingestor.poll()
+    # Page a rewritten with the same bytes just now: the poll reads b, waits for a
+    # to settle (the clock moves on once the first read is stored) and reads the
+    # day again, a and b.
+    pages[0].write_bytes(pages[0].read_bytes())
+    _date(pages[0], clock() - timedelta(milliseconds=30))
+    result = await ingestor.poll(days={day}, progress=lambda _pages: clock.advance(1))
+    assert (result.new, result.updated, result.unchanged, result.unsettled) == (0, 0, 2, {})
 
 
 async def test_a_rejected_page_is_warned_about_once_per_reason_and_content(
