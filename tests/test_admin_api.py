@@ -90,13 +90,7 @@ async def serve(
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async for served in serve(tmp_path, settings()):
-        yield served
-
-
-@pytest.fixture
-async def api_on(tmp_path: Path, store_url: str) -> AsyncIterator[Api]:
+async def api(tmp_path: Path, store_url: str) -> AsyncIterator[Api]:
     """The API over each backend's store."""
     async for served in serve(tmp_path, settings(), store_url):
         yield served
@@ -555,14 +549,14 @@ class _RemovedRightAfterRead:
     "body", [{"active": False}, {"active": True}, {"topics": ["flood"]}, {}], ids=str
 )
 async def test_a_patch_racing_a_delete_is_404(
-    api_on: Api, store_url: str, body: dict[str, Any]
+    api: Api, store_url: str, body: dict[str, Any]
 ) -> None:
-    created = await api_on.call("POST", "/api/v1/subscriptions", {"url": HOOK})
+    created = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK})
     sub_id = created.json["id"]
     other = await Store.open(store_url)
     try:
-        api_on.store.subscriptions = _RemovedRightAfterRead(api_on.store.subscriptions, other)  # type: ignore[assignment]
-        reply = await api_on.call("PATCH", f"/api/v1/subscriptions/{sub_id}", body)
+        api.store.subscriptions = _RemovedRightAfterRead(api.store.subscriptions, other)  # type: ignore[assignment]
+        reply = await api.call("PATCH", f"/api/v1/subscriptions/{sub_id}", body)
     finally:
         await other.close()
     assert (reply.status, reply.json) == (
@@ -570,20 +564,20 @@ async def test_a_patch_racing_a_delete_is_404(
         {"error": f"no subscription {sub_id!r}", "field": "id"},
     )
     assert "Retry-After" not in reply.headers
-    assert await api_on.store.subscriptions.all() == []
+    assert await api.store.subscriptions.all() == []
 
 
 async def test_a_template_subscription_is_switched_on_after_a_410(
-    api_on: Api, tmp_path: Path
+    api: Api, tmp_path: Path
 ) -> None:
     # The operator gave it a template (config or CLI); the API may still switch it.
     template = tmp_path / "alert.json.j2"
     template.write_text('{"title": {{ event.title | tojson }}}\n', encoding="utf-8")
-    stored = await api_on.store.subscriptions.add(
+    stored = await api.store.subscriptions.add(
         Subscription(id="", url=HOOK, format=f"template:{template}", origin="cli"), now=T0
     )
     path = f"/api/v1/subscriptions/{stored.id}"
-    await api_on.store.write_batch(
+    await api.store.write_batch(
         new=[EventRecord.of(event("2026/11/27/e0", "Flood"))],
         changed=[],
         marks_={},
@@ -592,33 +586,33 @@ async def test_a_template_subscription_is_switched_on_after_a_410(
         now=T0,
         alert_since=None,
     )
-    (job,) = await api_on.store.outbox.claim_due(
+    (job,) = await api.store.outbox.claim_due(
         now=T0, limit=1, worker="w", lease=timedelta(seconds=60)
     )
     gone = AttemptReport(
         T0, 5, 410, "HTTP 410", DeliveryStatus.FAILED, disable_subscription="HTTP 410 Gone"
     )
-    await api_on.store.outbox.finish_attempt(job.delivery, gone)
-    assert (await api_on.call("GET", path)).json["disabled_reason"] == "HTTP 410 Gone"
+    await api.store.outbox.finish_attempt(job.delivery, gone)
+    assert (await api.call("GET", path)).json["disabled_reason"] == "HTTP 410 Gone"
 
-    on = await api_on.call("PATCH", path, {"active": True})
+    on = await api.call("PATCH", path, {"active": True})
     assert on.status == 200, on.text
     assert (on.json["active"], on.json["disabled_reason"]) == (True, None)
     assert on.json["format"] == f"template:{template}"
-    off = await api_on.call("PATCH", path, {"active": False})
+    off = await api.call("PATCH", path, {"active": False})
     assert off.status == 200, off.text
     assert (off.json["active"], off.json["disabled_reason"]) == (
         False,
         "disabled through the admin API",
     )
-    assert (await api_on.call("PATCH", path, {"active": True})).json["active"] is True
+    assert (await api.call("PATCH", path, {"active": True})).json["active"] is True
     # Its other fields change too; the template stays, but the API names none.
-    topics = await api_on.call("PATCH", path, {"topics": ["flood"]})
+    topics = await api.call("PATCH", path, {"topics": ["flood"]})
     assert topics.status == 200, topics.text
     assert (topics.json["topics"], topics.json["format"]) == (["flood"], f"template:{template}")
-    named = await api_on.call("PATCH", path, {"format": f"template:{template}"})
+    named = await api.call("PATCH", path, {"format": f"template:{template}"})
     assert (named.status, named.json["field"]) == (400, "format")
-    replay = await api_on.call("POST", "/api/v1/deliveries/replay", {"ids": [job.delivery.id]})
+    replay = await api.call("POST", "/api/v1/deliveries/replay", {"ids": [job.delivery.id]})
     assert replay.json["results"][0]["outcome"] == "queued"
 
 

@@ -44,18 +44,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-@pytest.fixture
-def fast_store_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'deliver.db'}"
-
-
-@pytest.fixture
-async def store(fast_store_url: str) -> AsyncIterator[Store]:
-    opened = await Store.open(fast_store_url)
-    yield opened
-    await opened.close()
-
-
 async def subscribe(store: Store, url: str, clock: Clock) -> Subscription:
     return await store.outbox.add_subscription(Subscription(id="", url=url), now=clock())
 

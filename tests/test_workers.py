@@ -15,9 +15,7 @@ import asyncio
 import base64
 import os
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -38,7 +36,7 @@ SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
 def config(
-    tmp_path: Path, *, lease: float = 2.0, timeout: float = 5.0, **overrides: object
+    store_url: str, *, lease: float = 2.0, timeout: float = 5.0, **overrides: object
 ) -> DeliveryConfig:
     """``lease``: short by default, so that a dead worker's claims come back within
     the test. A test that counts each alert once gives a live worker all the time
@@ -51,7 +49,7 @@ def config(
         lease=timedelta(seconds=lease),
     )
     values: dict[str, object] = {
-        "store_url": f"sqlite:///{tmp_path / 'workers.db'}",
+        "store_url": store_url,
         "base_url": "https://feedbot.example",
         "settings": settings,
         "policy": RetryPolicy(schedule=(0.2, 0.2, 0.2), jitter=0),
@@ -60,13 +58,6 @@ def config(
     }
     values.update(overrides)
     return DeliveryConfig(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(config(tmp_path).store_url)
-    yield opened
-    await opened.close()
 
 
 async def burst(store: Store, receiver: Receiver, events: int, subscribers: int) -> None:
@@ -93,12 +84,12 @@ async def until_done(store: Store, expected: int, seconds: float = PATIENCE) -> 
 
 
 async def test_every_alert_arrives_once_verifies_and_is_counted(
-    store: Store, tmp_path: Path
+    store: Store, store_url: str
 ) -> None:
     outcomes: list[Outcome] = []
     workers = DeliveryWorkers(
         2,
-        config(tmp_path, lease=PATIENCE, timeout=PATIENCE / 3),
+        config(store_url, lease=PATIENCE, timeout=PATIENCE / 3),
         worker_id="test",
         on_outcome=outcomes.append,
     )
@@ -121,9 +112,9 @@ async def test_every_alert_arrives_once_verifies_and_is_counted(
 
 
 async def test_a_killed_worker_costs_no_alert_and_is_replaced(
-    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: Store, store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    workers = DeliveryWorkers(2, config(tmp_path), worker_id="test")
+    workers = DeliveryWorkers(2, config(store_url), worker_id="test")
     await workers.start()
     victim = workers._workers[0].process
     try:
@@ -158,13 +149,13 @@ async def test_a_killed_worker_costs_no_alert_and_is_replaced(
 
 
 async def test_workers_that_keep_dying_are_given_up(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    store_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A log level no logger knows makes every worker process fail as it starts.
     # Starting a Python process takes seconds on a loaded machine: how long one
     # takes to die must not decide whether it died "as it started".
     monkeypatch.setattr(workers_module, "_SHORT_LIFE", 10 * PATIENCE)
-    broken = DeliveryWorkers(2, config(tmp_path, log_level="no-such-level"), worker_id="test")
+    broken = DeliveryWorkers(2, config(store_url, log_level="no-such-level"), worker_id="test")
     await broken.start()
     try:
         async with asyncio.timeout(2 * PATIENCE):  # eight worker starts, two at a time
