@@ -1,6 +1,7 @@
 """The store's transactions (feedbot/store/_db.py): a read waits for no writer,
 a read cannot write (SQLite), and writers serialize within and across processes
-(SQLite's write lock taken at BEGIN)."""
+(SQLite's write lock taken at BEGIN); the plain SQL of bulk writes, as each
+driver reads it."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from feedbot.errors import StorageError
 from feedbot.store import Store
+from feedbot.store._db import PlainSql
 from feedbot.store.schema import meta, polls
 from feedbot.store.store import PollRecord
 from tests.conftest import PATIENCE, REPO
@@ -125,3 +128,23 @@ async def test_writers_in_two_processes_on_sqlite_serialize(tmp_path: Path) -> N
             assert int(row.scalar_one()) == PROCESSES * TASKS * ROUNDS
     finally:
         await store.close()
+
+
+_UPDATE = PlainSql("UPDATE t SET a = {a}, b = COALESCE({b}, b) WHERE id = {id} AND a <> {a}")
+
+
+def test_plain_sql_for_a_driver_that_numbers_its_parameters() -> None:
+    sql, layout = _UPDATE.plan(postgresql.asyncpg.dialect(), ("id", "a", "b"))
+    assert sql == "UPDATE t SET a = $1, b = COALESCE($2, b) WHERE id = $3 AND a <> $1"
+    assert [index for index, _process in layout] == [1, 2, 0]  # a, b, id
+
+
+def test_plain_sql_for_a_driver_of_question_marks() -> None:
+    sql, layout = _UPDATE.plan(sqlite.dialect(), ("id", "a", "b"))
+    assert sql == "UPDATE t SET a = ?, b = COALESCE(?, b) WHERE id = ? AND a <> ?"
+    assert [index for index, _process in layout] == [1, 2, 0, 1]  # a, b, id, a
+
+
+def test_plain_sql_names_a_parameter_no_row_has() -> None:
+    with pytest.raises(ValueError, match=r"\{b\}"):
+        _UPDATE.plan(sqlite.dialect(), ("id", "a"))

@@ -1,19 +1,22 @@
-"""The engine handle shared by the store's parts: transactions with errors converted
-at the boundary, and the upserts that differ between SQLite and PostgreSQL."""
+"""The engine handle shared by the store's parts: write transactions (one writer at
+a time on SQLite) and reads that wait for none, errors converted at the boundary,
+and bulk inserts, upserts and updates run as plain SQL through the driver's
+executemany."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from itertools import repeat
+from dataclasses import dataclass, field
 from operator import itemgetter
+from string import Formatter
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Table, bindparam, event
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy import Table, event
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import (
     DisconnectionError,
     IntegrityError,
@@ -23,7 +26,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
 
 from feedbot.errors import ConflictError, StorageError, UnavailableError
 
@@ -49,9 +52,12 @@ class Database:
         ):
             event.listen(engine.sync_engine, "connect", _sqlite_no_driver_transactions)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        # Statements built once per table and column list (and conflict handling).
-        self._inserts: dict[tuple[str, tuple[str, ...], tuple[str, ...], bool], UpdateBase] = {}
-        self._plans: dict[tuple[UpdateBase, tuple[str, ...]], tuple[str, _Layout]] = {}
+        # Statements built once per table and column list (and conflict handling),
+        # and their text for the driver once per statement and parameter order.
+        self._inserts: dict[
+            tuple[str, tuple[str, ...], tuple[str, ...] | None, bool], PlainSql
+        ] = {}
+        self._plans: dict[tuple[PlainSql, tuple[str, ...]], tuple[str, _Layout]] = {}
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -113,21 +119,11 @@ class Database:
         if not rows:
             return
         names = tuple(rows[0])
-        update = on_conflict == "update"
-        cache_key = (table.name, names, tuple(keys), update)
-        statement = self._inserts.get(cache_key)
-        if statement is None:
-            insert = self._insert(table).values({name: bindparam(name) for name in names})
-            if update:
-                changes = {c: insert.excluded[c] for c in names if c not in keys}
-                statement = insert.on_conflict_do_update(index_elements=keys, set_=changes)
-            else:
-                statement = insert.on_conflict_do_nothing(index_elements=keys)
-            self._inserts[cache_key] = statement
         values = itemgetter(*names)
         tuples = (
             [values(row) for row in rows] if len(names) > 1 else [(values(row),) for row in rows]
         )
+        statement = self._insert_sql(table, names, tuple(keys), on_conflict == "update")
         await self.execute_many(connection, statement, names, tuples)
 
     async def bulk_insert(
@@ -145,53 +141,123 @@ class Database:
         primary = [columns.index(c.name) for c in table.primary_key.columns if c.name in columns]
         if primary:
             rows = sorted(rows, key=itemgetter(*primary))
-        key = (table.name, tuple(columns), (), False)
-        statement = self._inserts.get(key)
-        if statement is None:
-            statement = self._inserts[key] = table.insert().values(
-                {name: bindparam(name) for name in columns}
-            )
+        statement = self._insert_sql(table, tuple(columns), None, False)
         await self.execute_many(connection, statement, columns, rows)
 
     async def execute_many(
         self,
         connection: AsyncConnection,
-        statement: UpdateBase,
+        statement: PlainSql,
         names: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
     ) -> None:
-        """Run ``statement`` once per row through the driver's executemany; a row
-        holds the values of the bind parameters ``names``, in that order.
+        """Run ``statement`` once per row through the driver's executemany
+        (``exec_driver_sql``); a row holds the values of the parameters ``names``,
+        in that order.
 
         SQLAlchemy's executemany processes every parameter of every row in Python,
         which costs more than SQLite's own work on a first ingest of a large
         archive or a burst of delivery results; here each parameter's bind
         processor runs once per distinct value, column by column, and the rest is
-        the driver's. Same result as
-        ``connection.execute(statement, [dict(zip(names, row)) for row in rows])``.
+        the driver's.
         """
         if not rows:
             return
-        plan = self._plans.get((statement, tuple(names)))
+        key = (statement, tuple(names))
+        plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[(statement, tuple(names))] = _plan(connection, statement, names)
-        if plan is _ORDINARY:  # an unexpected driver: SQLAlchemy's own executemany
-            await connection.execute(
-                statement, [dict(zip(names, row, strict=True)) for row in rows]
-            )
-            return
+            plan = self._plans[key] = statement.plan(connection.dialect, names)
         sql, layout = plan
         given = list(zip(*rows, strict=True))
         columns = [
-            repeat(constant, len(rows))
-            if index is None
-            else (map(_memoized(process), given[index]) if process else given[index])
-            for index, constant, process in layout
+            map(_memoized(process), given[index]) if process else given[index]
+            for index, process in layout
         ]
         await connection.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
-    def _insert(self, table: Table) -> Any:
-        return (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(table)
+    def _insert_sql(
+        self, table: Table, names: tuple[str, ...], keys: tuple[str, ...] | None, update: bool
+    ) -> PlainSql:
+        """The INSERT of ``names`` into ``table``; with ``keys``, a row whose keys
+        exist already updates the other columns (``update``) or is skipped."""
+        cache_key = (table.name, names, keys, update)
+        statement = self._inserts.get(cache_key)
+        if statement is not None:
+            return statement
+        for column in table.columns:
+            # Plain SQL applies the database's defaults only, not SQLAlchemy's.
+            if column.default is not None and column.name not in names:
+                raise ValueError(f"{table.name}.{column.name} has a default SQL would not apply")
+        sql = (
+            f"INSERT INTO {_quoted(table.name)} ({', '.join(map(_quoted, names))})"
+            f" VALUES ({', '.join('{' + name + '}' for name in names)})"
+        )
+        if keys is not None:
+            changes = [name for name in names if name not in keys]
+            sql += f" ON CONFLICT ({', '.join(map(_quoted, keys))})"
+            if update and changes:
+                sets = (f"{_quoted(c)} = excluded.{_quoted(c)}" for c in changes)
+                sql += f" DO UPDATE SET {', '.join(sets)}"
+            else:
+                sql += " DO NOTHING"
+        statement = PlainSql(sql, {name: table.c[name].type for name in names})
+        self._inserts[cache_key] = statement
+        return statement
+
+
+@dataclass(frozen=True, eq=False)
+class PlainSql:
+    """A statement for :meth:`Database.execute_many`: SQL as the database reads it
+    (the same text on SQLite and PostgreSQL), in which ``{name}`` stands for a
+    parameter; ``types`` gives the column type of a parameter whose values need
+    converting on the way in (a datetime: ``UTCDateTime``)."""
+
+    sql: str
+    types: Mapping[str, TypeEngine[Any]] = field(default_factory=dict)
+
+    def plan(self, dialect: Dialect, names: Sequence[str]) -> tuple[str, _Layout]:
+        """The text for ``dialect``'s driver, and where each of its parameters
+        comes from: the index of its value in a row of ``names``, and the
+        conversion of its type."""
+        where = {name: index for index, name in enumerate(names)}
+        numbered: dict[str, int] = {}  # a numeric paramstyle names a repeated parameter once
+        parts: list[str] = []
+        layout: _Layout = []
+        for literal, name, _spec, _conversion in Formatter().parse(self.sql):
+            parts.append(literal.replace("%", "%%") if dialect.paramstyle == "format" else literal)
+            if name is None:
+                continue
+            if name not in where:
+                raise ValueError(f"SQL parameter {{{name}}} is not among {list(names)}")
+            if dialect.paramstyle in ("numeric_dollar", "numeric"):
+                if name not in numbered:
+                    numbered[name] = len(numbered) + 1
+                    layout.append((where[name], self._processor(name, dialect)))
+                mark = "$" if dialect.paramstyle == "numeric_dollar" else ":"
+                parts.append(f"{mark}{numbered[name]}")
+            elif dialect.paramstyle in ("qmark", "format"):
+                layout.append((where[name], self._processor(name, dialect)))
+                parts.append("?" if dialect.paramstyle == "qmark" else "%s")
+            else:
+                raise ValueError(f"driver paramstyle {dialect.paramstyle!r} is not supported")
+        return "".join(parts), layout
+
+    def _processor(self, name: str, dialect: Dialect) -> Callable[[Any], Any] | None:
+        kind = self.types.get(name)
+        return None if kind is None else kind.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _quoted(name: str) -> str:
+    # The store's names are lower-case words: quoted, none can be a keyword.
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a table or column name of the store")
+    return f'"{name}"'
+
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# Where each parameter of a statement's text comes from: a row's value at an
+# index, through its type's conversion when it has one.
+_Layout = list[tuple[int, Callable[[Any], Any] | None]]
 
 
 def _sqlite_no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
@@ -215,33 +281,6 @@ def _sqlite_begin(connection: Connection) -> None:
 
 _READ = "feedbot_read"  # execution option of Database.read's engine
 _QUERY_ONLY = "feedbot_query_only"  # Connection.info key: PRAGMA query_only is on
-
-
-# Where each parameter of a compiled statement comes from: a row's value at
-# ``index`` (through ``process`` when its type has one), or a ``constant`` of the
-# statement's own (the 1 of "attempts + 1").
-_Layout = list[tuple[int | None, Any, Callable[[Any], Any] | None]]
-_ORDINARY: tuple[str, _Layout] = ("", [])  # the plan of a driver whose parameters we do not lay out
-
-
-def _plan(
-    connection: AsyncConnection, statement: UpdateBase, names: Sequence[str]
-) -> tuple[str, _Layout]:
-    dialect = connection.dialect
-    compiled: Any = statement.compile(dialect=dialect)
-    order = compiled.positiontup
-    if order is None or dialect.paramstyle not in ("qmark", "numeric_dollar"):
-        return _ORDINARY
-    where = {name: index for index, name in enumerate(names)}
-    layout: _Layout = []
-    for name in order:
-        process = compiled.binds[name].type.bind_processor(dialect)
-        if name in where:
-            layout.append((where[name], None, process))
-        else:
-            value = compiled.binds[name].effective_value
-            layout.append((None, process(value) if process else value, None))
-    return compiled.string, layout
 
 
 _MISSING = object()

@@ -41,7 +41,7 @@ from feedbot.model import (
     Subscription,
     event_key,
 )
-from feedbot.store._db import Database, chunks
+from feedbot.store._db import Database, PlainSql, chunks
 from feedbot.store.schema import (
     UTCDateTime,
     attempts,
@@ -788,22 +788,13 @@ async def _next_due(connection: AsyncConnection, now: datetime) -> datetime | No
 
 # What one attempt does to its delivery: the outcome, the attempt's answer, the
 # next try when there is one, and the claim released.
-_FINISH = (
-    update(deliveries)
-    .where(deliveries.c.id == bindparam("delivery"))
-    .values(
-        status=bindparam("outcome"),
-        attempts=deliveries.c.attempts + 1,
-        last_attempt_at=bindparam("attempted_at"),
-        last_status=bindparam("http_status"),
-        last_error=bindparam("error"),
-        done_at=bindparam("done_at"),
-        next_attempt_at=func.coalesce(
-            bindparam("next_at", type_=UTCDateTime()), deliveries.c.next_attempt_at
-        ),
-        claimed_by=None,
-        claim_expires=None,
-    )
+_FINISH = PlainSql(
+    "UPDATE deliveries SET status = {outcome}, attempts = attempts + 1,"
+    " last_attempt_at = {attempted_at}, last_status = {http_status}, last_error = {error},"
+    " done_at = {done_at}, next_attempt_at = COALESCE({next_at}, next_attempt_at),"
+    " claimed_by = NULL, claim_expires = NULL"
+    " WHERE id = {delivery}",
+    types={name: UTCDateTime() for name in ("attempted_at", "done_at", "next_at")},
 )
 
 # A subscription's first failure since its last success; a streak already
