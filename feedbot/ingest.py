@@ -122,6 +122,10 @@ class Ingestor:
         self._clock = clock
         self._marks: dict[str, str] | None = None
         self._synced = False
+        # The store held no event when this poll began (a first ingest): no page of
+        # it can be one the store knows or the successor of one.
+        self._empty_store = False
+        self._holds_events = False  # known to: a removed event keeps its row
         # What was last logged about each rejected page: a page is logged again only
         # when its reason or its bytes change, not on every poll that reads it.
         self._reported: dict[str, tuple[str, str]] = {}
@@ -148,6 +152,9 @@ class Ingestor:
         try:
             if self._marks is None:
                 self._marks = await self.store.load_marks()
+            if not self._holds_events:  # once it holds one, it always will
+                self._holds_events = await self.store.holds_events()
+            self._empty_store = not self._holds_events
             alert_since = await self._alert_since(started)
             async with _Parser(self.limits) as parser:
                 await self._pass(parser, days, result, alert_since, progress)
@@ -270,6 +277,8 @@ class Ingestor:
         what it knows of the pages read, its events in the days listed completely
         (one query for the batch's days, none on a first ingest's empty days
         beyond that), and, only when a page is new, the events it may succeed."""
+        if self._empty_store:
+            return plan(events, {}, Departures((), ()), {})
         known = await self.store.identities(e.id for e in events)
         present: dict[str, frozenset[str]] = {}
         for day, paths in listed.items():

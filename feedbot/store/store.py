@@ -587,9 +587,12 @@ class Store:
         With ``prefixes`` (``"2007/07/9/"``), only events whose page lay under
         one of them. Its row, aliases and links stay: a page that comes back
         revives it under the same id."""
-        query = select(events.c.id, events.c.path, events.c.body).where(
-            events.c.missing_since < before, events.c.deleted_at.is_(None)
-        )
+        due = and_(events.c.missing_since < before, events.c.deleted_at.is_(None))
+        # Asked first without the write lock: on almost every poll nothing is due.
+        async with self._db.read() as connection:
+            if (await connection.execute(select(events.c.id).where(due).limit(1))).first() is None:
+                return WriteResult(set(), 0)
+        query = select(events.c.id, events.c.path, events.c.body).where(due)
         async with self._db.transaction() as connection:
             gone = [
                 Event.from_canonical_json(body)
@@ -709,6 +712,12 @@ class Store:
             return {path: reason for path, reason in rows}
 
     # -- reading -----------------------------------------------------------------
+
+    async def holds_events(self) -> bool:
+        """Whether any event is stored, removed ones included."""
+        async with self._db.read() as connection:
+            found = await connection.execute(select(events.c.id).limit(1))
+            return found.first() is not None
 
     async def count_events(self, topic: str | None = None) -> int:
         """How many events (of ``topic``) the feeds hold: removed ones are not counted."""
