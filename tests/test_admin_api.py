@@ -567,9 +567,7 @@ async def test_a_patch_racing_a_delete_is_404(
     assert await api.store.subscriptions.all() == []
 
 
-async def test_a_template_subscription_is_switched_on_after_a_410(
-    api: Api, tmp_path: Path
-) -> None:
+async def test_a_template_subscription_is_switched_on_after_a_410(api: Api, tmp_path: Path) -> None:
     # The operator gave it a template (config or CLI); the API may still switch it.
     template = tmp_path / "alert.json.j2"
     template.write_text('{"title": {{ event.title | tojson }}}\n', encoding="utf-8")
