@@ -10,7 +10,16 @@ from sqlalchemy import select, text
 from feedbot.identity import Listed
 from feedbot.model import Event, EventRecord, Related, RelatedKind, Source, Topic, event_key
 from feedbot.store import Moved, Removed, Store, Tombstone
-from feedbot.store.schema import MIGRATIONS, SCHEMA_VERSION, _identity, event_links, meta
+from feedbot.store.schema import (
+    LAST_STAMP_KEY,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    _distinct_updated,
+    _identity,
+    event_links,
+    events,
+    meta,
+)
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -195,5 +204,43 @@ async def test_migrating_a_store_from_before_identity_keeps_its_events(store_url
         assert (await store.remove_missing(before=T2, now=T2)).removed == 0  # moved: back
         await write(store, T1, missing=["2007/07/9/a"])
         assert (await store.remove_missing(before=T2, now=T2)).removed == 1
+    finally:
+        await store.close()
+
+
+async def test_migrating_a_store_whose_events_share_an_updated_spreads_them(
+    store_url: str,
+) -> None:
+    store = await Store.open(store_url)
+    ids = [f"2007/07/9/{name}" for name in "abcd"]
+    await write(store, new=[ev(i) for i in ids])
+    tick = timedelta(microseconds=1)
+    # As a store written before each event had its own microsecond: a, b and c
+    # share a time, d is one microsecond later, and so is the last stamp handed out.
+    async with store._db.engine.begin() as connection:
+        for event_id, when in zip(ids, (T0, T0, T0, T0 + tick), strict=True):
+            await connection.execute(
+                events.update().where(events.c.id == event_id).values(updated=when)
+            )
+        await connection.execute(
+            meta.update().where(meta.c.key == LAST_STAMP_KEY).values(value=(T0 + tick).isoformat())
+        )
+        await connection.execute(
+            meta.update()
+            .where(meta.c.key == "schema_version")
+            .values(value=str(MIGRATIONS.index(_distinct_updated)))
+        )
+    await store.close()
+    store = await Store.open(store_url)
+    try:
+        stamps = []
+        for event_id in ids:
+            stored = await store.get_event(event_id)
+            assert stored is not None
+            stamps.append(stored.updated)
+        assert stamps == [T0 + n * tick for n in range(4)]  # in order, each its own
+        await write(store, T0, new=[ev("2007/07/9/e")])
+        later = await store.get_event("2007/07/9/e")
+        assert later is not None and later.updated == T0 + 4 * tick
     finally:
         await store.close()

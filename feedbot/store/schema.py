@@ -13,7 +13,7 @@ unique key with a wider one), so a newer feedbot upgrades in place at start-up.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     column,
     delete,
     insert,
@@ -77,6 +78,8 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+LAST_STAMP_KEY = "last_event_stamp"  # meta: the latest first_seen/updated handed out
+STAMP_TICK = timedelta(microseconds=1)  # between two events' stamps
 
 events = Table(
     "events",
@@ -396,6 +399,40 @@ def _identity(connection: Connection) -> None:
         )
 
 
+def _distinct_updated(connection: Connection) -> None:
+    """Give every event an ``updated`` of its own (README: "Subscribing in a
+    reader"). A store written before each event got its own microsecond holds the
+    events of a batch under one time, which the Feed Validator reports and readers
+    cannot order. In (updated, id) order, an event not after the one before is
+    moved to one microsecond after it: the order stays, and a time moves by no
+    more microseconds than events shared it. The last stamp handed out follows. A
+    store without ties is left as it is."""
+    rows = connection.execute(
+        select(events.c.id, events.c.updated).order_by(events.c.updated, events.c.id)
+    )
+    changes: list[dict[str, object]] = []
+    last: datetime | None = None
+    for event_id, updated in rows.all():
+        if last is not None and updated <= last:
+            updated = last + STAMP_TICK
+            changes.append({"moved": event_id, "stamp": updated})
+        last = updated
+    if not changes or last is None:
+        return
+    move = (
+        update(events).where(events.c.id == bindparam("moved")).values(updated=bindparam("stamp"))
+    )
+    for start in range(0, len(changes), 10_000):
+        connection.execute(move, changes[start : start + 10_000])
+    handed_out = connection.execute(
+        select(meta.c.value).where(meta.c.key == LAST_STAMP_KEY)
+    ).scalar_one_or_none()
+    if handed_out is not None and datetime.fromisoformat(handed_out) < last:
+        connection.execute(
+            update(meta).where(meta.c.key == LAST_STAMP_KEY).values(value=last.isoformat())
+        )
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
@@ -404,6 +441,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _one_config_subscription_per_url,
     _alert_kinds,
     _identity,
+    _distinct_updated,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

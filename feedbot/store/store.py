@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from feedbot.store._db import Database, chunks
 from feedbot.store.outbox import Outbox, queue_alerts
 from feedbot.store.replicas import Change, Replicas
 from feedbot.store.schema import (
+    LAST_STAMP_KEY,
+    STAMP_TICK,
     aliases,
     event_links,
     event_topics,
@@ -629,18 +631,18 @@ class Store:
         kept in ``meta`` (read in this transaction, so a poller taking over from
         another replica continues after it); a store written before that key
         existed starts after its latest ``updated``."""
-        row = await connection.execute(select(meta.c.value).where(meta.c.key == _LAST_STAMP))
+        row = await connection.execute(select(meta.c.value).where(meta.c.key == LAST_STAMP_KEY))
         last_text = row.scalar_one_or_none()
         if last_text is not None:
             last: datetime | None = datetime.fromisoformat(last_text)
         else:
             last = (await connection.execute(select(func.max(events.c.updated)))).scalar()
-        first = now if last is None else max(now, last + _TICK)
-        stamps = [first + i * _TICK for i in range(count)]
+        first = now if last is None else max(now, last + STAMP_TICK)
+        stamps = [first + i * STAMP_TICK for i in range(count)]
         await self._db.insert_rows(
             connection,
             meta,
-            [{"key": _LAST_STAMP, "value": stamps[-1].isoformat()}],
+            [{"key": LAST_STAMP_KEY, "value": stamps[-1].isoformat()}],
             keys=["key"],
             on_conflict="update",
         )
@@ -849,8 +851,6 @@ _KNOWN_COLUMNS = (
     events.c.deleted_at,
 )
 _DAYS_PER_QUERY = 100  # ranges OR-ed in one query
-_LAST_STAMP = "last_event_stamp"  # meta key: the latest first_seen/updated handed out
-_TICK = timedelta(microseconds=1)
 
 
 def _event_values(record: EventRecord) -> tuple[Any, ...]:
