@@ -102,6 +102,24 @@ async def test_links_to_either_path_lead_to_the_kept_event(store: Store) -> None
     assert targets == {event_key("2007/07/9/old")}
 
 
+async def test_a_rename_changes_the_feeds_of_the_events_linking_to_the_new_path(
+    store: Store,
+) -> None:
+    linking = ev("2007/07/8/before", topics=("Rivers",), related=("2007/07/9/new",))
+    await write(store, new=[ev("2007/07/9/old", topics=("Dams",)), linking])
+    renamed = await store.write_batch(
+        new=[],
+        changed=[EventRecord.of(ev("2007/07/9/old", "x", topics=("Dams",)))],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=T1,
+        moved={"2007/07/9/new": "2007/07/9/old"},
+    )
+    # The Rivers entry now links to the kept event, not to the alias.
+    assert renamed.topics == {"dams", "rivers"}
+
+
 async def test_listed_events_are_those_whose_page_lies_in_the_day(store: Store) -> None:
     await write(
         store,

@@ -381,7 +381,7 @@ class Store:
                     ],
                 )
             if moved:
-                await self._move(connection, moved, now)
+                affected |= await self._move(connection, moved, now)
             both = [*new, *changed]
             topic_names = {slug: name for e in both for slug, name in e.topics}
             if topic_names:
@@ -456,10 +456,12 @@ class Store:
 
     async def _move(
         self, connection: AsyncConnection, moved: Mapping[str, str], now: datetime
-    ) -> None:
+    ) -> set[str]:
         """Each event of ``moved`` (page id -> kept id) is now read from that page:
         the page id becomes an alias of the kept one (for good), and the links
-        stored to the alias lead to the kept event."""
+        stored to the alias lead to the kept event. Returns the topics of the
+        events whose links moved: their entries now link elsewhere."""
+        linking: set[int] = set()
         new_aliases = {page: kept for page, kept in moved.items() if page != kept}
         await self._db.insert_rows(
             connection,
@@ -487,6 +489,7 @@ class Store:
             retargeted = [
                 {"event_key": source, "target_key": kept_key, "kind": kind} for source, kind in rows
             ]
+            linking.update(row["event_key"] for row in retargeted)
             if retargeted:
                 await self._db.insert_rows(
                     connection,
@@ -498,6 +501,14 @@ class Store:
                 await connection.execute(
                     delete(event_links).where(event_links.c.target_key == alias_key)
                 )
+        topics_of_linking: set[str] = set()
+        for chunk in chunks(sorted(linking)):
+            bodies = await connection.execute(
+                select(events.c.body).where(events.c.key.in_(chunk), events.c.deleted_at.is_(None))
+            )
+            for (body,) in bodies:
+                topics_of_linking.update(Event.from_canonical_json(body).topic_slugs)
+        return topics_of_linking
 
     @staticmethod
     async def _any_alias(connection: AsyncConnection) -> bool:
