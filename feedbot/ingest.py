@@ -123,7 +123,7 @@ class Ingestor:
         self._marks: dict[str, str] | None = None
         self._synced = False
         # The store held no event when this poll began (a first ingest): no page of
-        # it can be one the store knows or the successor of one.
+        # its first read can be one the store knows or the successor of one.
         self._empty_store = False
         self._holds_events = False  # known to: a removed event keeps its row
         # What was last logged about each rejected page: a page is logged again only
@@ -163,6 +163,7 @@ class Ingestor:
                     wait = (max(waiting.values()) - self._clock()).total_seconds()
                     await asyncio.sleep(min(max(wait, 0.0), SETTLE_WAIT))
                     again = PollResult()
+                    self._empty_store = False  # the first read may have stored some
                     await self._pass(
                         parser, set(waiting), again, alert_since, progress, reread=True
                     )
