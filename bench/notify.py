@@ -162,7 +162,7 @@ def subscription_urls(port: int, run: str, count: int) -> list[str]:
 async def add_subscriptions(store: Store, urls: Sequence[str]) -> list[Subscription]:
     now = datetime.now(UTC)
     return [
-        await store.outbox.add_subscription(
+        await store.subscriptions.add(
             Subscription(id="", url=url, topics=("*",), secret=secret_of(i)), now=now
         )
         for i, url in enumerate(urls)

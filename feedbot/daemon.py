@@ -254,7 +254,9 @@ class Daemon:
         wanted = config_subscriptions(
             settings.subscriptions, self.policy, template_limits(settings)
         )
-        added, updated, removed = await self.store.outbox.reconcile_config(wanted, now=utc_now())
+        added, updated, removed = await self.store.subscriptions.reconcile_config(
+            wanted, now=utc_now()
+        )
         if added or updated or removed:
             log.info(
                 "subscriptions from the config: %d added, %d updated, %d removed",

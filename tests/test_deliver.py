@@ -45,7 +45,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def subscribe(store: Store, url: str, clock: Clock) -> Subscription:
-    return await store.outbox.add_subscription(Subscription(id="", url=url), now=clock())
+    return await store.subscriptions.add(Subscription(id="", url=url), now=clock())
 
 
 async def new_events(store: Store, clock: Clock, *ids: str) -> None:
@@ -214,7 +214,7 @@ async def test_gone_disables_the_subscription(store: Store, session, clock: Cloc
             return await store.outbox.count(DeliveryStatus.FAILED) == 1
 
         await run_until(deliverer(store, session, clock), failed)
-    stored = await store.outbox.subscription(subscription.id)
+    stored = await store.subscriptions.get(subscription.id)
     assert stored is not None and not stored.active
     assert stored.disabled_reason == "the receiver answered 410 Gone"
 
@@ -301,7 +301,7 @@ async def test_a_subscription_failing_for_days_is_disabled(
             if (await store.outbox.deliveries())[0].status is DeliveryStatus.FAILED:
                 break
             clock.advance(3600)
-    stored = await store.outbox.subscription(subscription.id)
+    stored = await store.subscriptions.get(subscription.id)
     assert stored is not None and not stored.active
     assert stored.disabled_reason == "failing since 2026-11-27 12:00 UTC"
     assert attempts == 5 * 24 + 1  # hourly attempts until five days had passed
@@ -347,7 +347,7 @@ async def test_a_late_answer_under_a_lost_claim_is_not_reported(
         await late.drain(PATIENCE)
     assert "late answer ignored" in caplog.text  # judged, not dropped by drain
     assert reported == []
-    assert (await store.outbox.subscription(subscription.id)).active  # type: ignore[union-attr]
+    assert (await store.subscriptions.get(subscription.id)).active  # type: ignore[union-attr]
     assert "subscription disabled" not in caplog.text
 
 
@@ -374,7 +374,7 @@ async def test_a_target_the_guard_refuses_fails_at_once_with_its_reason(
         assert receiver.received == []
     (delivery,) = await store.outbox.deliveries()
     assert (delivery.attempts, delivery.last_error) == (1, "refused: 127.0.0.1 (loopback)")
-    stored = await store.outbox.subscription(subscription.id)
+    stored = await store.subscriptions.get(subscription.id)
     assert stored is not None and stored.active
 
 

@@ -83,7 +83,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def subscribe(store: Store, url: str, now: datetime) -> Subscription:
-    return await store.outbox.add_subscription(Subscription(id="", url=url), now=now)
+    return await store.subscriptions.add(Subscription(id="", url=url), now=now)
 
 
 async def new_events(store: Store, now: datetime, *ids: str) -> None:

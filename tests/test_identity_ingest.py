@@ -63,7 +63,7 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 async def ingestor(store: Store, root: Path, clock: Clock) -> Ingestor:
     (root / "news").mkdir(parents=True)
-    await store.outbox.add_subscription(
+    await store.subscriptions.add(
         Subscription(
             id="all",
             url="https://hooks.example/x",

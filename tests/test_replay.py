@@ -28,7 +28,7 @@ async def build_scene(store: Store) -> Scene:
     """Subscriptions a (active), b (disabled by a 410), c (removed), d (paused),
     each alerted about its own events, the deliveries brought to their states."""
     subs = {
-        name: await store.outbox.add_subscription(
+        name: await store.subscriptions.add(
             sub(f"https://hooks.example.org/{name}", topics=(name,)), now=T0
         )
         for name in "abcd"
@@ -61,11 +61,11 @@ async def build_scene(store: Store) -> Scene:
     )
     for name in ("pending", "removed", "held"):
         await store.outbox.release(ids[name])
-    assert await store.outbox.remove_subscription(subs["c"].id, now=T0)
-    await store.outbox.update_subscription(
+    assert await store.subscriptions.remove(subs["c"].id, now=T0)
+    await store.subscriptions.update(
         replace(subs["d"], active=False, disabled_reason="paused by the operator")
     )
-    disabled = await store.outbox.subscription(subs["b"].id)
+    disabled = await store.subscriptions.get(subs["b"].id)
     assert disabled is not None and not disabled.active
     return Scene(**ids, disabled_subscription=disabled)
 
@@ -133,7 +133,7 @@ async def test_replaying_every_failed_one_answers_for_each(store: Store) -> None
         scene.disabled: ReplayOutcome.SUBSCRIPTION_DISABLED,
     }
     # Once the subscription is on again, its failed delivery is queued.
-    await store.outbox.update_subscription(replace(scene.disabled_subscription, active=True))
+    await store.subscriptions.update(replace(scene.disabled_subscription, active=True))
     (result,) = await store.outbox.replay([scene.disabled], now=T0)
     assert result.outcome is ReplayOutcome.QUEUED
     assert await status(store, scene.disabled) is DeliveryStatus.PENDING

@@ -54,7 +54,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 async def subscribe(store: Store, url: str, clock: Clock, format: str = "json") -> Subscription:
     # As the CLI or the config would store it (their test render is tests/test_templates.py's).
     subscription = Subscription(id="", url=url, format=format, origin="cli")
-    return await store.outbox.add_subscription(subscription, now=clock())
+    return await store.subscriptions.add(subscription, now=clock())
 
 
 async def new_events(store: Store, clock: Clock, *ids: str) -> None:
@@ -190,7 +190,7 @@ async def test_a_template_over_a_limit_fails_its_attempts_then_its_subscription_
                 clock() + timedelta(seconds=5),
             )
             await until(lambda: titles(json_hook) == ["Event 2026/11/27/a"])
-            assert (await store.outbox.subscription(bad.id)).active  # type: ignore[union-attr]
+            assert (await store.subscriptions.get(bad.id)).active  # type: ignore[union-attr]
 
             # The second in a row disables the subscription, with the reason.
             clock.advance(5)
@@ -198,11 +198,11 @@ async def test_a_template_over_a_limit_fails_its_attempts_then_its_subscription_
             await until_async(lambda: attempted(2))
 
             async def disabled() -> bool:
-                found = await store.outbox.subscription(bad.id)
+                found = await store.subscriptions.get(bad.id)
                 return found is not None and not found.active
 
             await until_async(disabled)
-            stopped = await store.outbox.subscription(bad.id)
+            stopped = await store.subscriptions.get(bad.id)
             assert stopped is not None
             assert (
                 stopped.disabled_reason

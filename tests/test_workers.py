@@ -63,7 +63,7 @@ def config(
 async def burst(store: Store, receiver: Receiver, events: int, subscribers: int) -> None:
     now = datetime.now(UTC)
     for n in range(subscribers):
-        await store.outbox.add_subscription(
+        await store.subscriptions.add(
             Subscription(id="", url=f"{receiver.url}?s={n}", secret=SECRET), now=now
         )
     records = [

@@ -50,7 +50,7 @@ from feedbot.store.schema import (
     events,
     subscriptions,
 )
-from feedbot.store.subscriptions import Subscriptions, fail_pending, subscription_of
+from feedbot.store.subscriptions import fail_pending, subscription_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,36 +299,8 @@ _KINDS = {kind.value: kind for kind in AlertKind}
 class Outbox:
     """The deliveries. Reached as ``store.outbox``."""
 
-    def __init__(self, db: Database, subscriptions: Subscriptions | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._subscriptions = subscriptions or Subscriptions(db)
-
-    # -- subscriptions: store.subscriptions's, here for the callers that use these --
-
-    async def add_subscription(self, subscription: Subscription, *, now: datetime) -> Subscription:
-        return await self._subscriptions.add(subscription, now=now)
-
-    async def update_subscription(self, subscription: Subscription) -> Subscription:
-        return await self._subscriptions.update(subscription)
-
-    async def set_active(
-        self, subscription_id: str, active: bool, *, reason: str | None = None
-    ) -> Subscription:
-        return await self._subscriptions.set_active(subscription_id, active, reason=reason)
-
-    async def remove_subscription(self, subscription_id: str, *, now: datetime) -> bool:
-        return await self._subscriptions.remove(subscription_id, now=now)
-
-    async def subscription(self, subscription_id: str) -> Subscription | None:
-        return await self._subscriptions.get(subscription_id)
-
-    async def subscriptions(self) -> list[Subscription]:
-        return await self._subscriptions.all()
-
-    async def reconcile_config(
-        self, wanted: Sequence[Subscription], *, now: datetime
-    ) -> tuple[int, int, int]:
-        return await self._subscriptions.reconcile_config(wanted, now=now)
 
     # -- deliveries ----------------------------------------------------------------
 

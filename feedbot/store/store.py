@@ -130,7 +130,7 @@ class Store:
         self._db = Database(engine)
         self.backend = self._db.backend
         self.subscriptions = Subscriptions(self._db)
-        self.outbox = Outbox(self._db, self.subscriptions)
+        self.outbox = Outbox(self._db)
         self.replicas = Replicas(self._db)
 
     @classmethod
