@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from ipaddress import ip_address
+from typing import TypedDict
 
 from feedbot.alerts import parse_events
 from feedbot.errors import ConfigError, TargetRefused
-from feedbot.model import Subscription
+from feedbot.model import AlertKind, Subscription
 from feedbot.notify.deliver import Request
 from feedbot.notify.formats import (
     PayloadKind,
@@ -36,7 +37,7 @@ from feedbot.notify.render_workers import TemplateLimits, TemplateRenderer, chec
 from feedbot.notify.signing import validate_secret, webhook_headers
 from feedbot.notify.ssrf import TargetPolicy, check_url, parse_webhook_url
 from feedbot.settings import SubscriptionSettings
-from feedbot.store import DeliveryJob
+from feedbot.store import Delivery, DeliveryJob
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # One label of a host name (IDNA already applied): RFC 1123, plus '_', which
@@ -195,21 +196,12 @@ class RequestFactory:
         return Request(payload.body, {"Content-Type": payload.content_type, **headers})
 
     async def _templated(self, job: DeliveryJob, attempted_at: datetime) -> Request:
-        delivery = job.delivery
         key = self._key(job)
         payload = self._bodies.get(key)  # failures are not kept: each attempt renders
         if payload is None:
             path = parse_format(job.subscription.format).template_path
             assert path is not None
-            body = alert_body(
-                job.event,
-                base_url=self.base_url,
-                matched_topics=delivery.matched_topics,
-                in_reply_to=delivery.in_reply_to,
-                timestamp=delivery.created_at,
-                kind=delivery.kind,
-                previous_title=delivery.previous_title,
-            )
+            body = alert_body(job.event, base_url=self.base_url, **_alert_of(job.delivery))
             if self._renderer is None:
                 self._renderer = TemplateRenderer(self._template_limits)
             payload = await self._renderer.render(
@@ -219,41 +211,45 @@ class RequestFactory:
         return self._request(job, attempted_at, payload)
 
     def _payload(self, job: DeliveryJob) -> RenderedPayload:
-        delivery = job.delivery
         key = self._key(job)
         if (cached := self._bodies.get(key)) is not None:
             self._bodies.move_to_end(key)
             return cached
         payload = render_payload(
-            job.subscription.format,
-            job.event,
-            base_url=self.base_url,
-            matched_topics=delivery.matched_topics,
-            in_reply_to=delivery.in_reply_to,
-            timestamp=delivery.created_at,
-            kind=delivery.kind,
-            previous_title=delivery.previous_title,
+            job.subscription.format, job.event, base_url=self.base_url, **_alert_of(job.delivery)
         )
         self._keep(key, payload)
         return payload
 
     @staticmethod
     def _key(job: DeliveryJob) -> tuple[object, ...]:
-        delivery = job.delivery
-        return (
-            job.subscription.format,
-            job.event,
-            delivery.matched_topics,
-            delivery.in_reply_to,
-            delivery.created_at,
-            delivery.kind,
-            delivery.previous_title,
-        )
+        return (job.subscription.format, job.event, *_alert_of(job.delivery).values())
 
     def _keep(self, key: tuple[object, ...], payload: RenderedPayload) -> None:
         self._bodies[key] = payload
         if len(self._bodies) > 512:
             self._bodies.popitem(last=False)
+
+
+class _Alert(TypedDict):
+    """What a delivery says of its event beyond the event itself: the arguments of
+    :func:`alert_body` and :func:`render_payload` after the event and base URL."""
+
+    matched_topics: Sequence[str]
+    in_reply_to: Sequence[str]
+    timestamp: datetime
+    kind: AlertKind
+    previous_title: str | None
+
+
+def _alert_of(delivery: Delivery) -> _Alert:
+    return _Alert(
+        matched_topics=delivery.matched_topics,
+        in_reply_to=delivery.in_reply_to,
+        timestamp=delivery.created_at,
+        kind=delivery.kind,
+        previous_title=delivery.previous_title,
+    )
 
 
 def ping_request(subscription: Subscription, msg_id: str, now: datetime) -> Request:
