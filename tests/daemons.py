@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
@@ -136,6 +137,35 @@ class Daemon:
             return await self.metric(session, "feedbot_archive_watch") == 1
 
         await until_async(ready, what="the folder watch")
+
+
+def write_config(
+    tmp_path: Path,
+    archive: Path,
+    *subscriptions: Mapping[str, object],
+    port: int = 0,
+    **notify: object,
+) -> Path:
+    """``tmp_path/feedbot.toml`` for a daemon under test: ``archive`` watched and
+    polled hourly, a SQLite store in ``tmp_path``, the web server
+    on loopback ``port`` (0: any free one), webhooks to loopback allowed and the
+    ``notify`` keys given, and a ``[[subscriptions]]`` table for each of
+    ``subscriptions``."""
+
+    def table(keys: Mapping[str, object]) -> str:
+        # A JSON string, number, boolean or list is the same TOML value.
+        return "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+
+    sections = [
+        "[archive]\n" + table({"source": str(archive), "poll_interval": 3600}),
+        "[store]\n" + table({"url": f"sqlite:///{tmp_path / 'daemon.db'}"}),
+        "[server]\n" + table({"host": "127.0.0.1", "port": port, "shutdown_timeout": 5}),
+        "[notify]\n" + table({"allow_private_targets": True, **notify}),
+        *("[[subscriptions]]\n" + table(subscription) for subscription in subscriptions),
+    ]
+    path = tmp_path / "feedbot.toml"
+    path.write_text("\n".join(sections), encoding="utf-8")
+    return path
 
 
 @asynccontextmanager

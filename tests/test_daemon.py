@@ -25,6 +25,7 @@ from aiohttp import web
 from feedbot.store import Store
 from tests.conftest import PATIENCE, write_page
 from tests.daemons import day_key, feedbot_run, until, until_async
+from tests.daemons import write_config as daemon_config
 from tests.receivers import Receiver, running_receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -33,29 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def write_config(
     tmp_path: Path, archive: Path, hook: str, *, port: int = 0, **notify: object
 ) -> Path:
-    extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in notify.items())
-    path = tmp_path / "feedbot.toml"
-    path.write_text(
-        f"""
-[archive]
-source = "{archive}"
-poll_interval = 3600
-[store]
-url = "sqlite:///{tmp_path / "daemon.db"}"
-[server]
-host = "127.0.0.1"
-port = {port}
-shutdown_timeout = 5
-[notify]
-allow_private_targets = true
-{extra}
-[[subscriptions]]
-url = "{hook}"
-topics = ["*"]
-""",
-        encoding="utf-8",
-    )
-    return path
+    return daemon_config(tmp_path, archive, {"url": hook, "topics": ["*"]}, port=port, **notify)
 
 
 def event_ids(receiver: Receiver) -> list[str]:

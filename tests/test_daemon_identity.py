@@ -23,6 +23,7 @@ import pytest
 from feedbot.feeds.urls import event_urn
 from feedbot.store import Moved, Removed, Store
 from tests.daemons import Daemon, day_key, feedbot_run, until, until_async
+from tests.daemons import write_config as daemon_config
 from tests.receivers import Receiver, running_receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -35,28 +36,8 @@ QUAKE = "https://www.example.org/news/quake"
 
 
 def write_config(tmp_path: Path, archive: Path, hook: str) -> Path:
-    path = tmp_path / "feedbot.toml"
-    path.write_text(
-        f"""
-[archive]
-source = "{archive}"
-poll_interval = 3600
-[store]
-url = "sqlite:///{tmp_path / "daemon.db"}"
-[server]
-host = "127.0.0.1"
-port = 0
-shutdown_timeout = 5
-[notify]
-allow_private_targets = true
-[[subscriptions]]
-url = "{hook}"
-topics = ["*"]
-events = ["created", "updated", "deleted"]
-""",
-        encoding="utf-8",
-    )
-    return path
+    every_kind = {"url": hook, "topics": ["*"], "events": ["created", "updated", "deleted"]}
+    return daemon_config(tmp_path, archive, every_kind)
 
 
 def page(archive: Path, day: str, slug: str, title: str, *, source: str = SOURCE) -> Path:

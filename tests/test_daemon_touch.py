@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from feedbot.feeds.urls import event_urn
-from tests.daemons import Daemon, feedbot_run, until_async
+from tests.daemons import Daemon, feedbot_run, until_async, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -25,26 +25,6 @@ SEED_ID = (
     "2007/07/9/lal-masjid-siege-an-attempt-to-negotiate-a-peaceful-end-to-the-seven-day-"
     "standoff-at-islamabad-s-red-mosque-ends-without-any-progress"
 )
-
-
-def write_config(tmp_path: Path, archive: Path) -> Path:
-    path = tmp_path / "feedbot.toml"
-    path.write_text(
-        f"""
-[archive]
-source = "{archive}"
-poll_interval = 3600
-watch = true
-[store]
-url = "sqlite:///{tmp_path / "daemon.db"}"
-[server]
-host = "127.0.0.1"
-port = 0
-shutdown_timeout = 5
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 async def pages_read(session: aiohttp.ClientSession, daemon: Daemon) -> float:
@@ -73,7 +53,7 @@ async def test_a_page_rewritten_with_the_same_bytes_keeps_its_updated(
     tmp_path: Path, archive: Path
 ) -> None:
     page = archive / "news" / f"{SEED_ID}.md"
-    config = write_config(tmp_path, archive)
+    config = write_config(tmp_path, archive)  # no subscription
     async with aiohttp.ClientSession() as session, feedbot_run(config) as daemon:
         await daemon.first_poll(session)
         await daemon.watching(session)

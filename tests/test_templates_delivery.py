@@ -26,7 +26,7 @@ from feedbot.notify.render_workers import TemplateLimits
 from feedbot.notify.retry import RetryPolicy
 from feedbot.store import Delivery, Store
 from tests.conftest import PATIENCE, Clock, write_page
-from tests.daemons import day_key, feedbot_run, until, until_async
+from tests.daemons import day_key, feedbot_run, until, until_async, write_config
 from tests.receivers import Receiver, running_receiver
 
 BASE = "https://feeds.example/"
@@ -247,30 +247,14 @@ async def test_the_daemon_stays_responsive_while_a_template_runs_over_its_time(
         running_receiver() as template_hook,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=PATIENCE)) as session,
     ):
-        config = tmp_path / "feedbot.toml"
-        config.write_text(
-            f"""
-[archive]
-source = "{archive}"
-poll_interval = 3600
-[store]
-url = "sqlite:///{tmp_path / "daemon.db"}"
-[server]
-host = "127.0.0.1"
-port = 0
-shutdown_timeout = 5
-[notify]
-allow_private_targets = true
-template_timeout = 1
-template_failures = 2
-retry_schedule = [1, 1, 1]
-[[subscriptions]]
-url = "{json_hook.url}"
-[[subscriptions]]
-url = "{template_hook.url}"
-format = "template:{template}"
-""",
-            encoding="utf-8",
+        config = write_config(
+            tmp_path,
+            archive,
+            {"url": json_hook.url},
+            {"url": template_hook.url, "format": f"template:{template}"},
+            template_timeout=1,
+            template_failures=2,
+            retry_schedule=[1, 1, 1],
         )
         async with feedbot_run(config) as daemon:
             await daemon.first_poll(session)
