@@ -1,11 +1,11 @@
 """Objects built from the settings: the one place that knows which setting goes where.
 
 The daemon, the CLI and the web app all need an archive source, a target policy
-for webhook URLs, template limits, the delivery configuration and the like, made from the same settings keys
-with the same errors for a bad value. They get them here, so that none of them
-imports another edge for it (the web app importing the daemon made a cycle), and
-a new setting is wired in one place. Nothing here opens a connection or starts a
-task: the callers own the lifecycles.
+for webhook URLs, template limits, the delivery configuration and the like, made
+from the same settings keys with the same errors for a bad value. They get them
+here, so that none of them imports another edge for it (the web app importing the
+daemon made a cycle), and a new setting is wired in one place. Nothing here opens
+a connection or starts a task: the callers own the lifecycles.
 
 Only the edges (``feedbot.daemon``, ``feedbot.cli``, ``feedbot.web``) import this
 module; it imports neither of them.

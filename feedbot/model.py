@@ -2,7 +2,8 @@
 
 Plain frozen dataclasses, no I/O and no imports from the rest of feedbot, so every
 other package can depend on this one. ``Event.to_json()`` is the event object of
-the README (the ``data.event`` of a webhook body, without ``url``); ``Event.from_json()`` reads it back (the store keeps events in that form).
+the README (the ``data.event`` of a webhook body, without ``url``);
+``Event.from_json()`` reads it back (the store keeps events in that form).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ kept under its first id, in entries and on event pages alike.
 calls :meth:`FeedCache.invalidate` with the slugs whose feeds changed (a removal
 too: it names the removed event's topics); the next request for one of those
 renders it again, once however many requests arrive together. A page showing a
-tombstone is rendered again once the oldest one it shows has run its time. Memory is bounded: only requested documents are kept, least recently
-used first out, under a byte budget. A document is kept per base URL its links
+tombstone is rendered again once the oldest one it shows has run its time.
+Memory is bounded: only requested documents are kept, least recently used first
+out, under a byte budget. A document is kept per base URL its links
 are rooted at (the web app may root them at each request's Host), for at most
 ``max_bases`` bases at once, so one Host never sees another's links.
 """
