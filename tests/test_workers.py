@@ -16,6 +16,7 @@ import base64
 import os
 import signal
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -149,13 +150,15 @@ async def test_a_killed_worker_costs_no_alert_and_is_replaced(
 
 
 async def test_workers_that_keep_dying_are_given_up(
-    store_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A log level no logger knows makes every worker process fail as it starts.
-    # Starting a Python process takes seconds on a loaded machine: how long one
-    # takes to die must not decide whether it died "as it started".
+    # A log level no logger knows makes every worker process fail as it starts,
+    # before it opens the store (so one backend is enough). Starting a Python
+    # process takes seconds on a loaded machine: how long one takes to die must
+    # not decide whether it died "as it started".
     monkeypatch.setattr(workers_module, "_SHORT_LIFE", 10 * PATIENCE)
-    broken = DeliveryWorkers(2, config(store_url, log_level="no-such-level"), worker_id="test")
+    unopened = f"sqlite:///{tmp_path / 'workers.db'}"
+    broken = DeliveryWorkers(2, config(unopened, log_level="no-such-level"), worker_id="test")
     await broken.start()
     try:
         async with asyncio.timeout(2 * PATIENCE):  # eight worker starts, two at a time
