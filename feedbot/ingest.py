@@ -24,7 +24,7 @@ import traceback
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
@@ -96,6 +96,16 @@ class Rejection:
     trace: str | None = None  # an unexpected exception's traceback: a bug in feedbot
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One read of the archive within a poll: what its batches are stored with."""
+
+    alert_since: date | None
+    progress: Callable[[int], None] | None
+    store_empty: bool = False  # the store held no event when the read began
+    reread: bool = False  # days the first read left for a page being written
+
+
 class _Parsed(NamedTuple):
     events: list[EventRecord]
     rejected: dict[str, Rejection]
@@ -122,10 +132,7 @@ class Ingestor:
         self._clock = clock
         self._marks: dict[str, str] | None = None
         self._synced = False
-        # The store held no event when this poll began (a first ingest): no page of
-        # its first read can be one the store knows or the successor of one.
-        self._empty_store = False
-        self._holds_events = False  # known to: a removed event keeps its row
+        self._holds_events = False  # once true, for good: a removed event keeps its row
         # What was last logged about each rejected page: a page is logged again only
         # when its reason or its bytes change, not on every poll that reads it.
         self._reported: dict[str, tuple[str, str]] = {}
@@ -152,21 +159,20 @@ class Ingestor:
         try:
             if self._marks is None:
                 self._marks = await self.store.load_marks()
-            if not self._holds_events:  # once it holds one, it always will
+            if not self._holds_events:
                 self._holds_events = await self.store.holds_events()
-            self._empty_store = not self._holds_events
             alert_since = await self._alert_since(started)
+            first = _Read(alert_since, progress, store_empty=not self._holds_events)
             async with _Parser(self.limits) as parser:
-                await self._pass(parser, days, result, alert_since, progress)
+                await self._pass(parser, days, result, first)
                 if result.unsettled:
                     waiting, result.unsettled = result.unsettled, {}
                     wait = (max(waiting.values()) - self._clock()).total_seconds()
                     await asyncio.sleep(min(max(wait, 0.0), SETTLE_WAIT))
                     again = PollResult()
-                    self._empty_store = False  # the first read may have stored some
-                    await self._pass(
-                        parser, set(waiting), again, alert_since, progress, reread=True
-                    )
+                    # The first read may have stored pages of those days.
+                    second = replace(first, store_empty=False, reread=True)
+                    await self._pass(parser, set(waiting), again, second)
                     result.unchanged += len(again.unchanged_ids - result.unchanged_ids)
                     result.new += again.new
                     result.updated += again.updated
@@ -195,10 +201,7 @@ class Ingestor:
         parser: _Parser,
         days: Collection[str] | None,
         result: PollResult,
-        alert_since: date | None,
-        progress: Callable[[int], None] | None,
-        *,
-        reread: bool = False,
+        read: _Read,
     ) -> None:
         assert self._marks is not None
         # A pipeline of one: batch N is parsed (in worker processes when large)
@@ -208,21 +211,19 @@ class Ingestor:
             parsing = asyncio.ensure_future(parser.parse(batch.pages))
             try:
                 if parsed_batch is not None:
-                    await self._store(*parsed_batch, result, alert_since, progress, reread)
+                    await self._store(*parsed_batch, result, read)
             finally:
                 parsed = await parsing
             parsed_batch = (batch, parsed)
         if parsed_batch is not None:
-            await self._store(*parsed_batch, result, alert_since, progress, reread)
+            await self._store(*parsed_batch, result, read)
 
     async def _store(
         self,
         batch: PollBatch,
         parsed: _Parsed,
         result: PollResult,
-        alert_since: date | None,
-        progress: Callable[[int], None] | None,
-        reread: bool,
+        read: _Read,
     ) -> None:
         assert self._marks is not None
         events = parsed.events
@@ -242,7 +243,7 @@ class Ingestor:
             for page in batch.pages
             if page.path not in rejected and page.path not in changing
         ]
-        decision = await self._identify(events, batch.listed)
+        decision = await self._identify(events, batch.listed, store_empty=read.store_empty)
         reasons = {path: why.reason for path, why in rejected.items()}
         written = await self.store.write_batch(
             new=decision.new,
@@ -251,7 +252,7 @@ class Ingestor:
             rejected=reasons,
             accepted_paths=accepted,
             now=self._clock(),
-            alert_since=alert_since,
+            alert_since=read.alert_since,
             moved=decision.moved,
             missing=decision.missing,
             present=decision.present,
@@ -261,24 +262,29 @@ class Ingestor:
         result.new += len(decision.new)
         result.updated += len(decision.changed)
         result.unchanged += len(decision.unchanged)
-        if batch.unsettled or changing or reread:
+        if batch.unsettled or changing or read.reread:
             result.unchanged_ids.update(decision.unchanged)
         result.renamed += decision.renamed
         result.missing += len(decision.missing)
         result.rejected.update(reasons)
         result.changed_topics |= written.topics
         result.alerts += written.alerts
-        if progress is not None:
-            progress(len(batch.pages) + len(batch.problems))
+        if read.progress is not None:
+            read.progress(len(batch.pages) + len(batch.problems))
 
     async def _identify(
-        self, events: Sequence[EventRecord], listed: Mapping[str, frozenset[str]]
+        self,
+        events: Sequence[EventRecord],
+        listed: Mapping[str, frozenset[str]],
+        *,
+        store_empty: bool,
     ) -> Plan:
         """Ask the store what :func:`feedbot.identity.plan` needs for this batch:
         what it knows of the pages read, its events in the days listed completely
         (one query for the batch's days, none on a first ingest's empty days
-        beyond that), and, only when a page is new, the events it may succeed."""
-        if self._empty_store:
+        beyond that), and, only when a page is new, the events it may succeed.
+        A store that held no event when the read began knows none of them."""
+        if store_empty:
             return plan(events, {}, Departures((), ()), {})
         known = await self.store.identities(e.id for e in events)
         present: dict[str, frozenset[str]] = {}
