@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import uvloop
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from feedbot.store import Store
-from feedbot.store.schema import metadata
+from feedbot.store.schema import MIGRATIONS, meta, metadata
 from feedbot.store.store import async_url
 
 PG_URL = os.environ.get("FEEDBOT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -88,6 +89,17 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     opened = await Store.open(store_url)
     yield opened
     await opened.close()
+
+
+async def schema_before(connection: AsyncConnection, step: Callable[[Connection], None]) -> None:
+    """Record the store's schema as the one before migration ``step``: the next
+    ``Store.open`` runs that step and every later one (the test has undone what
+    they made)."""
+    await connection.execute(
+        meta.update()
+        .where(meta.c.key == "schema_version")
+        .values(value=str(MIGRATIONS.index(step)))
+    )
 
 
 class Clock:

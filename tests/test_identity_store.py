@@ -12,7 +12,6 @@ from feedbot.model import Event, EventRecord, Related, RelatedKind, Source, Topi
 from feedbot.store import Moved, Removed, Store, Tombstone
 from feedbot.store.schema import (
     LAST_STAMP_KEY,
-    MIGRATIONS,
     SCHEMA_VERSION,
     _distinct_updated,
     _identity,
@@ -20,6 +19,7 @@ from feedbot.store.schema import (
     events,
     meta,
 )
+from tests.conftest import schema_before
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -206,11 +206,7 @@ async def test_migrating_a_store_from_before_identity_keeps_its_events(store_url
         await connection.execute(text("DROP TABLE aliases"))
         for column in ("path", "missing_since", "deleted_at"):
             await connection.execute(text(f"ALTER TABLE events DROP COLUMN {column}"))
-        await connection.execute(
-            meta.update()
-            .where(meta.c.key == "schema_version")
-            .values(value=str(MIGRATIONS.index(_identity)))
-        )
+        await schema_before(connection, _identity)
     await store.close()
     store = await Store.open(store_url)
     try:
@@ -243,11 +239,7 @@ async def test_migrating_a_store_whose_events_share_an_updated_spreads_them(
         await connection.execute(
             meta.update().where(meta.c.key == LAST_STAMP_KEY).values(value=(T0 + tick).isoformat())
         )
-        await connection.execute(
-            meta.update()
-            .where(meta.c.key == "schema_version")
-            .values(value=str(MIGRATIONS.index(_distinct_updated)))
-        )
+        await schema_before(connection, _distinct_updated)
     await store.close()
     store = await Store.open(store_url)
     try:

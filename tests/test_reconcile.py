@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import text
 
 from feedbot.errors import ConfigError, ConflictError
 from feedbot.model import DeliveryStatus, Subscription
 from feedbot.store import Store
-from feedbot.store.schema import SCHEMA_VERSION, meta
+from feedbot.store.schema import SCHEMA_VERSION, _one_config_subscription_per_url
+from tests.conftest import schema_before
 from tests.test_outbox import event, store_new
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -100,9 +101,7 @@ async def test_opening_a_store_with_duplicates_keeps_the_oldest(store_url: str) 
     try:
         async with old._db.transaction() as connection:
             await connection.execute(text("DROP INDEX IF EXISTS uq_subscriptions_config_url"))
-            await connection.execute(
-                update(meta).where(meta.c.key == "schema_version").values(value="3")
-            )
+            await schema_before(connection, _one_config_subscription_per_url)
         first = await old.subscriptions.add(config_sub("https://a.example/"), now=T0)
         later = T0.replace(second=1)
         twin = await old.subscriptions.add(config_sub("https://a.example/"), now=later)
