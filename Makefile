@@ -5,14 +5,30 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+AXE    := tests/axe/node_modules/.installed
 
-.PHONY: demo demo-event test test-quick test-next-year lint bench bench-quick clean
+.PHONY: demo demo-event test test-quick test-next-year lint bench bench-quick clean axe screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
+
+## axe-core for the browser tests (tests/test_browser.py), pinned by
+## tests/axe/package-lock.json, into tests/axe/node_modules. Where npm is missing
+## or cannot install it, the browser tests skip, saying so; under CI (the CI
+## variable set) that fails here instead.
+axe: $(AXE)
+
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	@if command -v npm >/dev/null && (cd tests/axe && npm ci --no-audit --no-fund --loglevel=error); then \
+	    touch $@; \
+	elif [ -n "$${CI:-}" ]; then \
+	    echo "axe-core not installed (npm ci in tests/axe): CI needs it for the browser tests" >&2; exit 1; \
+	else \
+	    echo "axe-core not installed (no npm, or npm ci in tests/axe failed): the browser tests will skip" >&2; \
+	fi
 
 DEMO_SECRET := whsec_ZGVtby1zZWNyZXQtZm9yLWZlZWRib3QtbWFrZS1kZW1v
 
@@ -40,8 +56,9 @@ data/demo-archive:
 demo-event: data/demo-archive
 	$(PYTHON) examples/new_event.py data/demo-archive
 
-## Run the whole test suite (SQLite and the local PostgreSQL server).
-test: $(STAMP)
+## Run the whole test suite (SQLite and the local PostgreSQL server; the browser
+## tests where chromium is installed: Debian apt-get install chromium).
+test: $(STAMP) $(AXE)
 	$(BIN)/pytest
 
 ## The quick tier, for development: no slow tests, no real feedbot processes.
@@ -51,7 +68,7 @@ test-quick: $(STAMP)
 ## The end-to-end tests again, with the clock a year ahead (Debian: apt-get install
 ## faketime): nothing may depend on today's date. `-f '+365d'` is an offset every
 ## process of the run shares; a plain start time would restart in each process.
-test-next-year: $(STAMP)
+test-next-year: $(STAMP) $(AXE)
 	faketime -f '+365d' $(BIN)/python -c \
 	  'import sys, time; sys.exit(time.time() - float(sys.argv[1]) < 364 * 86400)' "$$(date +%s)" \
 	  || { echo "faketime does not move this machine's clock" >&2; exit 1; }
@@ -60,7 +77,7 @@ test-next-year: $(STAMP)
 ## ruff and mypy.
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check feedbot tests bench
+	$(BIN)/ruff format --check feedbot tests bench docs
 	$(BIN)/mypy
 
 ## Benchmarks on the 100,000-event synthetic archive (written under bench/.cache);
@@ -75,8 +92,14 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/serve.py --events 10000 --no-render-all
 	$(BIN)/python bench/notify.py --events 50 --no-apprise
 
+## PNGs of the pages into docs/ (README shows them): headless chromium on a daemon
+## serving the sample archive on port 8080. `make screenshots SHOTS="topics event"`
+## takes some of them.
+screenshots: $(STAMP)
+	$(BIN)/python docs/screenshots.py $(SHOTS)
+
 clean:
-	rm -rf $(VENV) data bench/.cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data bench/.cache .pytest_cache .mypy_cache .ruff_cache tests/axe/node_modules
 
 ## The real image test: debootstrap a Debian bookworm base (cached), docker build on
 ## it, run with the sample archive, health check, a feed, SIGTERM. Needs root; prints

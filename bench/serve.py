@@ -11,12 +11,17 @@ ingested from it, then measures in one run:
   off), for the 50-entry feed of the busiest topic: plain, with ``If-None-Match``
   (304s), and with ``Accept-Encoding: gzip`` (the precompressed body);
 - wrk against nginx (Debian ``nginx``, run in the foreground with a temporary
-  config) serving that feed's exported file, checked byte-identical first.
+  config) serving that feed's exported file, checked byte-identical first;
+- search: wrk for one cached search feed (a common word), and the latency of
+  ``--searches`` uncached search feeds fetched one at a time, each a query not
+  asked before (words of random events' titles: one word, two words of one
+  title, one word within one of the event's topics). Target: p99 <= 50 ms.
 
 nginx runs ``--nginx-workers`` worker processes (default 1: the same one core
 the single-process app gets). Prints a table, then one JSON line with
-``feed_rps``, ``feed_304_rps``, ``nginx_rps`` and the render times. Target:
-``feed_rps >= 0.25 * nginx_rps``.
+``feed_rps``, ``feed_304_rps``, ``nginx_rps``, ``search_rps``,
+``search_uncached_p50_ms``/``p99``/``max`` and the render times. Targets:
+``feed_rps >= 0.25 * nginx_rps``; ``search_uncached_p99_ms <= 50``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -45,8 +51,10 @@ from ingest import archive_for  # noqa: E402
 from feedbot.archive.local import LocalArchiveSource  # noqa: E402
 from feedbot.feeds import FeedFormat  # noqa: E402
 from feedbot.feeds.cache import FeedCache, load_feed_page  # noqa: E402
+from feedbot.feeds.urls import search_feed_url  # noqa: E402
 from feedbot.ingest import Ingestor  # noqa: E402
 from feedbot.loop import run as run_on_feedbots_loop  # noqa: E402
+from feedbot.search import SearchQuery, words_of  # noqa: E402
 from feedbot.settings import Settings  # noqa: E402
 from feedbot.store import Store, TopicCount  # noqa: E402
 from feedbot.web import WebServer  # noqa: E402
@@ -95,6 +103,46 @@ async def render_times(
             await render(count)
         times["render_all_topics_s"] = time.perf_counter() - started
     return times
+
+
+async def search_queries(store: Store, count: int, seed: int = 7) -> list[SearchQuery]:
+    """``count`` distinct queries that each find something: words of the titles of
+    random events, alone, in pairs, or with one of the event's topics."""
+    rng = random.Random(seed)
+    total = await store.count_events()
+    queries: dict[str, SearchQuery] = {}
+    while len(queries) < count:
+        (stored,) = await store.events_page(offset=rng.randrange(total), limit=1)
+        words = [w for w in words_of(stored.event.title) if len(w) > 3] or ["the"]
+        shape = len(queries) % 3
+        if shape == 0:
+            query = SearchQuery((rng.choice(words),))
+        elif shape == 1:
+            query = SearchQuery(tuple(dict.fromkeys(rng.sample(words, min(2, len(words))))))
+        else:
+            topic = rng.choice(stored.event.topics).slug if stored.event.topics else ""
+            query = SearchQuery((rng.choice(words),), (topic,) if topic else ())
+        queries.setdefault(query.key, query)
+    return list(queries.values())
+
+
+async def search_latencies(base: str, queries: list[SearchQuery]) -> list[float]:
+    """Seconds each search feed took to arrive, asked one at a time (each is new
+    to the app's cache: an uncached query)."""
+    took = []
+    async with aiohttp.ClientSession(headers={"Accept-Encoding": "identity"}) as session:
+        for query in queries:
+            started = time.perf_counter()
+            async with session.get(search_feed_url(base, query)) as response:
+                response.raise_for_status()
+                await response.read()
+            took.append(time.perf_counter() - started)
+    return took
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def free_port() -> int:
@@ -227,6 +275,14 @@ async def measure(args: argparse.Namespace) -> dict[str, float | str]:
                 result["feed_304_rps"] = await wrk(app_url, args, f"If-None-Match: {document.etag}")
                 result["feed_gzip_rps"] = await wrk(app_url, args, "Accept-Encoding: gzip")
                 result["nginx_rps"] = await wrk(nginx_url, args)
+                queries = await search_queries(store, args.searches + 1)
+                common = search_feed_url(server.url, SearchQuery(("the",)))
+                result["search_rps"] = await wrk(common, args)
+                await search_latencies(server.url, queries[:1])  # a first query warms up
+                took = await search_latencies(server.url, queries[1:])
+                result["search_uncached_p50_ms"] = percentile(took, 0.50) * 1000
+                result["search_uncached_p99_ms"] = percentile(took, 0.99) * 1000
+                result["search_uncached_max_ms"] = max(took) * 1000
             finally:
                 nginx.terminate()
                 await nginx.wait()
@@ -247,6 +303,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--searches", type=int, default=300, help="uncached search queries")
     parser.add_argument(
         "--no-render-all",
         action="store_true",
@@ -277,6 +334,14 @@ def main() -> None:
             f"{args.nginx_workers} worker(s)",
         ),
         ("app / nginx", f"{result['feed_to_nginx']:.2f}", ">= 0.25"),
+        ("app: search feed req/s", f"{result['search_rps']:,.0f}", 'cached, q="the"'),
+        (
+            "search feed, uncached: p50",
+            f"{result['search_uncached_p50_ms']:.1f} ms",
+            f"{args.searches} new queries, one at a time",
+        ),
+        ("search feed, uncached: p99", f"{result['search_uncached_p99_ms']:.1f} ms", "<= 50 ms"),
+        ("search feed, uncached: max", f"{result['search_uncached_max_ms']:.1f} ms", ""),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>12}  note")

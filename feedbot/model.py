@@ -1,9 +1,10 @@
 """The domain model: what an event, its sources, its related events and its topics are.
 
-Plain frozen dataclasses, no I/O and no imports from the rest of feedbot, so every
-other package can depend on this one. ``Event.to_json()`` is the event object of
-the README (the ``data.event`` of a webhook body, without ``url``);
-``Event.from_json()`` reads it back (the store keeps events in that form).
+Plain frozen dataclasses, no I/O and no imports from the rest of feedbot but the
+pure :mod:`feedbot.search` (an :class:`EventRecord` carries what the search index
+holds of it), so every other package can depend on this one. ``Event.to_json()``
+is the event object of the README (the ``data.event`` of a webhook body, without
+``url``); ``Event.from_json()`` reads it back (the store keeps events in that form).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 
 import orjson
 from unidecode import unidecode
+
+from feedbot.search import index_document, search_document
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 # The longest topic slug: its feed URL must stay a reasonable URL. Far above any real
@@ -206,6 +209,16 @@ def content_hash(canonical_json: str) -> str:
     return hashlib.blake2b(canonical_json.encode(), digest_size=16).hexdigest()
 
 
+def search_text(event: Event) -> str:
+    """What the search index holds of ``event``: its words
+    (:func:`feedbot.search.search_document`) and its topics' tokens
+    (:func:`feedbot.search.index_document`)."""
+    document = search_document(
+        event.title, event.story, [t.name for t in event.topics], [s.name for s in event.sources]
+    )
+    return index_document(document, event.topic_slugs)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as the store knows it: when it was first seen, when it last changed.
@@ -292,6 +305,7 @@ class EventRecord(NamedTuple):
     content_hash: str
     topics: tuple[tuple[str, str], ...]  # (slug, name), in order
     links: tuple[tuple[int, str], ...]  # (event_key of a related event, kind), one per id
+    search: str  # search_text(event): what the search index holds of it
 
     @classmethod
     def of(cls, event: Event) -> EventRecord:
@@ -306,6 +320,7 @@ class EventRecord(NamedTuple):
             content_hash=content_hash(body),
             topics=tuple((t.slug, t.name) for t in event.topics),
             links=tuple({r.id: (event_key(r.id), r.kind.value) for r in event.related}.values()),
+            search=search_text(event),
         )
 
     def to_event(self) -> Event:

@@ -52,7 +52,7 @@ def pytest_asyncio_loop_factories(
     return {"asyncio": asyncio.new_event_loop}
 
 
-async def _reset_postgres() -> str | None:
+async def reset_postgres() -> str | None:
     """Drop feedbot's tables; return why PostgreSQL is unusable, or None."""
     engine = create_async_engine(async_url(PG_URL))
     try:
@@ -69,7 +69,7 @@ async def _reset_postgres() -> str | None:
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'feedbot.db'}"
-    reason = await _reset_postgres()
+    reason = await reset_postgres()
     if reason is not None:
         pytest.skip(reason)
     return PG_URL
@@ -78,7 +78,7 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def pg_url() -> str:
     """The PostgreSQL server, emptied of feedbot's tables, for multi-replica tests."""
-    reason = await _reset_postgres()
+    reason = await reset_postgres()
     if reason is not None:
         pytest.skip(reason)
     return PG_URL

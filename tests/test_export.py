@@ -67,7 +67,10 @@ async def test_export_of_the_sample_archive(store: Store, tmp_path: Path) -> Non
         for ext in ("atom", "rss", "json")
     }
     assert set(exported_feeds(out)) == expected
-    assert result.files == len(expected) + 2
+    # And the topic list, the OPML, and the style and XSLT they and the feeds name.
+    others = {out / name for name in ("index.html", "topics.opml", "site.css", "feed.xsl")}
+    assert all(path.is_file() for path in others)
+    assert result.files == len(expected) + len(others)
     for path in expected:
         if path.suffix == ".json":
             assert json.loads(path.read_bytes())["version"] == "https://jsonfeed.org/version/1.1"

@@ -33,7 +33,8 @@ from feedbot.feeds import (
     render_opml,
     render_rss,
 )
-from feedbot.feeds.cache import load_feed_page, render_event_page
+from feedbot.feeds.documents import load_feed_page
+from feedbot.feeds.pages import render_event_page
 from feedbot.model import Event, EventRecord, Related, RelatedKind, Source, StoredEvent, Topic
 from feedbot.store import Store
 
@@ -159,7 +160,7 @@ def test_atom_is_well_formed_rfc4287_with_feed_metadata() -> None:
     assert result.feed.title == "Islamabad"
     assert result.feed.author == "feedbot"
     assert links(result)["self"] == f"{BASE}/feeds/topics/islamabad.atom"
-    assert links(result)["alternate"] == f"{BASE}/topics#islamabad"
+    assert links(result)["alternate"] == f"{BASE}/topics/islamabad"
     # The feed is as new as its most recently changed entry, not its newest event.
     assert result.feed.updated == (T0 + timedelta(hours=5)).isoformat()
 
@@ -227,7 +228,7 @@ def test_entry_content_links_sources_related_and_topic_feeds() -> None:
     assert '<time datetime="2008-07-06">' in html
     assert f'href="{BASE}/events/2007/07/3/clashes"' in html
     assert html.index("Follow-ups") < html.index("explosion") < html.index("Background")
-    assert f'href="{BASE}/feeds/topics/red-mosque.atom"' in html
+    assert f'href="{BASE}/topics/red-mosque"' in html
     assert "<script" not in html
 
 
@@ -331,7 +332,7 @@ def test_rss_is_well_formed_rss2() -> None:
     result = parsed(body)
 
     assert result.version == "rss20"
-    assert result.feed.link == f"{BASE}/topics#islamabad"
+    assert result.feed.link == f"{BASE}/topics/islamabad"
     assert result.entries[0].id == event_urn("2017/11/26/troops")
     assert all(not e.guidislink for e in result.entries)
     assert result.entries[0].link == f"{BASE}/events/2017/11/26/troops"
@@ -480,7 +481,7 @@ def test_opml_lists_every_topic_feed() -> None:
     assert root.findtext("head/title")
     outlines = root.findall("body/outline")
     assert [(o.get("text"), o.get("xmlUrl"), o.get("htmlUrl")) for o in outlines] == [
-        (t.name, f"{BASE}/feeds/topics/{t.slug}.atom", f"{BASE}/topics#{t.slug}") for t, _ in topics
+        (t.name, f"{BASE}/feeds/topics/{t.slug}.atom", f"{BASE}/topics/{t.slug}") for t, _ in topics
     ]
     assert {o.get("type") for o in outlines} == {"rss"}
     assert outlines[1].get("description") == "1 event"
@@ -535,7 +536,7 @@ def test_all_events_feed_urls() -> None:
 
     assert feed.feed_id == feed_urn(None)
     assert feed.url(FeedFormat.RSS, 2) == f"{BASE}/feeds/all.rss?page=2"
-    assert feed.html_url == f"{BASE}/topics"
+    assert feed.html_url == f"{BASE}/"
 
 
 def test_naive_datetimes_are_refused() -> None:

@@ -199,8 +199,12 @@ async def test_a_removed_event_comes_back_under_its_id(store: Store) -> None:
 async def test_migrating_a_store_from_before_identity_keeps_its_events(store_url: str) -> None:
     store = await Store.open(store_url)
     await write(store, new=[ev("2007/07/9/a")])
-    # Back to the schema before the identity step: its columns, indexes and table gone.
+    # Back to the schema before the identity step: its columns, indexes and table gone,
+    # and those of later steps (the search index's view reads deleted_at).
     async with store._db.engine.begin() as connection:
+        await connection.execute(text("DROP TABLE event_search"))
+        await connection.execute(text("DROP VIEW IF EXISTS event_search_source"))
+        await connection.execute(text("ALTER TABLE events DROP COLUMN search"))
         for index in ("ix_events_missing", "ix_events_deleted", "ix_events_id_bytes"):
             await connection.execute(text(f"DROP INDEX IF EXISTS {index}"))
         await connection.execute(text("DROP TABLE aliases"))

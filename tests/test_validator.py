@@ -192,6 +192,11 @@ def served_urls(servers: Served) -> tuple[list[str], list[str]]:
         "/topics.opml",
         "/feeds/topics/b-bold-b-story.atom",  # markup in the feed's own title
         "/feeds/topics/b-bold-b-story.rss",
+        # Searches: hits with markup, in a topic; words from several pages.
+        "/feeds/search.atom?q=alert&topic=b-bold-b-story",
+        "/feeds/search.rss?q=AT%26T+script",
+        "/feeds/search.atom?q=story",
+        "/feeds/search.rss?q=%D7%A9%D7%9C%D7%95%D7%9D",
     ]
     plain = [servers.full.url + path for path in paths]
     plain += [servers.bare.url + "/feeds/all.atom", servers.bare.url + "/topics.opml"]
@@ -233,7 +238,7 @@ async def test_served_atom_documents_pass_the_rfc_4287_grammar(servers: Served) 
                 document = etree.fromstring(await response.read())
             assert grammar.validate(document), f"{url}: {grammar.error_log}"
             checked += 1
-        assert checked == 6
+        assert checked == 8
         # The tombstones are there to be checked: where RFC 4287 allows them.
         async with session.get(tombstoned[1]) as response:
             document = etree.fromstring(await response.read())

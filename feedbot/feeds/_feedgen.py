@@ -61,7 +61,7 @@ def atom_document(view: FeedView) -> bytes:
     fg = _generator(view, "application/atom+xml")
     fg.link([{"href": href, "rel": rel} for rel, href in view.paging])
     body: bytes = fg.atom_str(pretty=True, encoding="UTF-8", xml_declaration=True)
-    return body
+    return _with_stylesheet(body, view.stylesheet_url)
 
 
 def rss_document(view: FeedView) -> bytes:
@@ -72,7 +72,21 @@ def rss_document(view: FeedView) -> bytes:
     # channel's own description (before the first item) is text made HTML.
     head, item, items = body.partition(b"<item>")
     head = _RSS_CHANNEL_DESCRIPTION.sub(partial(_hex_references, b"description"), head, count=1)
-    return _RSS_TITLE.sub(partial(_hex_references, b"title"), head + item + items)
+    body = _RSS_TITLE.sub(partial(_hex_references, b"title"), head + item + items)
+    return _with_stylesheet(body, view.stylesheet_url)
+
+
+def _with_stylesheet(body: bytes, href: str) -> bytes:
+    """``body`` with an ``<?xml-stylesheet?>`` processing instruction after its XML
+    declaration: a browser shows the document through that XSLT as a page, and
+    feed readers, which do not apply stylesheets, ignore it. lxml can write a
+    processing instruction only inside the root element, where it would do
+    nothing, so it goes into the serialised bytes."""
+    declaration, newline, rest = body.partition(b"\n")
+    if not declaration.startswith(b"<?xml ") or not newline:
+        raise ValueError("feedgen wrote no XML declaration line")
+    pi = f'<?xml-stylesheet type="text/xsl" href="{html.escape(href, quote=True)}"?>'
+    return declaration + newline + pi.encode("utf-8") + newline + rest
 
 
 def _hex_references(tag: bytes, element: re.Match[bytes]) -> bytes:

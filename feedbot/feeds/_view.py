@@ -58,6 +58,8 @@ class FeedView:
     title: str
     description: str
     html_url: str
+    stylesheet_url: str
+    """The XSLT a browser shows the document with (Atom and RSS)."""
     self_url: str
     updated: datetime
     paging: tuple[tuple[str, str], ...]
@@ -91,12 +93,9 @@ def build_view(
     return FeedView(
         id=spec.feed_id,
         title=title,
-        description=(
-            "Every event in the archive, newest first"
-            if spec.kind == "all"
-            else f"Events about {title}, newest first"
-        ),
+        description=xml_safe(spec.description),
         html_url=spec.html_url,
+        stylesheet_url=urls.stylesheet_url(spec.base_url),
         self_url=spec.url(fmt, page),
         updated=newest,
         paging=_paging(spec, fmt, page, spec.page_count(total)),

@@ -1,344 +1,64 @@
-"""The documents feedbot publishes, rendered once per change and served from memory.
+"""The documents feedbot serves, rendered once per change and served from memory.
 
-This module owns the step from the store to finished bytes: one page of a feed
-(:func:`load_feed_page`, :meth:`FeedPage.render`), the OPML list, the HTML topic
-list and an event's HTML page (:func:`render_opml_document`,
-:func:`render_topics_page`, :func:`render_event_page`), each as a
-:class:`Document` carrying its body, a precompressed gzip body, strong ETags and
-its Last-Modified. The web app and ``feedbot feeds export`` both go through these
-functions, which is what makes an exported file byte-identical to the served one.
-The HTML pages live here rather than in the web package because the export
-writes the topic list too, and nothing below ``web`` may import it.
-
-Identity (README: "Identity"). Page 1 of a feed tells of the events removed from
-it in the last ``feeds.tombstone_days`` (RFC 6721 tombstones, in Atom). Related
-links that name an alias (a reworded page's old or new path) lead to the event
-kept under its first id, in entries and on event pages alike.
-
-:class:`FeedCache` keeps the documents the app has been asked for. Ingestion
-calls :meth:`FeedCache.invalidate` with the slugs whose feeds changed (a removal
-too: it names the removed event's topics); the next request for one of those
-renders it again, once however many requests arrive together. A page showing a
-tombstone is rendered again once the oldest one it shows has run its time.
-Memory is bounded: only requested documents are kept, least recently used first
-out, under a byte budget. A document is kept per base URL its links
-are rooted at (the web app may root them at each request's Host), for at most
-``max_bases`` bases at once, so one Host never sees another's links.
+:class:`FeedCache` keeps the documents the app has been asked for -- feed pages
+(:mod:`.documents`), the HTML pages and the static files (:mod:`.pages`).
+Ingestion calls :meth:`FeedCache.invalidate` with the slugs whose feeds changed
+(a removal too: it names the removed event's topics); the next request for one of
+those renders it again, once however many requests arrive together. Search
+documents depend on every event, so every invalidation drops them all. A page
+showing a tombstone is rendered again once the oldest one it shows has run its
+time. Memory is bounded: only requested documents are kept, least recently used
+first out, under a byte budget, and at most ``max_searches`` search documents, so
+queries no one repeats cannot push the hot feeds out. A document is kept per base
+URL its links are rooted at (the web app may root them at each request's Host),
+for at most ``max_bases`` bases at once, so one Host never sees another's links.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, NamedTuple, cast
 
 from feedbot.clock import utc_now
-from feedbot.errors import FeedbotError
-from feedbot.feeds._text import safe_event, xml_safe
-from feedbot.feeds.content import by_date
-from feedbot.feeds.render import etag, render_feed, render_opml
-from feedbot.feeds.spec import (
-    DEFAULT_PAGE_SIZE,
-    DEFAULT_TOMBSTONE_DAYS,
-    Deleted,
-    FeedSpec,
-    feed_updated,
-    utc,
+from feedbot.feeds import pages
+from feedbot.feeds.documents import (
+    Document,
+    FeedPage,
+    UnknownTopic,
+    load_feed_page,
+    render_opml_document,
 )
-from feedbot.feeds.templates import jinja_environment
-from feedbot.feeds.urls import OPML_MEDIA_TYPE, FeedFormat, event_url, feed_url, topic_page_url
-from feedbot.model import Related, StoredEvent, Topic, is_web_url
-from feedbot.store import Removed, Store, TopicCount
+from feedbot.feeds.spec import DEFAULT_PAGE_SIZE, DEFAULT_TOMBSTONE_DAYS
+from feedbot.feeds.urls import FeedFormat
+from feedbot.search import SearchQuery
+from feedbot.store import Store, TopicCount
 
-HTML_MEDIA_TYPE = "text/html; charset=utf-8"
-TOPICS_TEMPLATE = "topics.html"
-EVENT_TEMPLATE = "event.html"
-REMOVED_TEMPLATE = "removed.html"
-FILTER_SCRIPT = "filter.js"
-
-
-class UnknownTopic(FeedbotError, LookupError):
-    """No topic has this slug (the web layer's 404)."""
-
-    def __init__(self, slug: str) -> None:
-        super().__init__(f"no topic {slug!r}")
-        self.slug = slug
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    """One finished response body, in both encodings, with its validators.
-
-    ``etag`` is the strong ETag of ``body``; ``gzip_etag`` that of the gzip
-    representation, which is a different byte sequence and so, strictly, needs a
-    tag of its own (RFC 9110 section 8.8.3). ``stale_after``: when the document
-    goes out of date with no change in the store (a tombstone it shows expires).
-    """
-
-    body: bytes
-    gzip_body: bytes
-    etag: str
-    gzip_etag: str
-    media_type: str
-    last_modified: datetime | None
-    stale_after: datetime | None = None
-
-    @classmethod
-    def of(
-        cls,
-        body: bytes,
-        media_type: str,
-        last_modified: datetime | None = None,
-        *,
-        stale_after: datetime | None = None,
-    ) -> Document:
-        tag = etag(body)
-        return cls(
-            body=body,
-            # mtime=0: the same body always compresses to the same bytes.
-            gzip_body=gzip.compress(body, compresslevel=6, mtime=0),
-            etag=tag,
-            gzip_etag=tag[:-1] + '-gzip"',
-            media_type=media_type,
-            last_modified=last_modified,
-            stale_after=stale_after,
-        )
-
-    @property
-    def size(self) -> int:
-        return len(self.body) + len(self.gzip_body)
-
-
-# -- rendering, shared by the app and the export ---------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FeedPage:
-    """One page of one feed as read from the store: everything a render needs."""
-
-    spec: FeedSpec
-    events: Sequence[StoredEvent]
-    page: int
-    total: int
-    updated: datetime
-    """The newest entry's ``updated`` or removal's; for a page with neither, when
-    the store began."""
-    deleted: tuple[Deleted, ...] = ()
-    """The events removed from the feed that the page tells of (page 1 only)."""
-    stale_after: datetime | None = None
-    """When the oldest of ``deleted`` is due to leave the page."""
-
-    def render(self, fmt: FeedFormat) -> Document:
-        body = render_feed(
-            fmt,
-            self.spec,
-            self.events,
-            self.page,
-            self.total,
-            updated=self.updated,
-            deleted=self.deleted,
-        )
-        return Document.of(body, fmt.media_type, self.updated, stale_after=self.stale_after)
-
-
-async def load_feed_page(
-    store: Store,
-    base_url: str,
-    slug: str | None,
-    page: int = 1,
-    *,
-    page_size: int = DEFAULT_PAGE_SIZE,
-    topic: Topic | None = None,
-    total: int | None = None,
-    tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
-    now: datetime | None = None,
-) -> FeedPage:
-    """Page ``page`` of the feed of topic ``slug`` (of every event when ``None``).
-
-    ``topic`` and ``total`` save a query each when the caller already knows them.
-    Page 1 tells of the events removed from the feed in the ``tombstone_days``
-    before ``now`` (default: the current time).
-    Raises :class:`UnknownTopic`, or :class:`~feedbot.feeds.PageOutOfRange`
-    before any event is read.
-    """
-    if slug is None:
-        spec = FeedSpec.all_events(base_url, page_size=page_size)
-    else:
-        if topic is None:
-            topic = await store.topic(slug)
-            if topic is None:
-                raise UnknownTopic(slug)
-        spec = FeedSpec.for_topic(topic, base_url, page_size=page_size)
-    if total is None:
-        total = await store.count_events(slug)
-    spec.check_page(page, total)
-    events = await resolve_related(
-        store, await store.events_page(slug, offset=spec.offset(page), limit=page_size)
-    )
-    deleted: tuple[Deleted, ...] = ()
-    stale_after = None
-    if page == 1 and tombstone_days > 0:
-        keep = timedelta(days=tombstone_days)
-        now = utc_now() if now is None else now
-        found = [Deleted(t.id, t.deleted_at) for t in await store.tombstones(slug, now - keep)]
-        # Shown while younger than tombstone_days: gone at the very moment it is due.
-        deleted = tuple(d for d in found if d.when + keep > now)
-        stale_after = min((d.when + keep for d in deleted), default=None)
-    updated = feed_updated(events, deleted)
-    if updated is None:
-        updated = await store.created_at()
-    return FeedPage(spec, events, page, total, updated, deleted, stale_after)
-
-
-async def resolve_related(store: Store, events: Sequence[StoredEvent]) -> list[StoredEvent]:
-    """``events`` with every related link that names an alias pointed at the kept
-    event's id (one query for them all)."""
-    named = {r.id for stored in events for r in stored.event.related}
-    kept = await store.kept_ids(named) if named else {}
-    if not kept:
-        return list(events)
-    return [
-        replace(
-            stored,
-            event=replace(
-                stored.event,
-                related=tuple(replace(r, id=kept.get(r.id, r.id)) for r in stored.event.related),
-            ),
-        )
-        for stored in events
-    ]
-
-
-def render_opml_document(counts: Sequence[TopicCount], base_url: str) -> Document:
-    body = render_opml([(c.topic, c.events) for c in counts], base_url)
-    return Document.of(body, OPML_MEDIA_TYPE)
-
-
-def filter_script() -> str:
-    """The topic page's inline filter script, as the page embeds it (for a CSP hash)."""
-    return jinja_environment().get_template(FILTER_SCRIPT).render()
-
-
-def render_topics_page(
-    counts: Sequence[TopicCount], base_url: str, notice: str | None = None
-) -> Document:
-    """The HTML list of topics (``/topics``, exported as ``index.html``), with a
-    ``notice`` on top when the archive cannot be read (served, never cached)."""
-    base = base_url.rstrip("/")
-    rows = [
-        {
-            "slug": c.topic.slug,
-            "name": xml_safe(c.topic.name) or c.topic.slug,
-            "events": c.events,
-            "last_date": c.last_date,
-            "feeds": _feed_links(base, c.topic.slug),
-        }
-        for c in counts
-    ]
-    html = (
-        jinja_environment()
-        .get_template(TOPICS_TEMPLATE)
-        .render(
-            base=base,
-            title="Topics",
-            notice=notice,
-            topics=rows,
-            all_feeds=_feed_links(base, None),
-            opml_url=f"{base}/topics.opml",
-            # Autodiscovery for every topic would bloat the head of a page with
-            # thousands of topics; readers offer the first few, so list a few.
-            discover=rows[:10],
-        )
-    )
-    return Document.of(html.encode("utf-8"), HTML_MEDIA_TYPE)
-
-
-def render_event_page(stored: StoredEvent, base_url: str) -> Document:
-    """The HTML page of one event (``/events/<id>``); not cached, it is one query."""
-    base = base_url.rstrip("/")
-    event = safe_event(stored.event)
-
-    def related(items: Iterable[Related]) -> list[dict[str, object]]:
-        return [
-            {
-                "date": r.date.isoformat(),
-                "text": r.title or r.id,
-                "url": event_url(base, r.id),
-                "contexts": r.contexts,
-            }
-            for r in items
-        ]
-
-    html = (
-        jinja_environment()
-        .get_template(EVENT_TEMPLATE)
-        .render(
-            base=base,
-            title=event.title or event.id,
-            date=event.date.isoformat(),
-            story=event.story,
-            event_id=xml_safe(event.id),
-            sources=[
-                # Autoescaping cannot make a javascript: URL harmless; only
-                # http(s) sources become links.
-                {"text": s.name or s.url, "url": s.url if is_web_url(s.url) else None}
-                for s in event.sources
-            ],
-            follow_ups=related(by_date(event.follow_ups())),
-            background=related(by_date(event.background())),
-            topics=[
-                {
-                    "name": t.name or t.slug,
-                    "page": topic_page_url(base, t.slug),
-                    "feeds": _feed_links(base, t.slug),
-                }
-                for t in event.topics
-            ],
-        )
-    )
-    return Document.of(html.encode("utf-8"), HTML_MEDIA_TYPE, stored.updated)
-
-
-def render_removed_page(removed: Removed, base_url: str) -> Document:
-    """The HTML body of the 410 answer for a removed event (``/events/<id>``): that
-    it left the archive, and when."""
-    when = utc(removed.deleted_at)
-    html = (
-        jinja_environment()
-        .get_template(REMOVED_TEMPLATE)
-        .render(
-            base=base_url.rstrip("/"),
-            title="Removed",
-            event_id=xml_safe(removed.event.event.id),
-            removed=when.isoformat(timespec="seconds"),
-            removed_day=when.date().isoformat(),
-        )
-    )
-    return Document.of(html.encode("utf-8"), HTML_MEDIA_TYPE, when)
-
-
-def _feed_links(base_url: str, slug: str | None) -> dict[str, str]:
-    return {fmt.value: feed_url(base_url, slug, fmt) for fmt in FeedFormat}
+__all__ = ["CacheStats", "Document", "FeedCache", "FeedPage", "UnknownTopic", "load_feed_page"]
 
 
 # -- the cache --------------------------------------------------------------------
 
 _ALL = "*"  # scope of the feed of every event; never a slug (slugs are [a-z0-9-])
 _META = "#"  # scope of what lists topics: the topic list, its page, the OPML
+_SEARCH = "?"  # the prefix of a search's scope: "?" + its normalised key
+_STATIC = "!"  # scope of the files that no ingestion changes (style, XSLT)
 
 
 class _Key(NamedTuple):
     scope: str
-    kind: str  # "feed", "opml", "topics", "counts"
+    # "feed", "opml", "topics", "counts", "html" (the page of a scope's events),
+    # "css", "xsl"
+    kind: str
     fmt: str = ""
     page: int = 0
     base: str = ""  # the base URL of the links inside; "" for what holds none
+    query: SearchQuery | None = None
 
 
 @dataclass(slots=True)
@@ -387,6 +107,7 @@ class FeedCache:
         max_bytes: int = 64 * 1024 * 1024,
         max_age: float | None = None,
         max_bases: int = 16,
+        max_searches: int = 256,
         clock: Callable[[], float] = time.monotonic,
         tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
         now: Callable[[], datetime] = utc_now,
@@ -394,6 +115,7 @@ class FeedCache:
         self.store = store
         self.base_url = base_url.rstrip("/")
         self.max_bases = max_bases
+        self.max_searches = max_searches
         self.page_size = page_size
         self.max_bytes = max_bytes
         self.max_age = max_age
@@ -428,6 +150,46 @@ class FeedCache:
         key = _Key(scope, "feed", FeedFormat(fmt).value, page, self._base(base_url))
         return cast(Document, await self._get(key))
 
+    async def search_feed(
+        self,
+        query: SearchQuery,
+        fmt: FeedFormat = FeedFormat.ATOM,
+        page: int = 1,
+        *,
+        base_url: str | None = None,
+    ) -> Document:
+        """Page ``page`` of the feed of the events holding every word of ``query``.
+
+        Raises :class:`~feedbot.feeds.PageOutOfRange`."""
+        key = _Key(
+            _SEARCH + query.key, "feed", FeedFormat(fmt).value, page, self._base(base_url), query
+        )
+        return cast(Document, await self._get(key))
+
+    async def home_page(self, page: int = 1, *, base_url: str | None = None) -> Document:
+        """The latest events (``/``). Raises :class:`~feedbot.feeds.PageOutOfRange`."""
+        return cast(Document, await self._get(_Key(_ALL, "html", "", page, self._base(base_url))))
+
+    async def topic_page(
+        self, slug: str, page: int = 1, *, base_url: str | None = None
+    ) -> Document:
+        """A topic's page. Raises :class:`UnknownTopic` or
+        :class:`~feedbot.feeds.PageOutOfRange`."""
+        return cast(Document, await self._get(_Key(slug, "html", "", page, self._base(base_url))))
+
+    async def search_page(
+        self, query: SearchQuery, page: int = 1, *, base_url: str | None = None
+    ) -> Document:
+        """The HTML results of ``query``. Raises :class:`~feedbot.feeds.PageOutOfRange`."""
+        key = _Key(_SEARCH + query.key, "html", "", page, self._base(base_url), query)
+        return cast(Document, await self._get(key))
+
+    async def site_css(self) -> Document:
+        return cast(Document, await self._get(_Key(_STATIC, "css")))
+
+    async def feed_stylesheet(self, *, base_url: str | None = None) -> Document:
+        return cast(Document, await self._get(_Key(_STATIC, "xsl", base=self._base(base_url))))
+
     async def opml(self, *, base_url: str | None = None) -> Document:
         return cast(Document, await self._get(_Key(_META, "opml", base=self._base(base_url))))
 
@@ -449,7 +211,8 @@ class FeedCache:
     def invalidate(self, slugs: Iterable[str]) -> None:
         """Forget the feeds of ``slugs``, and always the all-events feed and the
         topic lists (a new event may change any of them)."""
-        scopes = {*slugs, _ALL, _META}
+        searches = {k.scope for k in (*self._entries, *self._inflight) if _is_search(k.scope)}
+        scopes = {*slugs, _ALL, _META, *searches}
         self.stats.invalidations += 1
         for scope in scopes:
             self._epochs[scope] = self._epochs.get(scope, 0) + 1
@@ -462,7 +225,7 @@ class FeedCache:
 
     def clear(self) -> None:
         """Forget everything (for example after a restore of the store)."""
-        self.invalidate({key.scope for key in (*self._entries, *self._inflight)})
+        self.invalidate({key.scope for key in (*self._entries, *self._inflight)} - {_STATIC})
 
     async def refresh(self, slugs: Iterable[str]) -> int:
         """:meth:`invalidate`, then render again at once every document of those
@@ -470,6 +233,7 @@ class FeedCache:
         render. Returns how many were rendered; a failed one is left to the next
         request."""
         scopes = {*slugs, _ALL, _META}
+        # Searches are many and each is cheap: they wait for their next request.
         hot = [key for key in self._entries if key.scope in scopes]
         self.invalidate(slugs)
         results = await asyncio.gather(*(self._get(key) for key in hot), return_exceptions=True)
@@ -540,23 +304,57 @@ class FeedCache:
             self._bytes -= old.size
         self._entries[key] = _Entry(value, size, self._clock())
         self._bytes += size
+        if _is_search(key.scope):
+            searches = [k for k in self._entries if _is_search(k.scope)]
+            for evicted_key in searches[: max(0, len(searches) - self.max_searches)]:
+                self._bytes -= self._entries.pop(evicted_key).size
         while self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self._bytes -= evicted.size
 
     def _make(self, key: _Key) -> Coroutine[Any, Any, object]:
         if key.kind == "feed":
-            slug = None if key.scope == _ALL else key.scope
-            return self._render_feed(slug, key.fmt, key.page, key.base)
+            slug = None if key.scope == _ALL or key.query is not None else key.scope
+            return self._render_feed(slug, key.fmt, key.page, key.base, key.query)
+        if key.kind == "html":
+            return self._render_page(key)
+        if key.kind == "css":
+            return _ready(pages.site_css())
+        if key.kind == "xsl":
+            return _ready(pages.feed_stylesheet(key.base))
         if key.kind == "counts":
             return self._load_counts()
         if key.kind == "opml":
             return self._render_listing(render_opml_document, key.base)
         if key.kind == "topics":
-            return self._render_listing(render_topics_page, key.base)
+            return self._render_listing(pages.render_topics_page, key.base)
         raise ValueError(f"unknown cache key {key}")
 
-    async def _render_feed(self, slug: str | None, fmt: str, page: int, base: str) -> Document:
+    async def _render_feed(
+        self, slug: str | None, fmt: str, page: int, base: str, query: SearchQuery | None
+    ) -> Document:
+        loaded = await self._load(slug, page, base, query)
+        # On the event loop, not in a thread: feedgen's RSS writer calls
+        # locale.setlocale, which is process-wide and not thread-safe.
+        return loaded.render(FeedFormat(fmt))
+
+    async def _render_page(self, key: _Key) -> Document:
+        if key.query is not None:
+            return pages.render_search_page(await self._load(None, key.page, key.base, key.query))
+        if key.scope == _ALL:
+            return pages.render_home_page(await self._load(None, key.page, key.base, None))
+        loaded = await self._load(key.scope, key.page, key.base, None)
+        latest = await self.store.events_page(key.scope, limit=pages.RELATED_FROM)
+        known = (await self._topic_index()).by_slug.get(key.scope)
+        return pages.render_topic_page(
+            loaded,
+            pages.related_topics(key.scope, latest, pages.RELATED_TOPICS),
+            known.last_date if known else None,
+        )
+
+    async def _load(
+        self, slug: str | None, page: int, base: str, query: SearchQuery | None
+    ) -> FeedPage:
         topic, total = None, None
         if slug is not None:
             # The cached topic list already knows the name and the count: one
@@ -564,7 +362,7 @@ class FeedCache:
             known = (await self._topic_index()).by_slug.get(slug)
             if known is not None:
                 topic, total = known.topic, known.events
-        loaded = await load_feed_page(
+        return await load_feed_page(
             self.store,
             base,
             slug,
@@ -574,10 +372,8 @@ class FeedCache:
             total=total,
             tombstone_days=self.tombstone_days,
             now=self._now(),
+            query=query,
         )
-        # On the event loop, not in a thread: feedgen's RSS writer calls
-        # locale.setlocale, which is process-wide and not thread-safe.
-        return loaded.render(FeedFormat(fmt))
 
     async def _load_counts(self) -> _TopicIndex:
         counts = tuple(await self.store.topic_counts())
@@ -587,3 +383,11 @@ class FeedCache:
         self, render: Callable[[Sequence[TopicCount], str], Document], base: str
     ) -> Document:
         return render(await self.topic_counts(), base)
+
+
+def _is_search(scope: str) -> bool:
+    return scope.startswith(_SEARCH)
+
+
+async def _ready(document: Document) -> Document:
+    return document

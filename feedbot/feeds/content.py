@@ -83,7 +83,7 @@ def entry_html(event: Event, base_url: str) -> str:
             sources=[_Link(s.name or s.url, s.url) for s in event.sources],
             follow_ups=[_related(r, base_url) for r in by_date(event.follow_ups())],
             background=[_related(r, base_url) for r in by_date(event.background())],
-            topics=[_Link(t.name, urls.feed_url(base_url, t.slug)) for t in event.topics],
+            topics=[_Link(t.name, urls.topic_page_url(base_url, t.slug)) for t in event.topics],
         )
     )
     return sanitize_html(html)

@@ -6,11 +6,15 @@ Writes, under ``DIR``, the paths the web app serves::
     feeds/topics/<slug>.atom  .rss  .json     (one set per topic)
     topics.opml
     index.html                                (the /topics page)
+    site.css  feed.xsl                        (the pages' style, the feeds' XSLT)
+
+The HTML pages of the latest events, of each topic and of searches need the
+app: a static host serves the topic list and the feeds.
 
 Paging. A static host cannot tell ``all.atom?page=2`` from ``all.atom``, so the
 export writes page 1 of every feed only, byte for byte what the app serves at
 the same path (the documents come from the same functions in
-:mod:`feedbot.feeds.cache`). Page 1 carries the newest ``page_size`` entries,
+:mod:`feedbot.feeds.documents`). Page 1 carries the newest ``page_size`` entries,
 which is what a reader subscribes to; its RFC 5005 ``next``/``last`` links name
 the app's ``?page=N`` URLs under ``base_url``. A static host should answer those
 with 404 (nginx: ``if ($arg_page) { return 404; }``) or pass them to the app;
@@ -36,11 +40,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from feedbot.feeds.cache import (
-    load_feed_page,
-    render_opml_document,
-    render_topics_page,
-)
+from feedbot.feeds.documents import load_feed_page, render_opml_document
+from feedbot.feeds.pages import feed_stylesheet, render_topics_page, site_css
 from feedbot.feeds.spec import DEFAULT_TOMBSTONE_DAYS
 from feedbot.feeds.urls import FeedFormat
 from feedbot.model import Topic
@@ -102,7 +103,10 @@ async def export_feeds(
         wanted.update(f"{count.topic.slug}.{fmt.value}" for fmt in FeedFormat)
     _write_atomic(dest / "topics.opml", render_opml_document(counts, base_url).body)
     _write_atomic(dest / "index.html", render_topics_page(counts, base_url).body)
-    written += 2
+    # What the topic list and the feeds' <?xml-stylesheet?> name, at the same paths.
+    _write_atomic(dest / "site.css", site_css().body)
+    _write_atomic(dest / "feed.xsl", feed_stylesheet(base_url).body)
+    written += 4
 
     removed = 0
     extensions = {f".{fmt.value}" for fmt in FeedFormat}

@@ -17,12 +17,13 @@ from feedbot.clock import EPOCH
 from feedbot.errors import FeedbotError
 from feedbot.feeds import urls
 from feedbot.model import StoredEvent, Topic
+from feedbot.search import SearchQuery
 
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_TOMBSTONE_DAYS = 30
 """How long a removed event's RFC 6721 tombstone stays in its feeds (``feeds.tombstone_days``)."""
 
-FeedKind = Literal["all", "topic"]
+FeedKind = Literal["all", "topic", "search"]
 
 
 class PageOutOfRange(FeedbotError, LookupError):
@@ -36,7 +37,8 @@ class PageOutOfRange(FeedbotError, LookupError):
 
 @dataclass(frozen=True, slots=True)
 class FeedSpec:
-    """One feed: every event (``kind="all"``) or one topic's (``kind="topic"``).
+    """One feed: every event (``kind="all"``), one topic's (``kind="topic"``), or
+    the events that hold every word of a search (``kind="search"``).
 
     ``base_url`` is the public root (``https://feeds.example.org``), with or
     without a trailing slash; it only shapes links, never ids.
@@ -47,13 +49,16 @@ class FeedSpec:
     title: str
     base_url: str
     page_size: int = DEFAULT_PAGE_SIZE
+    query: SearchQuery | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "topic" and not self.slug:
             raise ValueError("a topic feed needs a slug")
-        if self.kind == "all" and self.slug is not None:
-            raise ValueError("the feed of all events takes no slug")
-        if self.kind not in ("all", "topic"):
+        if self.kind != "topic" and self.slug is not None:
+            raise ValueError(f"the {self.kind} feed takes no slug")
+        if (self.kind == "search") != (self.query is not None):
+            raise ValueError("a search feed, and only a search feed, needs a query")
+        if self.kind not in ("all", "topic", "search"):
             raise ValueError(f"unknown feed kind {self.kind!r}")
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an absolute http(s) URL: {self.base_url!r}")
@@ -77,15 +82,38 @@ class FeedSpec:
     ) -> FeedSpec:
         return cls("topic", topic.slug, topic.name, base_url, page_size)
 
+    @classmethod
+    def for_search(
+        cls, query: SearchQuery, base_url: str, *, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> FeedSpec:
+        title = f"Search: {query.text}"
+        if query.topics:
+            title += f" (in {', '.join(query.topics)})"
+        return cls("search", None, title, base_url, page_size, query)
+
+    @property
+    def description(self) -> str:
+        if self.query is not None:
+            return f"Events holding every word of \u201c{self.query.text}\u201d, newest first"
+        if self.kind == "all":
+            return "Every event in the archive, newest first"
+        return f"Events about {self.title}, newest first"
+
     @property
     def feed_id(self) -> str:
+        if self.query is not None:
+            return urls.search_feed_urn(self.query)
         return urls.feed_urn(self.slug)
 
     @property
     def html_url(self) -> str:
+        if self.query is not None:
+            return urls.search_page_url(self.base_url, self.query)
         return urls.topic_page_url(self.base_url, self.slug)
 
     def url(self, fmt: urls.FeedFormat = urls.FeedFormat.ATOM, page: int = 1) -> str:
+        if self.query is not None:
+            return urls.search_feed_url(self.base_url, self.query, fmt, page)
         return urls.feed_url(self.base_url, self.slug, fmt, page)
 
     def page_count(self, total: int) -> int:

@@ -7,15 +7,22 @@ the W3C Feed Validator accept whatever characters the event id holds, and need n
 domain name that feedbot would have to own (as ``tag:`` URIs would, RFC 4151).
 URLs are ``base_url`` plus a fixed path; the web layer routes the same paths:
 
-=========================================  ===================================
-``/feeds/all.<ext>[?page=N]``              every event (``ext``: atom, rss, json)
-``/feeds/topics/<slug>.<ext>[?page=N]``    one topic's events
-``/topics`` and ``/topics#<slug>``         the HTML topic list (one anchor per topic)
-``/events/<event id>``                     the HTML page of one event
-=========================================  ===================================
+===============================================  ==============================
+``/feeds/all.<ext>[?page=N]``                    every event (``ext``: atom, rss, json)
+``/feeds/topics/<slug>.<ext>[?page=N]``          one topic's events
+``/feeds/search.<ext>?q=..[&topic=..][&page=N]`` the events holding every word
+``/[?page=N]``                                   the latest events (HTML)
+``/topics``                                      the HTML topic list
+``/topics/<slug>[?page=N]``                      one topic's events (HTML)
+``/search?q=..[&topic=..][&page=N]``             search results (HTML)
+``/events/<event id>``                           the HTML page of one event
+``/feed.xsl``, ``/site.css``                     the feeds' stylesheet, the pages' style
+===============================================  ==============================
 
 Page 1 of a feed has no ``page`` parameter, so the URL people subscribe to is the
-one that carries the newest entries.
+one that carries the newest entries. A search URL names the query in its
+normalised form (:class:`~feedbot.search.SearchQuery`): the words as matched, the
+topics sorted, so one query has one URL and one feed id however it was typed.
 
 With no ``server.base_url`` configured, the web app roots each response's links at
 the ``Host`` its request named (:func:`base_from_host`), so a container listening
@@ -29,7 +36,9 @@ import ipaddress
 import re
 import uuid
 from enum import StrEnum
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
+
+from feedbot.search import SearchQuery
 
 # The namespace of every id feedbot mints: uuid5(NAMESPACE_URL,
 # "https://feedbot.invalid/ns/entries"). Fixed for ever: changing it, or the names
@@ -99,19 +108,67 @@ def event_url(base_url: str, event_id: str) -> str:
     return f"{_base(base_url)}/events/{_quote(event_id)}"
 
 
+def search_feed_urn(query: SearchQuery) -> str:
+    """The id of the search feed of ``query`` (its normalised form: one id per query)."""
+    return _uuid5_urn("feed:search:" + query.key)
+
+
 def feed_url(
     base_url: str, slug: str | None, fmt: FeedFormat = FeedFormat.ATOM, page: int = 1
 ) -> str:
     """The URL of one page of a feed; page 1 is the bare, subscribable URL."""
     path = "/feeds/all" if slug is None else f"/feeds/topics/{_quote(slug)}"
-    query = "" if page == 1 else f"?page={page}"
-    return f"{_base(base_url)}{path}.{fmt.value}{query}"
+    return f"{_base(base_url)}{path}.{fmt.value}{_page_query(page)}"
 
 
-def topic_page_url(base_url: str, slug: str | None) -> str:
-    """The HTML page a feed is the feed *of*: the topic list, at the topic's anchor."""
-    anchor = "" if slug is None else "#" + _quote(slug)
-    return f"{_base(base_url)}/topics{anchor}"
+def search_feed_url(
+    base_url: str, query: SearchQuery, fmt: FeedFormat = FeedFormat.ATOM, page: int = 1
+) -> str:
+    """The URL of one page of the search feed of ``query``."""
+    return f"{_base(base_url)}/feeds/search.{fmt.value}?{_search_query(query, page)}"
+
+
+def search_page_url(base_url: str, query: SearchQuery, page: int = 1) -> str:
+    """The HTML results of ``query``."""
+    return f"{_base(base_url)}/search?{_search_query(query, page)}"
+
+
+def _search_query(query: SearchQuery, page: int) -> str:
+    pairs = [("q", query.text), *(("topic", slug) for slug in query.topics)]
+    if page != 1:
+        pairs.append(("page", str(page)))
+    return urlencode(pairs, quote_via=quote)
+
+
+def _page_query(page: int) -> str:
+    return "" if page == 1 else f"?page={page}"
+
+
+def home_url(base_url: str, page: int = 1) -> str:
+    """The latest events (``/``), the page the feed of every event is the feed *of*."""
+    return f"{_base(base_url)}/{_page_query(page)}"
+
+
+def topics_url(base_url: str) -> str:
+    """The HTML list of every topic."""
+    return f"{_base(base_url)}/topics"
+
+
+def topic_page_url(base_url: str, slug: str | None, page: int = 1) -> str:
+    """The HTML page a feed is the feed *of*: a topic's events, or for ``None``
+    (every event) the latest events."""
+    if slug is None:
+        return home_url(base_url, page)
+    return f"{_base(base_url)}/topics/{_quote(slug)}{_page_query(page)}"
+
+
+STYLESHEET_PATH = "/feed.xsl"
+SITE_CSS_PATH = "/site.css"
+
+
+def stylesheet_url(base_url: str) -> str:
+    """The XSLT that lets a browser show a feed as a page (``<?xml-stylesheet?>``)."""
+    return _base(base_url) + STYLESHEET_PATH
 
 
 def base_from_host(host: str, scheme: str = "http") -> str | None:

@@ -2,8 +2,10 @@
 
 Events are kept whole as their event JSON (``body``) beside the columns
 that queries need: the date for ordering, the content hash that decides whether
-``updated`` moves, and the topic and link tables that feeds and alerts select on.
-``event_topics`` repeats the event date so a topic feed is one index range scan.
+``updated`` moves, the text the full-text index holds (``search``), and the topic
+and link tables that feeds and alerts select on. ``event_topics`` repeats the
+event date so a topic feed is one index range scan; ``event_search`` is the
+full-text index.
 
 Migrations are ordered steps; ``meta.schema_version`` records how many have run.
 A step adds to the schema (columns with defaults, tables, keys; one replaced a
@@ -41,9 +43,11 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.schema import AddConstraint, CreateTable
 
-from feedbot.model import DeliveryStatus
+from feedbot.model import DeliveryStatus, Event, search_text
+from feedbot.store._db import PlainSql
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -100,6 +104,8 @@ events = Table(
     # still in every feed; removed by a poll that starts later and finds it still gone.
     Column("missing_since", UTCDateTime),
     Column("deleted_at", UTCDateTime),  # a tombstone: out of every feed and count
+    # model.search_text: what the full-text index (event_search, below) holds of it.
+    Column("search", Text),
     Index("ix_events_date_id", "date", "id"),
     Index("ix_events_key", "key", unique=True),
 )
@@ -288,6 +294,54 @@ leases = Table(
 )
 
 
+# The full-text index (feedbot.search; written and queried by feedbot.store.search):
+# what events.search holds of every event in the feeds (a removed event's row is
+# taken out, and put back when it returns), keyed by events.key. That text is the
+# event's words, normalised by feedbot.search.words_of, and its topics' tokens,
+# one space between them; neither database splits it any other way, so both match
+# exactly the same words whatever their locale and Unicode tables.
+#
+# SQLite: an FTS5 table whose content is events.search (through the view
+# event_search_source: the events in the feeds), rowid = events.key. FTS5 keeps
+# no copy of the text: its own content table, keyed by hashed keys, made every
+# batch of a first ingest rewrite pages all over it (1.8 s more for 100,000
+# events). FTS5 reads the text back from the view to take a row's words out, so
+# a row leaves the index before its events row changes or is removed
+# (feedbot.store.search.SearchIndex.drop). Tokenizer "ascii": it splits on ASCII
+# punctuation and space only and takes every other character as part of a word,
+# so each normalised word is exactly one token (unicode61 would split a word at a
+# mark, or at a letter newer than its Unicode 6.1 tables, and a word of two tokens
+# is a phrase, which detail=none refuses). detail=none and columnsize=0: the index
+# keeps which rows hold a word and nothing more, all that whole-word AND queries
+# need.
+#
+# PostgreSQL: this table, the text as a tsvector made with array_to_tsvector (no
+# text parser, no stemming, no stop words), under a GIN index.
+event_search = Table(
+    "event_search",
+    metadata,
+    Column("key", BigInteger, primary_key=True),
+    Column("words", Text().with_variant(TSVECTOR(), "postgresql"), nullable=False),
+    Index("ix_event_search_words", "words", postgresql_using="gin"),
+)
+SQLITE_EVENT_SEARCH = (
+    "CREATE VIEW event_search_source AS"
+    " SELECT key, search AS words FROM events WHERE deleted_at IS NULL",
+    "CREATE VIRTUAL TABLE event_search USING fts5(words,"
+    " content='event_search_source', content_rowid='key',"
+    " detail=none, columnsize=0, tokenize='ascii')",
+)
+# One row of the index: its key and its text (events.search).
+SEARCH_ROW = {
+    "sqlite": PlainSql("INSERT INTO event_search (rowid, words) VALUES ({key}, {words})"),
+    "postgresql": PlainSql(
+        "INSERT INTO event_search (key, words)"
+        " VALUES ({key}, array_to_tsvector(string_to_array({words}, ' ')))"
+    ),
+}
+SEARCH_ROW_NAMES = ("key", "words")
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def step(connection: Connection) -> None:
         metadata.create_all(connection, tables=list(tables), checkfirst=True)
@@ -433,6 +487,49 @@ def _distinct_updated(connection: Connection) -> None:
         )
 
 
+def _search_index(connection: Connection) -> None:
+    """Full-text search: give every event its ``search`` text (computed from its
+    body, a chunk at a time, so memory stays bounded whatever the store's size),
+    then build the index (:data:`event_search`) of those in the feeds. Run again,
+    it builds the index over."""
+    if "search" not in {column["name"] for column in inspect(connection).get_columns("events")}:
+        connection.execute(text("ALTER TABLE events ADD COLUMN search TEXT"))
+    chunk = select(events.c.id, events.c.body).where(events.c.search.is_(None))
+    fill = update(events).where(events.c.id == bindparam("event_id"))
+    last: str | None = None
+    while True:
+        query = chunk if last is None else chunk.where(events.c.id > last)
+        rows = connection.execute(query.order_by(events.c.id).limit(_SEARCH_FILL_CHUNK)).all()
+        if not rows:
+            break
+        texts = [
+            {"event_id": event_id, "search": search_text(Event.from_canonical_json(body))}
+            for event_id, body in rows
+        ]
+        connection.execute(fill.values(search=bindparam("search")), texts)
+        last = rows[-1].id
+    if connection.dialect.name == "sqlite":
+        connection.execute(text("DROP TABLE IF EXISTS event_search"))
+        connection.execute(text("DROP VIEW IF EXISTS event_search_source"))
+        for statement in SQLITE_EVENT_SEARCH:
+            connection.execute(text(statement))
+        # FTS5 reads every row of its content (the events in the feeds).
+        connection.execute(text("INSERT INTO event_search (event_search) VALUES ('rebuild')"))
+    else:
+        event_search.create(connection, checkfirst=True)
+        connection.execute(delete(event_search))
+        connection.execute(
+            text(
+                "INSERT INTO event_search (key, words)"
+                " SELECT key, array_to_tsvector(string_to_array(search, ' '))"
+                " FROM events WHERE deleted_at IS NULL"
+            )
+        )
+
+
+_SEARCH_FILL_CHUNK = 2000  # events read and given their text at a time
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
@@ -442,6 +539,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _alert_kinds,
     _identity,
     _distinct_updated,
+    _search_index,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

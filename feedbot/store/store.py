@@ -24,6 +24,7 @@ from feedbot.clock import utc_now
 from feedbot.errors import StorageError
 from feedbot.identity import Known, Listed
 from feedbot.model import Event, EventRecord, StoredEvent, Topic, event_key
+from feedbot.search import SearchQuery
 from feedbot.store import schema
 from feedbot.store._db import Database, chunks
 from feedbot.store.outbox import Outbox, queue_alerts
@@ -41,6 +42,7 @@ from feedbot.store.schema import (
     rejections,
     topics,
 )
+from feedbot.store.search import SearchIndex
 from feedbot.store.subscriptions import Subscriptions
 
 
@@ -132,6 +134,7 @@ class Store:
         self.subscriptions = Subscriptions(self._db)
         self.outbox = Outbox(self._db)
         self.replicas = Replicas(self._db)
+        self._search = SearchIndex(self._db)
 
     @classmethod
     async def open(cls, url: str, *, clock: Callable[[], datetime] = utc_now) -> Store:
@@ -355,6 +358,9 @@ class Store:
                 stamps = await self._next_stamps(connection, now, len(new) + len(changed))
             previous_titles: dict[str, str] = {}
             if changed:
+                # Out of the search index while their rows still hold the words
+                # it has of them (SearchIndex.drop).
+                await self._search.drop(connection, [record.key for record in changed])
                 before, previous_titles = await self._forget_topics_and_links(connection, changed)
                 affected |= before
                 for record, stamp in zip(changed, stamps[len(new) :], strict=True):
@@ -380,6 +386,9 @@ class Store:
                         for e, stamp in zip(new, stamps, strict=False)
                     ],
                 )
+            # Into the search index with their rows (a changed one's old words
+            # were taken out before its row changed).
+            await self._search.put(connection, [(r.key, r.search) for r in (*new, *changed)])
             if moved:
                 affected |= await self._move(connection, moved, now)
             both = [*new, *changed]
@@ -547,12 +556,15 @@ class Store:
         back in its feeds as it was stored. Returns the topics whose feeds change."""
         affected: set[str] = set()
         for chunk in chunks(sorted(ids)):
-            rows = await connection.execute(
-                select(events.c.body).where(
-                    events.c.id.in_(chunk), events.c.deleted_at.is_not(None)
+            rows = (
+                await connection.execute(
+                    select(events.c.body, events.c.key, events.c.search).where(
+                        events.c.id.in_(chunk), events.c.deleted_at.is_not(None)
+                    )
                 )
-            )
-            revived = [Event.from_canonical_json(body) for (body,) in rows]
+            ).all()
+            revived = [Event.from_canonical_json(body) for body, _key, _search in rows]
+            texts = [(key, search) for _body, key, search in rows]
             await connection.execute(
                 events.update()
                 .where(events.c.id.in_(chunk))
@@ -560,6 +572,8 @@ class Store:
             )
             if not revived:
                 continue
+            # Back in the search index, which remove_missing took them out of.
+            await self._search.put(connection, texts)
             await self._db.insert_rows(
                 connection,
                 topics,
@@ -625,6 +639,9 @@ class Store:
                             event_topics.c.event_key == event_key(event.id),
                         )
                     )
+            # Out of search as out of the feeds (_restore puts them back), while
+            # their rows still say they are in the feeds (SearchIndex.drop).
+            await self._search.drop(connection, [event_key(event.id) for event in gone])
             for chunk in chunks([event.id for event in gone]):
                 await connection.execute(
                     events.update().where(events.c.id.in_(chunk)).values(deleted_at=now)
@@ -830,6 +847,19 @@ class Store:
         async with self._db.read() as connection:
             return [_stored(row) for row in await connection.execute(query)]
 
+    async def search_events(
+        self, query: SearchQuery, *, offset: int = 0, limit: int = 50
+    ) -> list[StoredEvent]:
+        """The events in the feeds that ``query`` matches (every word of it as a
+        whole word of the title, story, topic names or source names; one of its
+        topics, when it names some), in feed order as :meth:`events_page`:
+        date descending, then the latest first seen, then id."""
+        return await self._search.events(query, offset=offset, limit=limit)
+
+    async def count_search(self, query: SearchQuery) -> int:
+        """How many events :meth:`search_events` finds for ``query`` in all."""
+        return await self._search.count(query)
+
     async def topic_counts(self) -> list[TopicCount]:
         """Every topic with its event count, most recently active first."""
         last = func.max(event_topics.c.date).label("last_date")
@@ -845,6 +875,23 @@ class Store:
                 for slug, name, n, last_date in await connection.execute(query)
             ]
 
+    async def referring_events(self, event_id: str, *, limit: int = 100) -> list[StoredEvent]:
+        """Stored events whose related links name ``event_id`` (links to an alias
+        were pointed at the kept id when it became one), oldest first; removed
+        events are left out."""
+        query = (
+            select(events.c.body, events.c.first_seen, events.c.updated)
+            .join(event_links, event_links.c.event_key == events.c.key)
+            .where(
+                event_links.c.target_key == event_key(event_id),
+                events.c.deleted_at.is_(None),
+            )
+            .order_by(events.c.date, events.c.id)
+            .limit(limit)
+        )
+        async with self._db.read() as connection:
+            return [_stored(row) for row in await connection.execute(query)]
+
     async def topic(self, slug: str) -> Topic | None:
         async with self._db.read() as connection:
             name = (
@@ -853,7 +900,7 @@ class Store:
         return None if name is None else Topic(name=name, slug=slug)
 
 
-_EVENT_COLUMNS = ("id", "key", "date", "story", "title", "body", "content_hash")
+_EVENT_COLUMNS = ("id", "key", "date", "story", "title", "body", "content_hash", "search")
 _KNOWN_COLUMNS = (
     events.c.id,
     events.c.content_hash,
@@ -874,6 +921,7 @@ def _event_values(record: EventRecord) -> tuple[Any, ...]:
         record.title,
         record.body,
         record.content_hash,
+        record.search,
     )
 
 

@@ -3,14 +3,24 @@
 =========================================  ======================================
 ``/feeds/all.{atom,rss,json}[?page=N]``    every event
 ``/feeds/topics/<slug>.{atom,rss,json}``   one topic's events (``?page=N`` too)
-``/topics`` (and ``/``)                    HTML topic list
+``/feeds/search.{atom,rss,json}?q=``       the events holding every word
+                                           (``&topic=`` any of, ``&page=N``)
+``/[?page=N]``                             the latest events (HTML)
+``/topics``                                HTML topic list
+``/topics/<slug>[?page=N]``                one topic's events (HTML)
+``/search?q=``                             search results (HTML)
 ``/topics.opml``                           OPML of every topic feed
 ``/events/<id>``                           HTML page of one event (an alias: 301 to the
                                            kept id; a removed event: 410 Gone)
+``/site.css``, ``/feed.xsl``               the pages' style, the feeds' XSLT
 ``/healthz``, ``/readyz``, ``/metrics``    liveness, readiness, Prometheus (:mod:`.health`)
 ``/api/v1/...``                            the admin API, when ``admin.token`` is set
                                            (:mod:`.admin`)
 =========================================  ======================================
+
+A search that cannot be run (empty, too long, a topic that is not a slug) is a
+400 whose body says why: the search form again on ``/search``, a line of text on
+the feeds.
 
 Handlers only parse and validate the request and pick a document; rendering and
 caching live in :mod:`feedbot.feeds.cache`, HTTP semantics in :mod:`.http`. A
@@ -35,29 +45,46 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from feedbot.errors import FeedbotError
-from feedbot.feeds import FeedFormat, PageOutOfRange, event_url, feed_url, topic_page_url
-from feedbot.feeds.cache import (
-    FeedCache,
-    UnknownTopic,
+from feedbot.feeds import FeedFormat, PageOutOfRange, event_url, feed_url
+from feedbot.feeds.cache import Document, FeedCache, UnknownTopic
+from feedbot.feeds.documents import HTML_MEDIA_TYPE, load_feed_page, resolve_related
+from feedbot.feeds.pages import (
     filter_script,
     render_event_page,
+    render_home_page,
     render_removed_page,
+    render_search_refusal,
     render_topics_page,
-    resolve_related,
 )
-from feedbot.feeds.urls import base_from_host
+from feedbot.feeds.urls import (
+    SITE_CSS_PATH,
+    STYLESHEET_PATH,
+    base_from_host,
+    search_feed_url,
+    topics_url,
+)
 from feedbot.metrics import Metrics
 from feedbot.model import MAX_SLUG_CHARS
+from feedbot.search import BadQuery, SearchQuery
 from feedbot.settings import Settings
 from feedbot.store import Moved, Removed, Store, TopicCount
 from feedbot.web import health
 from feedbot.web.admin import setup_admin
-from feedbot.web.http import CACHE_CONTROL, document_response, error_middleware, not_found
+from feedbot.web.http import (
+    CACHE_CONTROL,
+    XML_FEED_CSP,
+    XML_MEDIA_TYPE,
+    document_response,
+    error_middleware,
+    not_found,
+    wants_feed_as_page,
+)
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_EVENT_ID = 1024
 _PAGE = re.compile(r"[0-9]{1,9}")
 _SUGGESTIONS = 5
+_REFERRERS = 100  # "refer to this" on an event page, at most
 _EXTENSIONS = frozenset(fmt.value for fmt in FeedFormat)
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -89,11 +116,16 @@ def create_app(
     app[METRICS] = metrics
     routes = _Routes(store, cache, from_host=not settings.server.base_url)
     app.router.add_get("/feeds/all.{fmt:atom|rss|json}", routes.all_feed)
+    app.router.add_get("/feeds/search.{fmt:atom|rss|json}", routes.search_feed)
     app.router.add_get("/feeds/topics/{file}", routes.topic_feed)
+    app.router.add_get("/", routes.home)
     app.router.add_get("/topics", routes.topics)
-    app.router.add_get("/", routes.topics)
+    app.router.add_get("/topics/{slug}", routes.topic_page)
+    app.router.add_get("/search", routes.search_page)
     app.router.add_get("/topics.opml", routes.opml)
     app.router.add_get("/events/{id:.+}", routes.event)
+    app.router.add_get(SITE_CSS_PATH, routes.site_css)
+    app.router.add_get(STYLESHEET_PATH, routes.feed_stylesheet)
     health.add_routes(app, settings, store, metrics, readiness)
     setup_admin(app, settings, store)
     return app
@@ -108,7 +140,7 @@ def feed_format(path: str) -> str | None:
         return extension if extension in _EXTENSIONS else "other"
     if path == "/topics.opml":
         return "opml"
-    if path in ("/", "/topics") or path.startswith("/events/"):
+    if path in ("/", "/topics", "/search") or path.startswith(("/events/", "/topics/")):
         return "html"
     return None
 
@@ -143,10 +175,11 @@ class _Routes:
         self.cache = cache
         self.from_host = from_host
         # Archive text is escaped by the templates; this policy is the second
-        # line: the one script allowed is the topic filter, by its hash.
+        # line: the one script allowed is the topic filter, by its hash; style
+        # comes from /site.css alone; forms only search this site.
         self.html_csp = (
             f"default-src 'none'; script-src {_script_source(filter_script())}; "
-            "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+            "style-src 'self'; base-uri 'none'; form-action 'self'; "
             "frame-ancestors 'none'"
         )
 
@@ -164,26 +197,56 @@ class _Routes:
             )
         return await self._feed(request, slug, FeedFormat(extension))
 
+    async def search_feed(self, request: web.Request) -> web.StreamResponse:
+        fmt = FeedFormat(request.match_info["fmt"])
+        try:
+            query = _search_query(request)
+        except BadQuery as exc:
+            raise web.HTTPBadRequest(
+                text=f"400 Bad Request: {exc.field}: {exc.reason}.\n",
+                headers={hdrs.CACHE_CONTROL: "no-store"},
+            ) from None
+        page = _page(request)
+        canonical = search_feed_url("", query, fmt, page)
+        if request.raw_path != canonical:
+            # One query, one URL: the one its feed names as "self", and readers keep.
+            raise web.HTTPMovedPermanently(self.base(request) + canonical)
+        try:
+            document = await self.cache.search_feed(query, fmt, page, base_url=self.base(request))
+        except PageOutOfRange as exc:
+            raise not_found(f"404 Not Found: {exc}.") from None
+        return self._feed_response(request, document, fmt)
+
     async def _feed(
         self, request: web.Request, slug: str | None, fmt: FeedFormat
     ) -> web.StreamResponse:
-        raw_page = request.query.get("page")
-        if raw_page is None:
-            page = 1
-        elif _PAGE.fullmatch(raw_page):
-            page = int(raw_page)
-        else:
-            raise web.HTTPBadRequest(text="400 Bad Request: page must be a positive integer.\n")
+        page = _page(request)
         try:
-            document = await self.cache.feed(slug, fmt, page, base_url=self._base(request))
+            document = await self.cache.feed(slug, fmt, page, base_url=self.base(request))
         except PageOutOfRange as exc:
             raise not_found(f"404 Not Found: {exc}.") from None
         except UnknownTopic:
             assert slug is not None
             raise not_found(await self._unknown_topic(request, slug)) from None
-        return document_response(request, document)
+        return self._feed_response(request, document, fmt)
 
-    def _base(self, request: web.Request) -> str:
+    def _feed_response(
+        self, request: web.Request, document: Document, fmt: FeedFormat
+    ) -> web.StreamResponse:
+        """A feed: Atom and RSS may be shown through their XSLT, and to a browser
+        go as ``application/xml`` (:func:`~feedbot.web.http.wants_feed_as_page`)."""
+        if fmt is FeedFormat.JSON:
+            return document_response(request, document)
+        as_page = wants_feed_as_page(request.headers.get(hdrs.ACCEPT, ""))
+        return document_response(
+            request,
+            document,
+            csp=XML_FEED_CSP,
+            media_type=XML_MEDIA_TYPE if as_page else None,
+            vary=f"{hdrs.ACCEPT}, {hdrs.ACCEPT_ENCODING}",
+        )
+
+    def base(self, request: web.Request) -> str:
         """The base URL of the links in the answer to ``request``."""
         if self.from_host:
             derived = base_from_host(request.headers.get(hdrs.HOST, ""), request.scheme)
@@ -195,7 +258,7 @@ class _Routes:
         counts = await self.cache.topic_counts()
         lines = [f'404 Not Found: there is no topic "{slug}".']
         close = closest_topics(slug, counts)
-        base = self._base(request)
+        base = self.base(request)
         if close:
             lines.append("Closest topics:")
             lines += [
@@ -203,26 +266,91 @@ class _Routes:
                 f"{feed_url(base, c.topic.slug)}"
                 for c in close
             ]
-        lines.append(f"Every topic: {topic_page_url(base, None)}")
+        lines.append(f"Every topic: {topics_url(base)}")
         return "\n".join(lines)
 
     def _topics_url(self, request: web.Request) -> str:
-        return topic_page_url(self._base(request), None)
+        return topics_url(self.base(request))
+
+    async def _archive_notice(self) -> str | None:
+        try:
+            return health.archive_notice(await self.store.last_poll())
+        except FeedbotError:
+            return None  # the store's trouble is /readyz's to tell
+
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        page, base = _page(request), self.base(request)
+        notice = await self._archive_notice()
+        try:
+            if notice is None:
+                document = await self.cache.home_page(page, base_url=base)
+            else:
+                # Not cached: the notice goes when the archive is back.
+                loaded = await load_feed_page(
+                    self.store, base, None, page, page_size=self.cache.page_size, tombstone_days=0
+                )
+                document = render_home_page(loaded, notice)
+        except PageOutOfRange as exc:
+            raise not_found(f"404 Not Found: {exc}.") from None
+        return document_response(request, document, csp=self.html_csp)
+
+    async def topic_page(self, request: web.Request) -> web.StreamResponse:
+        slug = request.match_info["slug"]
+        if not is_slug(slug):
+            raise not_found(
+                "404 Not Found: not a topic slug (lowercase letters and digits, "
+                f"joined by single hyphens). Every topic: {self._topics_url(request)}"
+            )
+        page = _page(request)
+        try:
+            document = await self.cache.topic_page(slug, page, base_url=self.base(request))
+        except PageOutOfRange as exc:
+            raise not_found(f"404 Not Found: {exc}.") from None
+        except UnknownTopic:
+            raise not_found(await self._unknown_topic(request, slug)) from None
+        return document_response(request, document, csp=self.html_csp)
+
+    async def search_page(self, request: web.Request) -> web.StreamResponse:
+        try:
+            query = _search_query(request)
+        except BadQuery as exc:
+            return web.Response(
+                status=400,
+                body=render_search_refusal(
+                    self.base(request), request.query.get("q", ""), exc.reason
+                ),
+                headers={
+                    hdrs.CONTENT_TYPE: HTML_MEDIA_TYPE,
+                    hdrs.CACHE_CONTROL: "no-store",
+                    hdrs.CONTENT_SECURITY_POLICY: self.html_csp,
+                    hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
+                },
+            )
+        page = _page(request)
+        try:
+            document = await self.cache.search_page(query, page, base_url=self.base(request))
+        except PageOutOfRange as exc:
+            raise not_found(f"404 Not Found: {exc}.") from None
+        return document_response(request, document, csp=self.html_csp)
+
+    async def site_css(self, request: web.Request) -> web.StreamResponse:
+        return document_response(request, await self.cache.site_css())
+
+    async def feed_stylesheet(self, request: web.Request) -> web.StreamResponse:
+        document = await self.cache.feed_stylesheet(base_url=self.base(request))
+        return document_response(request, document)
 
     async def topics(self, request: web.Request) -> web.StreamResponse:
-        try:
-            notice = health.archive_notice(await self.store.last_poll())
-        except FeedbotError:
-            notice = None  # the store's trouble is /readyz's to tell
+        notice = await self._archive_notice()
         if notice is None:
-            document = await self.cache.topics_page(base_url=self._base(request))
+            document = await self.cache.topics_page(base_url=self.base(request))
         else:
             counts = await self.cache.topic_counts()
-            document = render_topics_page(counts, self._base(request), notice)
+            document = render_topics_page(counts, self.base(request), notice)
         return document_response(request, document, csp=self.html_csp)
 
     async def opml(self, request: web.Request) -> web.StreamResponse:
-        return document_response(request, await self.cache.opml(base_url=self._base(request)))
+        return document_response(request, await self.cache.opml(base_url=self.base(request)))
 
     async def event(self, request: web.Request) -> web.StreamResponse:
         event_id = request.match_info["id"]
@@ -235,9 +363,9 @@ class _Routes:
             )
         if isinstance(found, Moved):
             # A reworded page's other path: the event lives under its first id.
-            raise web.HTTPMovedPermanently(event_url(self._base(request), found.kept_id))
+            raise web.HTTPMovedPermanently(event_url(self.base(request), found.kept_id))
         if isinstance(found, Removed):
-            removed = render_removed_page(found, self._base(request))
+            removed = render_removed_page(found, self.base(request))
             return web.Response(
                 status=410,
                 body=removed.body,
@@ -250,8 +378,37 @@ class _Routes:
                 },
             )
         (stored,) = await resolve_related(self.store, [found])
-        document = render_event_page(stored, self._base(request))
+        referrers = await self.store.referring_events(stored.event.id, limit=_REFERRERS)
+        document = render_event_page(stored, self.base(request), referrers)
         return document_response(request, document, csp=self.html_csp)
+
+
+def _feed_response(request: web.Request, document: Document, fmt: FeedFormat) -> web.StreamResponse:
+    """A feed: Atom and RSS may be shown through their XSLT, and to a browser go
+    as ``application/xml`` (:func:`~feedbot.web.http.wants_feed_as_page`)."""
+    if fmt is FeedFormat.JSON:
+        return document_response(request, document)
+    as_page = wants_feed_as_page(request.headers.get(hdrs.ACCEPT, ""))
+    return document_response(
+        request,
+        document,
+        csp=XML_FEED_CSP,
+        media_type=XML_MEDIA_TYPE if as_page else None,
+        vary=f"{hdrs.ACCEPT}, {hdrs.ACCEPT_ENCODING}",
+    )
+
+
+def _page(request: web.Request) -> int:
+    raw_page = request.query.get("page")
+    if raw_page is None:
+        return 1
+    if _PAGE.fullmatch(raw_page):
+        return int(raw_page)
+    raise web.HTTPBadRequest(text="400 Bad Request: page must be a positive integer.\n")
+
+
+def _search_query(request: web.Request) -> SearchQuery:
+    return SearchQuery.parse(request.query.get("q", ""), request.query.getall("topic", []))
 
 
 def closest_topics(slug: str, counts: Sequence[TopicCount]) -> list[TopicCount]:

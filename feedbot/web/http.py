@@ -32,6 +32,23 @@ CACHE_CONTROL = "public, max-age=300"
 # Nothing a feed or the OPML list holds may run or load anything if a browser
 # renders it; HTML pages get their own, narrower policy.
 DOCUMENT_CSP = "default-src 'none'; sandbox"
+# An Atom or RSS feed a browser shows through /feed.xsl: browsers load an XSLT
+# as a script, and its page links /site.css; nothing else may load. (A sandbox
+# would make the document's origin opaque, and the stylesheet cross-origin.)
+XML_FEED_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; base-uri 'none'"
+XML_MEDIA_TYPE = "application/xml; charset=utf-8"
+_FEED_MEDIA_RANGES = ("atom+xml", "rss+xml", "feed+json")
+
+
+def wants_feed_as_page(accept: str) -> bool:
+    """Whether ``Accept`` is a browser's: it asks for HTML and names no feed type.
+
+    Browsers show ``application/atom+xml`` and ``application/rss+xml`` as plain
+    text, without applying the document's ``<?xml-stylesheet?>``; as
+    ``application/xml`` they apply it. Feed readers name the feed types, or send
+    ``*/*``, and get the feed's own media type."""
+    lowered = accept.lower()
+    return "text/html" in lowered and not any(kind in lowered for kind in _FEED_MEDIA_RANGES)
 
 
 @lru_cache(maxsize=256)
@@ -90,12 +107,16 @@ def document_response(
     *,
     csp: str = DOCUMENT_CSP,
     cache_control: str = CACHE_CONTROL,
+    media_type: str | None = None,
+    vary: str = hdrs.ACCEPT_ENCODING,
 ) -> web.Response:
+    """The response carrying ``document``, as ``media_type`` when given (else the
+    document's own)."""
     gzipped = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     headers = {
         hdrs.ETAG: document.gzip_etag if gzipped else document.etag,
         hdrs.CACHE_CONTROL: cache_control,
-        hdrs.VARY: hdrs.ACCEPT_ENCODING,
+        hdrs.VARY: vary,
         hdrs.CONTENT_SECURITY_POLICY: csp,
         hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
     }
@@ -103,7 +124,7 @@ def document_response(
         headers[hdrs.LAST_MODIFIED] = http_date(document.last_modified)
     if is_not_modified(request, document):
         return web.Response(status=304, headers=headers)
-    headers[hdrs.CONTENT_TYPE] = document.media_type
+    headers[hdrs.CONTENT_TYPE] = media_type or document.media_type
     if gzipped:
         headers[hdrs.CONTENT_ENCODING] = "gzip"
         return web.Response(body=document.gzip_body, headers=headers)
