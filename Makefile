@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py --events 100000
 	$(BIN)/python bench/serve.py --events 100000
 	$(BIN)/python bench/notify.py
+	$(BIN)/python bench/latency.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/ingest.py --events 10000 --no-reference

@@ -7,11 +7,15 @@ A keep-alive aiohttp server on 127.0.0.1 that answers every POST under
 time (``time.time()``) of each request:
 
 - feedbot's posts are keyed by their ``webhook-id`` header;
+- WebSub pushes (an ``X-Hub-Signature`` or a feed document, no webhook-id) by
+  ``<subscription>/<the first "latency-N" in the body>`` (bench/latency.py's pages);
 - Apprise's ``json://`` posts carry no webhook-id, so they are keyed by
   ``<subscription>/<title>`` (the bench sends the event id as the title).
 
 ``GET /stats/<run>`` answers ``{"keys": [...], "times": [...]}`` for that run, in
-arrival order, and forgets it. It runs in a separate process so that it shares
+arrival order, and forgets it (``?keep=1``: and keeps it). A GET under
+``/r/<run>/<subscription>`` with a ``hub.challenge`` echoes it: a WebSub hub's
+verification of intent. It runs in a separate process so that it shares
 neither the event loop nor the GIL with the sender being measured.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 
@@ -26,6 +31,7 @@ import uvloop
 from aiohttp import web
 
 Records = dict[str, tuple[list[str], list[float]]]
+_PAGE = re.compile(rb"latency-[0-9]+")
 
 
 def make_app() -> web.Application:
@@ -42,6 +48,9 @@ def make_app() -> web.Application:
         arrived = time.time()
         run = request.match_info["run"]
         key = request.headers.get("webhook-id")
+        if key is None and not request.content_type.endswith("json"):
+            found = _PAGE.search(body)
+            key = f"{request.match_info['sub']}/{found.group().decode() if found else '?'}"
         if key is None:  # Apprise: the title is the event id
             title = json.loads(body).get("title", "")
             key = f"{request.match_info['sub']}/{title}"
@@ -51,11 +60,19 @@ def make_app() -> web.Application:
         return web.Response(status=204)
 
     async def stats(request: web.Request) -> web.Response:
-        keys, times = records.pop(request.match_info["run"], ([], []))
+        run = request.match_info["run"]
+        if request.query.get("keep"):
+            keys, times = records.get(run, ([], []))
+        else:
+            keys, times = records.pop(run, ([], []))
         return web.json_response({"keys": keys, "times": times})
+
+    async def verify(request: web.Request) -> web.Response:
+        return web.Response(text=request.query.get("hub.challenge", ""))
 
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_post("/r/{run}/{sub}", receive)
+    app.router.add_get("/r/{run}/{sub}", verify)
     app.router.add_get("/stats/{run}", stats)
     return app
 

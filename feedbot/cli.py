@@ -30,7 +30,9 @@ from feedbot.model import DeliveryStatus
 from feedbot.settings import Settings, config_file, environment_variable, load_settings
 
 if TYPE_CHECKING:
-    from feedbot.store import Store
+    from datetime import datetime
+
+    from feedbot.store import Store, WebSubListing
     from feedbot.store.outbox import ReplayResult
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
@@ -204,6 +206,15 @@ def _parser() -> argparse.ArgumentParser:
     test = command(subs_commands, "test", "send a signed ping")
     test.add_argument("id")
     test.set_defaults(handler=_cmd_subscriptions_test)
+
+    websub = command(top, "websub", "the readers subscribed through the WebSub hub")
+    websub_commands = websub.add_subparsers(required=True, metavar="ACTION")
+    command(
+        websub_commands, "list", "list them: callback, topic, state, lease end, last delivery"
+    ).set_defaults(handler=_cmd_websub_list)
+    websub_remove = command(websub_commands, "remove", "end one: nothing more is pushed to it")
+    websub_remove.add_argument("id")
+    websub_remove.set_defaults(handler=_cmd_subscriptions_remove)
 
     deliveries = command(top, "deliveries", "inspect and replay deliveries")
     deliveries_commands = deliveries.add_subparsers(required=True, metavar="ACTION")
@@ -427,6 +438,33 @@ def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_async(listing())
+
+
+def _cmd_websub_list(args: argparse.Namespace) -> int:
+    async def listing() -> int:
+        async with _opened_store(args) as (settings, store):
+            now = utc_now()
+            base = settings.public_base_url
+            for entry in await store.subscriptions.websub_list():
+                print(describe_websub(entry, base, now))
+        return EXIT_OK
+
+    return run_async(listing())
+
+
+def describe_websub(entry: WebSubListing, base_url: str, now: datetime) -> str:
+    """One line of ``feedbot websub list``."""
+    subscription = entry.subscription
+    lease = subscription.lease_expires
+    last = "never delivered"
+    if entry.last_attempt_at is not None:
+        answer = entry.last_status if entry.last_status is not None else "no answer"
+        last = f"last delivery {entry.last_attempt_at.isoformat(timespec='seconds')} ({answer})"
+    return (
+        f"{subscription.id}  {subscription.url}  "
+        f"topic={base_url.rstrip('/')}{subscription.feed or ''}  {entry.state(now)}  "
+        f"lease until {lease.isoformat(timespec='seconds') if lease else '-'}  {last}"
+    )
 
 
 def _cmd_subscriptions_remove(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from feedbot import __version__
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import ArchiveSource
 from feedbot.clock import utc_now
-from feedbot.errors import ArchiveError, FeedbotError
+from feedbot.errors import ArchiveError, FeedbotError, StorageError
 from feedbot.factory import (
     delivery_config,
     make_feed_cache,
@@ -190,6 +190,17 @@ class Daemon:
         if job is not None:
             job.modify(next_run_time=utc_now() + timedelta(seconds=delay))
 
+    async def _expire_websub(self) -> None:
+        """Remove the WebSub subscriptions whose lease has run out (none is pushed
+        to after its lease in any case: the alerts of a batch skip them)."""
+        try:
+            expired = await self.store.subscriptions.expire_websub(utc_now())
+        except StorageError as exc:
+            log.warning("websub: expired leases not swept: %s", exc)
+            return
+        if expired:
+            log.info("websub: %d subscription(s) expired", expired)
+
     async def _scheduled_poll(self) -> None:
         await self.poll()
 
@@ -304,6 +315,15 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        if settings.websub.enabled:
+            self._scheduler.add_job(
+                self._expire_websub,
+                "interval",
+                seconds=settings.websub.sweep_seconds,
+                id="websub-leases",
+                max_instances=1,
+                coalesce=True,
+            )
         archive = settings.archive
         self._scheduler.add_job(
             self._scheduled_poll,

@@ -107,6 +107,7 @@ def make_feed_cache(settings: Settings, store: Store) -> FeedCache:
         settings.public_base_url,
         page_size=settings.feeds.page_size,
         tombstone_days=settings.feeds.tombstone_days,
+        websub=settings.websub.enabled,
     )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from feedbot.clock import utc_now
 from feedbot.ingest import PollResult
 from feedbot.model import DeliveryStatus
 from feedbot.notify.workers import Outcome
-from feedbot.store import AttemptReport, DeliveryJob, Store
+from feedbot.store import WEBSUB_STATES, AttemptReport, DeliveryJob, Store
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -63,6 +64,12 @@ class Metrics:
         self.backlog = Gauge(
             "feedbot_outbox_backlog", "Deliveries waiting, by status", ["status"], registry=r
         )
+        self.websub = Gauge(
+            "feedbot_websub_subscriptions",
+            "Readers subscribed through the WebSub hub, by state",
+            ["state"],
+            registry=r,
+        )
 
     def record_poll(self, result: PollResult | None, *, ended_at: float) -> None:
         self.polls.labels("ok" if result is not None else "failed").inc()
@@ -87,6 +94,9 @@ class Metrics:
     async def refresh(self, store: Store) -> None:
         for status in (DeliveryStatus.PENDING, DeliveryStatus.FAILED):
             self.backlog.labels(status.value).set(await store.outbox.count(status))
+        counts = await store.subscriptions.websub_counts(utc_now())
+        for state in WEBSUB_STATES:
+            self.websub.labels(state).set(counts.get(state, 0))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

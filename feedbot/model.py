@@ -219,6 +219,21 @@ def search_text(event: Event) -> str:
     return index_document(document, event.topic_slugs)
 
 
+@lru_cache(maxsize=1024)
+def event_words(event: Event) -> frozenset[str]:
+    """The words search finds ``event`` by (:func:`feedbot.search.search_document`),
+    for a subscription that wants events holding certain words. Kept for the
+    last events asked: a batch asks once per subscription."""
+    return frozenset(
+        search_document(
+            event.title,
+            event.story,
+            [t.name for t in event.topics],
+            [s.name for s in event.sources],
+        ).split()
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as the store knows it: when it was first seen, when it last changed.
@@ -248,6 +263,12 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # the retry schedule ran out, or the subscription went away
 
 
+# A reader's subscription through the WebSub hub (feedbot.websub) is stored as a
+# subscription of this format and origin.
+WEBSUB_FORMAT = "websub"
+WEBSUB_ORIGIN = "websub"
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """A webhook subscriber: where to post, which topics, in what format.
@@ -268,11 +289,22 @@ class Subscription:
     created_at: datetime | None = None
     disabled_reason: str | None = None
     events: tuple[AlertKind, ...] = (AlertKind.CREATED,)
+    # A reader subscribed through the WebSub hub (format "websub"): the feed it
+    # follows (path and query under the base URL), the words every event of it
+    # holds (a search feed's), and when its lease ends.
+    feed: str | None = None
+    words: tuple[str, ...] = ()
+    lease_expires: datetime | None = None
 
     def matched_topics(self, event: Event) -> tuple[str, ...] | None:
         """The event's topic slugs this subscription wants, or ``None`` when the
         event is not for it. A ``*`` subscription matches every event, with all
-        of its topics (possibly none)."""
+        of its topics (possibly none). ``words``, when given, must all be words
+        of the event as search sees them (:func:`feedbot.search.search_document`)."""
+        if self.words:
+            held = event_words(event)
+            if not all(word in held for word in self.words):
+                return None
         if self.keywords:
             title = event.title.casefold()
             if not any(keyword.casefold() in title for keyword in self.keywords):

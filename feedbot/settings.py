@@ -204,6 +204,30 @@ class AdminSettings(_Section):
     token: SecretStr | None = Field(None, description="bearer token; unset: admin API off")
 
 
+class WebSubSettings(_Section):
+    """The built-in WebSub hub (README: "Push to readers: WebSub")."""
+
+    enabled: bool = Field(True, description="advertise the hub and take subscriptions")
+    lease_seconds: int = Field(864_000, ge=1, description="lease granted when none is asked")
+    min_lease_seconds: int = Field(3600, ge=1, description="shortest lease granted")
+    max_lease_seconds: int = Field(2_592_000, ge=1, description="longest lease granted")
+    max_per_host: int = Field(
+        100, ge=1, le=1_000_000, description="subscriptions per callback host"
+    )
+    verify_timeout: float = Field(
+        10.0, gt=0, le=120, description="seconds to wait for a callback's verification answer"
+    )
+    sweep_seconds: float = Field(60.0, gt=0, description="seconds between lease expiry sweeps")
+
+    @field_validator("max_lease_seconds")
+    @classmethod
+    def _ordered(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_lease_seconds")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be at least min_lease_seconds ({minimum})")
+        return value
+
+
 class SubscriptionSettings(_Section):
     url: str
     topics: list[str] = Field(default_factory=lambda: ["*"])
@@ -233,6 +257,7 @@ class Settings(BaseSettings):
     feeds: FeedSettings = FeedSettings()
     notify: NotifySettings = NotifySettings()
     admin: AdminSettings = AdminSettings()
+    websub: WebSubSettings = WebSubSettings()
     subscriptions: list[SubscriptionSettings] = Field(default_factory=list)
 
     @classmethod

@@ -114,6 +114,7 @@ async def serve(store: Store, clock: Clock, *, tombstone_days: int) -> WebServer
         page_size=PAGE_SIZE,
         tombstone_days=tombstone_days,
         now=clock,
+        websub=True,  # every document names the hub, as the daemon's do
     )
     web = WebServer(settings, store, cache)
     await web.start()

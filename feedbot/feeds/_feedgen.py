@@ -128,6 +128,8 @@ def _generator(view: FeedView, self_type: str) -> Any:
     fg.author(name=AUTHOR)
     fg.generator(GENERATOR)
     fg.link(href=view.self_url, rel="self", type=self_type)
+    if view.hub_url is not None and not rss:
+        fg.link(href=view.hub_url, rel="hub")
     # Last, because feedgen takes the RSS channel <link> from the last link added.
     fg.link(href=view.html_url, rel="alternate", type="text/html")
     fg.register_extension(
@@ -135,7 +137,10 @@ def _generator(view: FeedView, self_type: str) -> Any:
     )
     fg.register_extension(
         "feedbot_rss",
-        partial(_RssFeedExtension, view.paging),
+        partial(
+            _RssFeedExtension,
+            (*(() if view.hub_url is None else (("hub", view.hub_url),)), *view.paging),
+        ),
         _RssEntryExtension,
         atom=False,
         rss=True,
@@ -229,7 +234,8 @@ class _Tombstones(BaseExtension):  # type: ignore[misc]
 
 
 class _RssFeedExtension:
-    """feedgen feed extension (duck-typed): RSS gets the paging links Atom has.
+    """feedgen feed extension (duck-typed): RSS gets the hub and paging links Atom
+    has, as ``atom:link`` elements.
 
     feedgen writes only the self link into an RSS channel.
     """

@@ -24,6 +24,8 @@ def json_feed_document(view: FeedView) -> bytes:
         "description": view.description,
         "authors": [{"name": AUTHOR}],
     }
+    if view.hub_url is not None:
+        document["hubs"] = [{"type": "WebSub", "url": view.hub_url}]
     next_url = view.link("next")
     if next_url is not None:
         document["next_url"] = next_url

@@ -60,6 +60,7 @@ class FeedView:
     html_url: str
     stylesheet_url: str
     """The XSLT a browser shows the document with (Atom and RSS)."""
+    hub_url: str | None
     self_url: str
     updated: datetime
     paging: tuple[tuple[str, str], ...]
@@ -96,6 +97,7 @@ def build_view(
         description=xml_safe(spec.description),
         html_url=spec.html_url,
         stylesheet_url=urls.stylesheet_url(spec.base_url),
+        hub_url=spec.hub_url,
         self_url=spec.url(fmt, page),
         updated=newest,
         paging=_paging(spec, fmt, page, spec.page_count(total)),

@@ -111,6 +111,7 @@ class FeedCache:
         clock: Callable[[], float] = time.monotonic,
         tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
         now: Callable[[], datetime] = utc_now,
+        websub: bool = False,
     ) -> None:
         self.store = store
         self.base_url = base_url.rstrip("/")
@@ -120,6 +121,7 @@ class FeedCache:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.tombstone_days = tombstone_days
+        self.websub = websub
         self.stats = CacheStats()
         self._clock = clock
         self._now = now
@@ -373,6 +375,7 @@ class FeedCache:
             tombstone_days=self.tombstone_days,
             now=self._now(),
             query=query,
+            websub=self.websub,
         )
 
     async def _load_counts(self) -> _TopicIndex:

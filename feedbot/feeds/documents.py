@@ -132,9 +132,11 @@ async def load_feed_page(
     tombstone_days: int = DEFAULT_TOMBSTONE_DAYS,
     now: datetime | None = None,
     query: SearchQuery | None = None,
+    websub: bool = False,
 ) -> FeedPage:
     """Page ``page`` of the feed of topic ``slug`` (of every event when ``None``),
-    or with ``query`` (and no slug), of that search.
+    or with ``query`` (and no slug), of that search; with ``websub``, it names
+    the hub.
 
     ``topic`` and ``total`` save a query each when the caller already knows them.
     Page 1 of a topic's or every event's feed tells of the events removed from it
@@ -143,16 +145,16 @@ async def load_feed_page(
     before any event is read.
     """
     if query is not None:
-        spec = FeedSpec.for_search(query, base_url, page_size=page_size)
+        spec = FeedSpec.for_search(query, base_url, page_size=page_size, websub=websub)
         tombstone_days = 0
     elif slug is None:
-        spec = FeedSpec.all_events(base_url, page_size=page_size)
+        spec = FeedSpec.all_events(base_url, page_size=page_size, websub=websub)
     else:
         if topic is None:
             topic = await store.topic(slug)
             if topic is None:
                 raise UnknownTopic(slug)
-        spec = FeedSpec.for_topic(topic, base_url, page_size=page_size)
+        spec = FeedSpec.for_topic(topic, base_url, page_size=page_size, websub=websub)
     if total is None:
         total = await (store.count_search(query) if query else store.count_events(slug))
     spec.check_page(page, total)

@@ -50,6 +50,8 @@ class FeedSpec:
     base_url: str
     page_size: int = DEFAULT_PAGE_SIZE
     query: SearchQuery | None = None
+    websub: bool = False
+    """Whether the feed names the WebSub hub (``{base_url}/websub``)."""
 
     def __post_init__(self) -> None:
         if self.kind == "topic" and not self.slug:
@@ -73,23 +75,34 @@ class FeedSpec:
         *,
         title: str = "All events in the archive",
         page_size: int = DEFAULT_PAGE_SIZE,
+        websub: bool = False,
     ) -> FeedSpec:
-        return cls("all", None, title, base_url, page_size)
+        return cls("all", None, title, base_url, page_size, websub=websub)
 
     @classmethod
     def for_topic(
-        cls, topic: Topic, base_url: str, *, page_size: int = DEFAULT_PAGE_SIZE
+        cls,
+        topic: Topic,
+        base_url: str,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        websub: bool = False,
     ) -> FeedSpec:
-        return cls("topic", topic.slug, topic.name, base_url, page_size)
+        return cls("topic", topic.slug, topic.name, base_url, page_size, websub=websub)
 
     @classmethod
     def for_search(
-        cls, query: SearchQuery, base_url: str, *, page_size: int = DEFAULT_PAGE_SIZE
+        cls,
+        query: SearchQuery,
+        base_url: str,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        websub: bool = False,
     ) -> FeedSpec:
         title = f"Search: {query.text}"
         if query.topics:
             title += f" (in {', '.join(query.topics)})"
-        return cls("search", None, title, base_url, page_size, query)
+        return cls("search", None, title, base_url, page_size, query, websub)
 
     @property
     def description(self) -> str:
@@ -104,6 +117,10 @@ class FeedSpec:
         if self.query is not None:
             return urls.search_feed_urn(self.query)
         return urls.feed_urn(self.slug)
+
+    @property
+    def hub_url(self) -> str | None:
+        return urls.hub_url(self.base_url) if self.websub else None
 
     @property
     def html_url(self) -> str:

@@ -162,6 +162,14 @@ def topic_page_url(base_url: str, slug: str | None, page: int = 1) -> str:
     return f"{_base(base_url)}/topics/{_quote(slug)}{_page_query(page)}"
 
 
+HUB_PATH = "/websub"
+
+
+def hub_url(base_url: str) -> str:
+    """The WebSub hub every feed names (``rel="hub"``)."""
+    return _base(base_url) + HUB_PATH
+
+
 STYLESHEET_PATH = "/feed.xsl"
 SITE_CSS_PATH = "/site.css"
 

@@ -33,11 +33,13 @@ from feedbot.notify.formats import (
     render_payload,
 )
 from feedbot.notify.payload_templates import template_context
+from feedbot.notify.push import push_request
 from feedbot.notify.render_workers import TemplateLimits, TemplateRenderer, check_template
 from feedbot.notify.signing import validate_secret, webhook_headers
 from feedbot.notify.ssrf import TargetPolicy, check_url, parse_webhook_url
 from feedbot.settings import SubscriptionSettings
 from feedbot.store import Delivery, DeliveryJob
+from feedbot.websub import WEBSUB_FORMAT
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # One label of a host name (IDNA already applied): RFC 1123, plus '_', which
@@ -175,6 +177,8 @@ class RequestFactory:
         a worker process (``TemplateError`` when the template fails or runs over)."""
         if job.subscription.format.startswith("template:"):
             return self._templated(job, attempted_at)
+        if job.subscription.format == WEBSUB_FORMAT:
+            return push_request(job, self.base_url)
         return self._request(job, attempted_at, self._payload(job))
 
     @property

@@ -18,8 +18,10 @@ from feedbot.store.store import (
     TopicCount,
     WriteResult,
 )
+from feedbot.store.subscriptions import WEBSUB_STATES, WebSubLimitReached, WebSubListing
 
 __all__ = [
+    "WEBSUB_STATES",
     "AttemptReport",
     "Claim",
     "Delivery",
@@ -32,6 +34,8 @@ __all__ = [
     "Store",
     "Tombstone",
     "TopicCount",
+    "WebSubLimitReached",
+    "WebSubListing",
     "WriteResult",
     "delivery_id",
 ]

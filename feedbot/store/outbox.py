@@ -86,6 +86,9 @@ class DeliveryJob:
     subscription: Subscription
     event: Event
     subscription_failing_since: datetime | None = None  # its first failure since a success
+    # When the store last changed the event (its feed entry's ``updated``); the
+    # time its alert was queued for an event no longer stored.
+    event_updated: datetime | None = None
 
 
 # Asked, in claim order, whether a due delivery of (subscription id, its URL) may
@@ -187,8 +190,10 @@ async def queue_alerts(
     deliveries were queued."""
     if not (new or updated or deleted):
         return 0
+    # A WebSub subscription whose lease ended gets nothing, swept away or not yet.
+    leased = or_(subscriptions.c.lease_expires.is_(None), subscriptions.c.lease_expires > now)
     rows = (
-        await connection.execute(select(subscriptions).where(subscriptions.c.active))
+        await connection.execute(select(subscriptions).where(subscriptions.c.active, leased))
     ).mappings()
     active = [subscription_of(row) for row in rows]
     wanted = {kind for subscription in active for kind in subscription.events}
@@ -393,14 +398,17 @@ class Outbox:
             if row.event_body is not None:
                 kept[row.id] = row.event_body
         claimed = [by_delivery[i] for i in ids]
-        bodies = {
-            event_id: body
-            for event_id, body in await connection.execute(
-                select(events.c.id, events.c.body).where(
-                    events.c.id.in_({d.event_id for d in claimed if d.id not in kept})
-                )
+        unkept = {d.event_id for d in claimed if d.id not in kept}
+        bodies: dict[str, str] = {}
+        stamps: dict[str, datetime] = {}
+        for event_id, body, updated in await connection.execute(
+            select(events.c.id, events.c.body, events.c.updated).where(
+                events.c.id.in_({d.event_id for d in claimed})
             )
-        }
+        ):
+            stamps[event_id] = updated
+            if event_id in unkept:
+                bodies[event_id] = body
         subscribers = (
             await connection.execute(
                 select(subscriptions).where(
@@ -415,7 +423,8 @@ class Outbox:
             subscription, failing_since = by_id[delivery.subscription_id]
             body = kept.get(delivery.id)
             event = Event.from_canonical_json(body) if body else decoded[delivery.event_id]
-            jobs.append(DeliveryJob(delivery, subscription, event, failing_since))
+            updated = stamps.get(delivery.event_id, delivery.created_at)
+            jobs.append(DeliveryJob(delivery, subscription, event, failing_since, updated))
         return jobs
 
     async def finish_attempt(self, delivery: Delivery, report: AttemptReport) -> bool:

@@ -221,6 +221,12 @@ subscriptions = Table(
     Column("disabled_reason", Text),
     # JSON list of the alert kinds it wants (model.AlertKind values)
     Column("events", Text, nullable=False, server_default='["created"]'),
+    # A reader's subscription through the WebSub hub: the feed it follows (its
+    # canonical path and query), the words a search feed's events hold (JSON
+    # list), and when its lease ends.
+    Column("feed", Text),
+    Column("words", Text, nullable=False, server_default="[]"),
+    Column("lease_expires", UTCDateTime),
 )
 
 # A config file's subscriptions are matched by URL, so there is one row per URL,
@@ -530,6 +536,20 @@ def _search_index(connection: Connection) -> None:
 _SEARCH_FILL_CHUNK = 2000  # events read and given their text at a time
 
 
+def _websub(connection: Connection) -> None:
+    """Give :data:`subscriptions` the columns of WebSub subscriptions (``feed``,
+    ``words``, ``lease_expires``); every subscription stored before is a webhook
+    one: no feed, no words, no lease. A store created by this version has them."""
+    present = {c["name"] for c in inspect(connection).get_columns(subscriptions.name)}
+    for added in ("feed", "words", "lease_expires"):
+        if added in present:
+            continue
+        column_ = subscriptions.c[added]
+        kind = column_.type.compile(dialect=connection.dialect)
+        default = " DEFAULT '[]' NOT NULL" if added == "words" else ""
+        connection.execute(text(f"ALTER TABLE subscriptions ADD COLUMN {added} {kind}{default}"))
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
@@ -540,6 +560,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _identity,
     _distinct_updated,
     _search_index,
+    _websub,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

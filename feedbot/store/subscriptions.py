@@ -12,17 +12,18 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from feedbot.errors import ConfigError, NotFoundError
-from feedbot.model import AlertKind, DeliveryStatus, Subscription
+from feedbot.errors import ConfigError, FeedbotError, NotFoundError
+from feedbot.model import WEBSUB_FORMAT, WEBSUB_ORIGIN, AlertKind, DeliveryStatus, Subscription
 from feedbot.store._db import Database
-from feedbot.store.schema import deliveries, subscriptions
+from feedbot.store.schema import attempts, deliveries, subscriptions
 
 
 def new_subscription_id() -> str:
@@ -101,6 +102,141 @@ class Subscriptions:
                 .first()
             )
         return None if row is None else subscription_of(row)
+
+    # -- readers subscribed through the WebSub hub ----------------------------------
+
+    async def websub_subscribe(
+        self,
+        *,
+        callback: str,
+        feed: str,
+        topics: Sequence[str],
+        words: Sequence[str],
+        secret: str | None,
+        lease_expires: datetime,
+        now: datetime,
+        max_per_host: int,
+    ) -> Subscription:
+        """Store a verified WebSub subscription of ``callback`` to ``feed``, or
+        renew the one there (its lease and secret, switched on again). Raises
+        :class:`WebSubLimitReached` when the callback's host holds ``max_per_host``
+        subscriptions already."""
+        async with self._db.transaction() as connection:
+            found = (
+                (
+                    await connection.execute(
+                        select(subscriptions).where(
+                            subscriptions.c.origin == WEBSUB_ORIGIN,
+                            subscriptions.c.url == callback,
+                            subscriptions.c.feed == feed,
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if found is not None:
+                renewed = replace(
+                    subscription_of(found),
+                    secret=secret,
+                    lease_expires=lease_expires,
+                    active=True,
+                    disabled_reason=None,
+                )
+                return await _update_subscription(connection, renewed)
+            host = _host(callback)
+            if await _websub_count(connection, host) >= max_per_host:
+                raise WebSubLimitReached(host, max_per_host)
+            created = _with_created(
+                Subscription(
+                    id="",
+                    url=callback,
+                    topics=tuple(topics),
+                    format=WEBSUB_FORMAT,
+                    secret=secret,
+                    origin=WEBSUB_ORIGIN,
+                    events=(AlertKind.CREATED, AlertKind.UPDATED),
+                    feed=feed,
+                    words=tuple(words),
+                    lease_expires=lease_expires,
+                ),
+                now,
+            )
+            await connection.execute(subscriptions.insert().values(_subscription_row(created)))
+            return created
+
+    async def websub_unsubscribe(self, callback: str, feed: str, *, now: datetime) -> bool:
+        """End the WebSub subscription of ``callback`` to ``feed``, if there is one."""
+        async with self._db.transaction() as connection:
+            ids = (
+                await connection.execute(
+                    select(subscriptions.c.id).where(
+                        subscriptions.c.origin == WEBSUB_ORIGIN,
+                        subscriptions.c.url == callback,
+                        subscriptions.c.feed == feed,
+                    )
+                )
+            ).scalars()
+            removed = False
+            for subscription_id in list(ids):
+                removed |= await self._remove(connection, subscription_id, now)
+            return removed
+
+    async def expire_websub(self, now: datetime) -> int:
+        """Remove the WebSub subscriptions whose lease ended; their pending pushes
+        fail ("lease expired"). Returns how many."""
+        async with self._db.transaction() as connection:
+            ids = list(
+                (
+                    await connection.execute(
+                        select(subscriptions.c.id).where(
+                            subscriptions.c.origin == WEBSUB_ORIGIN,
+                            subscriptions.c.lease_expires <= now,
+                        )
+                    )
+                ).scalars()
+            )
+            for subscription_id in ids:
+                await connection.execute(
+                    delete(subscriptions).where(subscriptions.c.id == subscription_id)
+                )
+                await fail_pending(connection, subscription_id, "lease expired", now)
+            return len(ids)
+
+    async def websub_count(self, host: str) -> int:
+        """WebSub subscriptions whose callback is on ``host``."""
+        async with self._db.read() as connection:
+            return await _websub_count(connection, host)
+
+    async def websub_counts(self, now: datetime) -> dict[str, int]:
+        """WebSub subscriptions by state (:data:`WEBSUB_STATES`)."""
+        counts = dict.fromkeys(WEBSUB_STATES, 0)
+        for entry in await self.websub_list():
+            counts[entry.state(now)] += 1
+        return counts
+
+    async def websub_list(self) -> list[WebSubListing]:
+        """Every WebSub subscription with its last delivery attempt, oldest first."""
+        last = (
+            select(
+                attempts.c.subscription_id,
+                func.max(attempts.c.id).label("last_id"),
+            )
+            .group_by(attempts.c.subscription_id)
+            .subquery()
+        )
+        query = (
+            select(subscriptions, attempts.c.attempted_at, attempts.c.status.label("answer"))
+            .outerjoin(last, last.c.subscription_id == subscriptions.c.id)
+            .outerjoin(attempts, attempts.c.id == last.c.last_id)
+            .where(subscriptions.c.origin == WEBSUB_ORIGIN)
+            .order_by(subscriptions.c.created_at, subscriptions.c.id)
+        )
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [
+            WebSubListing(subscription_of(row), row["attempted_at"], row["answer"]) for row in rows
+        ]
 
     async def all(self) -> list[Subscription]:
         """Every subscription, oldest first."""
@@ -193,6 +329,51 @@ async def fail_pending(
     )
 
 
+WEBSUB_STATES = ("active", "expired", "disabled")
+
+
+@dataclass(frozen=True, slots=True)
+class WebSubListing:
+    """A reader's WebSub subscription, and how its last push attempt went."""
+
+    subscription: Subscription
+    last_attempt_at: datetime | None
+    last_status: int | None  # the HTTP status; None when no answer came or none was tried
+
+    def state(self, now: datetime) -> str:
+        """``active``, ``expired`` (its lease ended; the sweep will remove it) or
+        ``disabled`` (a 410, or failures past ``notify.disable_after``)."""
+        if not self.subscription.active:
+            return "disabled"
+        lease = self.subscription.lease_expires
+        return "expired" if lease is not None and lease <= now else "active"
+
+
+class WebSubLimitReached(FeedbotError):
+    """A callback host holds as many WebSub subscriptions as it may."""
+
+    def __init__(self, host: str, limit: int) -> None:
+        super().__init__(f"{host} holds {limit} subscriptions, the most one callback host may")
+        self.host = host
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.host, self.limit))
+
+
+async def _websub_count(connection: AsyncConnection, host: str) -> int:
+    # Hosts are compared in Python: a URL's host is not a column, and one host's
+    # subscriptions are few next to a query per request.
+    callbacks = await connection.execute(
+        select(subscriptions.c.url).where(subscriptions.c.origin == WEBSUB_ORIGIN)
+    )
+    return sum(_host(url) == host for url in callbacks.scalars())
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
 def _with_created(subscription: Subscription, now: datetime) -> Subscription:
     return replace(
         subscription,
@@ -264,6 +445,9 @@ def _subscription_row(subscription: Subscription) -> dict[str, Any]:
         "created_at": subscription.created_at,
         "disabled_reason": subscription.disabled_reason,
         "events": json.dumps([kind.value for kind in subscription.events]),
+        "feed": subscription.feed,
+        "words": json.dumps(list(subscription.words)),
+        "lease_expires": subscription.lease_expires,
     }
 
 
@@ -281,4 +465,7 @@ def subscription_of(row: Any) -> Subscription:
         created_at=row["created_at"],
         disabled_reason=row["disabled_reason"],
         events=tuple(AlertKind(kind) for kind in json.loads(row["events"])),
+        feed=row["feed"],
+        words=tuple(json.loads(row["words"])),
+        lease_expires=row["lease_expires"],
     )

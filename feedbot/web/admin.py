@@ -57,7 +57,7 @@ from feedbot.notify.outbound import build_subscription
 from feedbot.notify.signing import new_secret
 from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import Settings
-from feedbot.store import Store
+from feedbot.store import Store, WebSubListing
 from feedbot.store.outbox import Delivery, ReplayOutcome, ReplayResult
 from feedbot.web.http import log_storage_error, storage_status
 
@@ -106,6 +106,8 @@ def setup_admin(app: web.Application, settings: Settings, store: Store) -> bool:
     router.add_get(f"{PREFIX}/subscriptions/{{id}}", api.get_subscription)
     router.add_patch(f"{PREFIX}/subscriptions/{{id}}", api.patch_subscription)
     router.add_delete(f"{PREFIX}/subscriptions/{{id}}", api.delete_subscription)
+    router.add_get(f"{PREFIX}/websub", api.list_websub)
+    router.add_delete(f"{PREFIX}/websub/{{id}}", api.delete_subscription)
     router.add_get(f"{PREFIX}/deliveries", api.list_deliveries)
     router.add_post(f"{PREFIX}/deliveries/replay", api.replay)
     router.add_get(f"{PREFIX}/deliveries/{{id}}", api.get_delivery)
@@ -160,6 +162,23 @@ def subscription_view(subscription: Subscription) -> dict[str, Any]:
         "active": subscription.active,
         "disabled_reason": subscription.disabled_reason,
         "origin": subscription.origin,
+        "created_at": _iso(subscription.created_at),
+    }
+
+
+def websub_view(entry: WebSubListing, base_url: str, now: datetime) -> dict[str, Any]:
+    """A reader's WebSub subscription as the API shows it: never its secret."""
+    subscription = entry.subscription
+    return {
+        "id": subscription.id,
+        "callback": subscription.url,
+        "topic": base_url.rstrip("/") + (subscription.feed or ""),
+        "state": entry.state(now),
+        "lease_expires": _iso(subscription.lease_expires),
+        "signed": subscription.secret is not None,
+        "last_delivery": None
+        if entry.last_attempt_at is None
+        else {"at": _iso(entry.last_attempt_at), "status": entry.last_status},
         "created_at": _iso(subscription.created_at),
     }
 
@@ -380,6 +399,12 @@ class _AdminApi:
     async def list_subscriptions(self, request: web.Request) -> web.StreamResponse:
         subscriptions = await self.store.subscriptions.all()
         return _json({"subscriptions": [subscription_view(s) for s in subscriptions]})
+
+    async def list_websub(self, request: web.Request) -> web.StreamResponse:
+        now = utc_now()
+        base = self.settings.public_base_url
+        listed = await self.store.subscriptions.websub_list()
+        return _json({"websub": [websub_view(entry, base, now) for entry in listed]})
 
     async def create_subscription(self, request: web.Request) -> web.StreamResponse:
         body = await read_json_object(request)

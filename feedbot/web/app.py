@@ -44,7 +44,9 @@ from collections.abc import Sequence
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
+from feedbot import __version__
 from feedbot.errors import FeedbotError
+from feedbot.factory import target_policy
 from feedbot.feeds import FeedFormat, PageOutOfRange, event_url, feed_url
 from feedbot.feeds.cache import Document, FeedCache, UnknownTopic
 from feedbot.feeds.documents import HTML_MEDIA_TYPE, load_feed_page, resolve_related
@@ -60,6 +62,7 @@ from feedbot.feeds.urls import (
     SITE_CSS_PATH,
     STYLESHEET_PATH,
     base_from_host,
+    hub_url,
     search_feed_url,
     topics_url,
 )
@@ -79,6 +82,8 @@ from feedbot.web.http import (
     not_found,
     wants_feed_as_page,
 )
+from feedbot.web.websub import WebSubHub
+from feedbot.websub import HUB_PATH, link_header
 
 SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_EVENT_ID = 1024
@@ -91,6 +96,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 CACHE = web.AppKey("cache", FeedCache)
 METRICS = web.AppKey("metrics", Metrics)
+HUB = web.AppKey("websub_hub", WebSubHub)
 
 
 def is_slug(text: str) -> bool:
@@ -114,7 +120,9 @@ def create_app(
     app[STORE] = store
     app[CACHE] = cache
     app[METRICS] = metrics
-    routes = _Routes(store, cache, from_host=not settings.server.base_url)
+    routes = _Routes(
+        store, cache, from_host=not settings.server.base_url, websub=settings.websub.enabled
+    )
     app.router.add_get("/feeds/all.{fmt:atom|rss|json}", routes.all_feed)
     app.router.add_get("/feeds/search.{fmt:atom|rss|json}", routes.search_feed)
     app.router.add_get("/feeds/topics/{file}", routes.topic_feed)
@@ -126,6 +134,21 @@ def create_app(
     app.router.add_get("/events/{id:.+}", routes.event)
     app.router.add_get(SITE_CSS_PATH, routes.site_css)
     app.router.add_get(STYLESHEET_PATH, routes.feed_stylesheet)
+    if settings.websub.enabled:
+        hub = WebSubHub(
+            settings.websub,
+            store,
+            target_policy(settings),
+            base_of=routes.base,
+            user_agent=f"feedbot/{__version__}",
+        )
+        app.router.add_post(HUB_PATH, hub.handle)
+        app[HUB] = hub
+
+        async def close_hub(_app: web.Application) -> None:
+            await hub.close()
+
+        app.on_cleanup.append(close_hub)
     health.add_routes(app, settings, store, metrics, readiness)
     setup_admin(app, settings, store)
     return app
@@ -170,10 +193,11 @@ def _script_source(script: str) -> str:
 
 
 class _Routes:
-    def __init__(self, store: Store, cache: FeedCache, *, from_host: bool) -> None:
+    def __init__(self, store: Store, cache: FeedCache, *, from_host: bool, websub: bool) -> None:
         self.store = store
         self.cache = cache
         self.from_host = from_host
+        self.websub = websub
         # Archive text is escaped by the templates; this policy is the second
         # line: the one script allowed is the topic filter, by its hash; style
         # comes from /site.css alone; forms only search this site.
@@ -215,7 +239,7 @@ class _Routes:
             document = await self.cache.search_feed(query, fmt, page, base_url=self.base(request))
         except PageOutOfRange as exc:
             raise not_found(f"404 Not Found: {exc}.") from None
-        return self._feed_response(request, document, fmt)
+        return self._feed_response(request, document, fmt, canonical)
 
     async def _feed(
         self, request: web.Request, slug: str | None, fmt: FeedFormat
@@ -228,15 +252,20 @@ class _Routes:
         except UnknownTopic:
             assert slug is not None
             raise not_found(await self._unknown_topic(request, slug)) from None
-        return self._feed_response(request, document, fmt)
+        return self._feed_response(request, document, fmt, feed_url("", slug, fmt, page))
 
     def _feed_response(
-        self, request: web.Request, document: Document, fmt: FeedFormat
+        self, request: web.Request, document: Document, fmt: FeedFormat, path: str
     ) -> web.StreamResponse:
-        """A feed: Atom and RSS may be shown through their XSLT, and to a browser
-        go as ``application/xml`` (:func:`~feedbot.web.http.wants_feed_as_page`)."""
+        """A feed (at ``path`` under the base): it names the WebSub hub and itself
+        in a ``Link`` header; Atom and RSS may be shown through their XSLT, and to
+        a browser go as ``application/xml`` (:func:`~feedbot.web.http.wants_feed_as_page`)."""
+        links = None
+        if self.websub:
+            base = self.base(request)
+            links = link_header(hub_url(base), base + path)
         if fmt is FeedFormat.JSON:
-            return document_response(request, document)
+            return document_response(request, document, link=links)
         as_page = wants_feed_as_page(request.headers.get(hdrs.ACCEPT, ""))
         return document_response(
             request,
@@ -244,6 +273,7 @@ class _Routes:
             csp=XML_FEED_CSP,
             media_type=XML_MEDIA_TYPE if as_page else None,
             vary=f"{hdrs.ACCEPT}, {hdrs.ACCEPT_ENCODING}",
+            link=links,
         )
 
     def base(self, request: web.Request) -> str:

@@ -109,9 +109,10 @@ def document_response(
     cache_control: str = CACHE_CONTROL,
     media_type: str | None = None,
     vary: str = hdrs.ACCEPT_ENCODING,
+    link: str | None = None,
 ) -> web.Response:
     """The response carrying ``document``, as ``media_type`` when given (else the
-    document's own)."""
+    document's own), with a ``Link`` header when given."""
     gzipped = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     headers = {
         hdrs.ETAG: document.gzip_etag if gzipped else document.etag,
@@ -122,6 +123,8 @@ def document_response(
     }
     if document.last_modified is not None:
         headers[hdrs.LAST_MODIFIED] = http_date(document.last_modified)
+    if link is not None:
+        headers[hdrs.LINK] = link
     if is_not_modified(request, document):
         return web.Response(status=304, headers=headers)
     headers[hdrs.CONTENT_TYPE] = media_type or document.media_type
