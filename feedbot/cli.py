@@ -178,7 +178,14 @@ def _parser() -> argparse.ArgumentParser:
         dest="keywords",
         action="append",
         default=[],
-        help="only events whose title holds one of these (repeatable)",
+        help="only events holding one of these words (repeatable)",
+    )
+    add.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="KEYWORD",
+        help="no events holding this word (repeatable)",
     )
     add.add_argument(
         "--events",
@@ -387,6 +394,7 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
                 format=args.format,
                 secret=secret,
                 keywords=args.keywords,
+                exclude=args.exclude,
                 events=[kind for kind in args.events.split(",") if kind.strip()],
                 origin="cli",
                 policy=target_policy(settings),

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 from unidecode import unidecode
 
-from feedbot.search import index_document, search_document
+from feedbot.search import index_document, search_document, words_of
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 # The longest topic slug: its feed URL must stay a reasonable URL. Far above any real
@@ -234,6 +234,19 @@ def event_words(event: Event) -> frozenset[str]:
     )
 
 
+def holds_keyword(held: frozenset[str], keyword: str) -> bool:
+    """Whether an event whose :func:`event_words` are ``held`` holds ``keyword``:
+    each of its words, whole (``"red mosque"``: both words, anywhere in it)."""
+    words = keyword_words(keyword)
+    return bool(words) and all(word in held for word in words)
+
+
+@lru_cache(maxsize=4096)
+def keyword_words(keyword: str) -> tuple[str, ...]:
+    """The words of a subscription's keyword, normalised as search normalises."""
+    return tuple(words_of(keyword))
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as the store knows it: when it was first seen, when it last changed.
@@ -274,8 +287,10 @@ class Subscription:
     """A webhook subscriber: where to post, which topics, in what format.
 
     ``topics`` holds slugs, or ``"*"`` for every event. ``keywords``, when given,
-    further require one of them in the event title (case-insensitive). ``events``
-    are the kinds of alert it wants (:class:`AlertKind`).
+    further require one of them in the event, and ``exclude`` none of them: whole
+    words, case and accents aside, over the title, story, topic names and source
+    names (what search matches; no patterns). ``events`` are the kinds of alert it
+    wants (:class:`AlertKind`).
     """
 
     id: str
@@ -295,6 +310,7 @@ class Subscription:
     feed: str | None = None
     words: tuple[str, ...] = ()
     lease_expires: datetime | None = None
+    exclude: tuple[str, ...] = ()
 
     def matched_topics(self, event: Event) -> tuple[str, ...] | None:
         """The event's topic slugs this subscription wants, or ``None`` when the
@@ -305,9 +321,11 @@ class Subscription:
             held = event_words(event)
             if not all(word in held for word in self.words):
                 return None
-        if self.keywords:
-            title = event.title.casefold()
-            if not any(keyword.casefold() in title for keyword in self.keywords):
+        if self.keywords or self.exclude:
+            held = event_words(event)
+            if self.keywords and not any(holds_keyword(held, k) for k in self.keywords):
+                return None
+            if any(holds_keyword(held, k) for k in self.exclude):
                 return None
         if "*" in self.topics:
             return event.topic_slugs

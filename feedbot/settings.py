@@ -234,6 +234,7 @@ class SubscriptionSettings(_Section):
     format: str = "json"
     secret: SecretStr | None = None
     keywords: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=lambda: ["created"])
 
     @field_validator("events")

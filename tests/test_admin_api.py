@@ -187,14 +187,15 @@ async def test_subscription_crud_flow(api: Api) -> None:
     patched = await api.call(
         "PATCH",
         f"/api/v1/subscriptions/{sub['id']}",
-        {"topics": ["*"], "format": "slack", "keywords": ["flood"]},
+        {"topics": ["*"], "format": "slack", "keywords": ["flood"], "exclude": ["drill"]},
     )
     assert patched.status == 200, patched.text
-    assert (patched.json["topics"], patched.json["format"], patched.json["keywords"]) == (
-        ["*"],
-        "slack",
-        ["flood"],
-    )
+    assert (
+        patched.json["topics"],
+        patched.json["format"],
+        patched.json["keywords"],
+        patched.json["exclude"],
+    ) == (["*"], "slack", ["flood"], ["drill"])
     assert patched.json["signed"] is True  # the secret was kept
     assert patched.json["created_at"] == sub["created_at"]
 
@@ -283,6 +284,9 @@ async def test_a_generated_secret_is_shown_once(api: Api, caplog: pytest.LogCapt
         ({"url": HOOK, "topics": []}, "topics"),
         ({"url": HOOK, "topics": "flood"}, "topics"),
         ({"url": HOOK, "keywords": [1, 2]}, "keywords"),
+        ({"url": HOOK, "keywords": ["flood", "!!!"]}, "keywords"),
+        ({"url": HOOK, "exclude": ["--"]}, "exclude"),
+        ({"url": HOOK, "exclude": "drill"}, "exclude"),
         ({"url": HOOK, "topic": ["flood"]}, "topic"),
         ({"url": HOOK, "events": ["created", "renamed"]}, "events"),
         ({"url": HOOK, "events": []}, "events"),

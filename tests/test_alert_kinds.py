@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from inspect import isawaitable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import (
     Boolean,
     Column,
@@ -25,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from feedbot.cli import main
+from feedbot.errors import ConfigError
+from feedbot.loop import run as run_async
 from feedbot.model import AlertKind, DeliveryStatus, Event, EventRecord, Subscription
 from feedbot.notify.formats import render_payload
 from feedbot.notify.outbound import RequestFactory, config_subscriptions
@@ -354,6 +357,18 @@ def test_config_subscriptions_carry_their_events() -> None:
     assert [s.events for s in built] == [(CREATED,), (UPDATED, DELETED)]
 
 
+def test_config_subscriptions_carry_their_keywords_and_exclusions() -> None:
+    entries = [
+        SubscriptionSettings(url="https://a.example/", keywords=["flood"], exclude=["drill"])
+    ]
+    (built,) = config_subscriptions(entries, TargetPolicy.build())
+    assert (built.keywords, built.exclude) == (("flood",), ("drill",))
+    with pytest.raises(ConfigError, match=r"subscriptions\[0\]\.exclude: '\?\?' has no letters"):
+        config_subscriptions(
+            [SubscriptionSettings(url="https://a.example/", exclude=["??"])], TargetPolicy.build()
+        )
+
+
 async def test_reconcile_updates_a_config_subscriptions_events(store: Store) -> None:
     wanted = Subscription(id="", url="https://a.example/", origin="config")
     assert await store.subscriptions.reconcile_config([wanted], now=T0) == (1, 0, 0)
@@ -361,6 +376,10 @@ async def test_reconcile_updates_a_config_subscriptions_events(store: Store) -> 
     assert await store.subscriptions.reconcile_config([more], now=T0) == (0, 1, 0)
     (stored,) = await store.subscriptions.all()
     assert stored.events == (CREATED, DELETED)
+    fewer = replace(more, exclude=("drill",))
+    assert await store.subscriptions.reconcile_config([fewer], now=T0) == (0, 1, 0)
+    (stored,) = await store.subscriptions.all()
+    assert stored.exclude == ("drill",)
 
 
 def test_cli_subscriptions_add_takes_events(tmp_path: Path, capsys) -> None:
@@ -378,6 +397,28 @@ def test_cli_subscriptions_add_takes_events(tmp_path: Path, capsys) -> None:
     assert main([*base, "add", "https://h.example/", "--events", "created,renamed"]) == 2
     err = capsys.readouterr().err
     assert "events: unknown alert kind 'renamed'" in err, err
+
+
+def test_cli_subscriptions_add_takes_keywords_and_exclusions(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "cli.db"
+    config = tmp_path / "feedbot.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{db}"\n', encoding="utf-8")
+    add = ["--config", str(config), "subscriptions", "add", "https://h.example/"]
+    assert main([*add, "--keyword", "flood", "--exclude", "drill", "--exclude", "test run"]) == 0
+    capsys.readouterr()
+    assert main([*add, "--exclude", "***"]) == 2
+    assert "exclude: '***' has no letters or digits" in capsys.readouterr().err
+
+    async def stored() -> Subscription:
+        store = await Store.open(f"sqlite:///{db}")
+        try:
+            (only,) = await store.subscriptions.all()
+            return only
+        finally:
+            await store.close()
+
+    subscription = run_async(stored())
+    assert (subscription.keywords, subscription.exclude) == (("flood",), ("drill", "test run"))
 
 
 async def test_an_operator_template_sees_the_kind_and_the_previous_title(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from feedbot.model import (
     EventRecord,
     Related,
     RelatedKind,
+    Source,
     Subscription,
     Topic,
 )
@@ -76,6 +77,24 @@ def test_keywords_filter_titles_case_insensitively() -> None:
     assert s.matched_topics(event("2020/01/1/b", title="Elections held")) is None
 
 
+def test_keywords_and_exclude_match_whole_words_over_title_story_topics_and_sources() -> None:
+    quake = replace(
+        event("2020/01/1/a", "Tōhoku", title="The sea wall holds"),
+        story="Earthquake in Japan",
+        sources=(Source(url="https://example.org/a", name="Kyodo News"),),
+    )
+    for keyword in ("earthquake", "TOHOKU", "kyodo", "sea wall", "Wall, sea!"):
+        assert sub(keywords=(keyword,)).matched_topics(quake) == ("tohoku",), keyword
+    # Whole words only: no part of a word, and every word of a keyword.
+    for keyword in ("quake", "earth", "sea dam", "news agency"):
+        assert sub(keywords=(keyword,)).matched_topics(quake) is None, keyword
+    assert sub(keywords=("dam", "kyodo")).matched_topics(quake) == ("tohoku",)  # any of them
+    # exclude: none of them, whatever the keywords say.
+    assert sub(exclude=("japan",)).matched_topics(quake) is None
+    assert sub(exclude=("japanese",)).matched_topics(quake) == ("tohoku",)
+    assert sub(keywords=("earthquake",), exclude=("kyodo news",)).matched_topics(quake) is None
+
+
 def test_redacted_hides_the_secret() -> None:
     assert sub(secret="whsec_abc").redacted().secret == "whsec_***"
 
@@ -84,7 +103,9 @@ def test_redacted_hides_the_secret() -> None:
 
 
 async def test_subscriptions_crud(store: Store) -> None:
-    added = await store.subscriptions.add(sub(secret="whsec_x"), now=T0)
+    added = await store.subscriptions.add(
+        sub(secret="whsec_x", keywords=("flood",), exclude=("drill", "test run")), now=T0
+    )
     assert added.id.startswith("sub_") and added.created_at == T0
     assert await store.subscriptions.get(added.id) == added
     changed = await store.subscriptions.update(replace(added, topics=("flood",)))

@@ -22,7 +22,7 @@ from typing import TypedDict
 
 from feedbot.alerts import parse_events
 from feedbot.errors import ConfigError, TargetRefused
-from feedbot.model import AlertKind, Subscription
+from feedbot.model import AlertKind, Subscription, keyword_words
 from feedbot.notify.deliver import Request
 from feedbot.notify.formats import (
     PayloadKind,
@@ -56,6 +56,7 @@ def build_subscription(
     secret: str | None = None,
     keywords: Iterable[str] = (),
     events: Iterable[object] = ("created",),
+    exclude: Iterable[str] = (),
     origin: str = "api",
     policy: TargetPolicy | None = None,
     subscription_id: str = "",
@@ -88,16 +89,33 @@ def build_subscription(
         checked_secret = validate_secret(secret) if secret else None
     with _field("events"):
         kinds = parse_events(events)
+    with _field("keywords"):
+        kept_keywords = _keywords("keywords", keywords)
+    with _field("exclude"):
+        excluded = _keywords("exclude", exclude)
     return Subscription(
         id=subscription_id,
         url=url,
         topics=("*",) if "*" in wanted else wanted,
         format=str(payload_format),
         secret=checked_secret,
-        keywords=tuple(k.strip() for k in keywords if k.strip()),
+        keywords=kept_keywords,
+        exclude=excluded,
         events=kinds,
         origin=origin,
     )
+
+
+def _keywords(field: str, keywords: Iterable[str]) -> tuple[str, ...]:
+    """Keywords as given, trimmed; each must hold a letter or digit (what it
+    matches is its words, see :meth:`Subscription.matched_topics`)."""
+    kept = tuple(k.strip() for k in keywords if k.strip())
+    for keyword in kept:
+        if not keyword_words(keyword):
+            raise ConfigError(
+                f"{field}: {keyword!r} has no letters or digits; a keyword matches whole words"
+            )
+    return kept
 
 
 def validate_url(url: str) -> str:
@@ -287,6 +305,7 @@ def config_subscriptions(
                     format=entry.format,
                     secret=entry.secret.get_secret_value() if entry.secret else None,
                     keywords=entry.keywords,
+                    exclude=entry.exclude,
                     events=entry.events,
                     origin="config",
                     policy=policy,

@@ -227,6 +227,8 @@ subscriptions = Table(
     Column("feed", Text),
     Column("words", Text, nullable=False, server_default="[]"),
     Column("lease_expires", UTCDateTime),
+    # JSON list of keywords none of which an event it gets may hold
+    Column("exclude", Text, nullable=False, server_default="[]"),
 )
 
 # A config file's subscriptions are matched by URL, so there is one row per URL,
@@ -550,6 +552,16 @@ def _websub(connection: Connection) -> None:
         connection.execute(text(f"ALTER TABLE subscriptions ADD COLUMN {added} {kind}{default}"))
 
 
+def _exclude(connection: Connection) -> None:
+    """Give :data:`subscriptions` its ``exclude`` column: every subscription stored
+    before excludes nothing."""
+    present = {c["name"] for c in inspect(connection).get_columns(subscriptions.name)}
+    if "exclude" not in present:
+        connection.execute(
+            text("ALTER TABLE subscriptions ADD COLUMN exclude TEXT DEFAULT '[]' NOT NULL")
+        )
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
@@ -561,6 +573,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _distinct_updated,
     _search_index,
     _websub,
+    _exclude,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -277,11 +277,19 @@ class Subscriptions:
                         subscriptions.insert().values(_subscription_row(stored))
                     )
                     added += 1
-                elif (have.topics, have.format, have.secret, have.keywords, have.events) != (
+                elif (
+                    have.topics,
+                    have.format,
+                    have.secret,
+                    have.keywords,
+                    have.exclude,
+                    have.events,
+                ) != (
                     want.topics,
                     want.format,
                     want.secret,
                     want.keywords,
+                    want.exclude,
                     want.events,
                 ):
                     await _update_subscription(
@@ -292,6 +300,7 @@ class Subscriptions:
                             format=want.format,
                             secret=want.secret,
                             keywords=want.keywords,
+                            exclude=want.exclude,
                             events=want.events,
                         ),
                     )
@@ -440,6 +449,7 @@ def _subscription_row(subscription: Subscription) -> dict[str, Any]:
         "format": subscription.format,
         "secret": subscription.secret,
         "keywords": json.dumps(list(subscription.keywords)),
+        "exclude": json.dumps(list(subscription.exclude)),
         "active": subscription.active,
         "origin": subscription.origin,
         "created_at": subscription.created_at,
@@ -460,6 +470,7 @@ def subscription_of(row: Any) -> Subscription:
         format=row["format"],
         secret=row["secret"],
         keywords=tuple(json.loads(row["keywords"])),
+        exclude=tuple(json.loads(row["exclude"])),
         active=bool(row["active"]),
         origin=row["origin"],
         created_at=row["created_at"],

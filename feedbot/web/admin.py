@@ -69,8 +69,8 @@ MAX_LIMIT = 1000  # deliveries in one listing
 DEFAULT_LIMIT = 100
 MAX_IDS = 1000  # ids in one replay
 GENERATE = "generate"  # "secret": "generate" asks the server for a new secret
-_CREATE_FIELDS = ("url", "topics", "format", "secret", "keywords", "events")
-_PATCH_FIELDS = ("topics", "format", "secret", "keywords", "events", "active")
+_CREATE_FIELDS = ("url", "topics", "format", "secret", "keywords", "exclude", "events")
+_PATCH_FIELDS = ("topics", "format", "secret", "keywords", "exclude", "events", "active")
 _NO_STORE: dict[str, str] = {hdrs.CACHE_CONTROL: "no-store"}
 _CHALLENGE = 'Bearer realm="feedbot admin API"'
 
@@ -157,6 +157,7 @@ def subscription_view(subscription: Subscription) -> dict[str, Any]:
         "topics": list(subscription.topics),
         "format": subscription.format,
         "keywords": list(subscription.keywords),
+        "exclude": list(subscription.exclude),
         "events": [kind.value for kind in subscription.events],
         "signed": subscription.secret is not None,
         "active": subscription.active,
@@ -419,6 +420,7 @@ class _AdminApi:
             format=_string(body, "format") if "format" in body else "json",
             secret=secret,
             keywords=_strings(body, "keywords") if "keywords" in body else [],
+            exclude=_strings(body, "exclude") if "exclude" in body else [],
             events=_strings(body, "events") if "events" in body else ["created"],
             origin="api",
         )
@@ -472,6 +474,7 @@ class _AdminApi:
             format=_string(body, "format") if "format" in body else current.format,
             secret=secret,
             keywords=_strings(body, "keywords") if "keywords" in body else current.keywords,
+            exclude=_strings(body, "exclude") if "exclude" in body else current.exclude,
             events=_strings(body, "events") if "events" in body else current.events,
             origin=current.origin,
             subscription_id=current.id,
