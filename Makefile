@@ -37,7 +37,10 @@ DEMO_SECRET := whsec_ZGVtby1zZWNyZXQtZm9yLWZlZWRib3QtbWFrZS1kZW1v
 ## listens (30 s at most), so its first alerts are not refused.
 demo: $(STAMP) data/demo-archive
 	@echo ""
+	@echo "  latest:      http://127.0.0.1:8080/"
 	@echo "  topics:      http://127.0.0.1:8080/topics"
+	@echo "  a topic:     http://127.0.0.1:8080/topics/lal-masjid-siege"
+	@echo "  search:      http://127.0.0.1:8080/search?q=red+mosque"
 	@echo "  a feed:      http://127.0.0.1:8080/feeds/topics/lal-masjid-siege.atom"
 	@echo "  all events:  http://127.0.0.1:8080/feeds/all.atom"
 	@echo "  OPML:        http://127.0.0.1:8080/topics.opml"
