@@ -52,6 +52,21 @@ class ParseError(FeedbotError):
         self.reason = reason
 
 
+class RequestError(FeedbotError, ValueError):
+    """A request feedbot cannot take (a search, a subscription to its hub):
+    ``field`` is the parameter at fault, ``reason`` a sentence a user can read
+    (the web layer's 400 says both)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+    # The default pickling would pass the message alone to the constructor.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field, self.reason))
+
+
 class ArchiveError(FeedbotError):
     """The archive as a whole could not be read (missing folder, unreachable URL)."""
 

@@ -23,10 +23,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode
 
-from feedbot.errors import FeedbotError
+from feedbot.errors import RequestError
 
 MAX_QUERY_CHARS = 200
 MAX_QUERY_WORDS = 12
@@ -133,18 +132,8 @@ def index_document(document: str, topic_slugs: Iterable[str]) -> str:
 _TOPIC_MARK = "§"
 
 
-class BadQuery(FeedbotError, ValueError):
-    """A search query that cannot be run: ``field`` is the parameter at fault
-    (``"q"`` or ``"topic"``), ``reason`` a sentence a user can read."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-    # The default pickling would pass the message alone to the constructor.
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.field, self.reason))
+class BadQuery(RequestError):
+    """A search query that cannot be run: ``field`` is ``"q"`` or ``"topic"``."""
 
 
 @dataclass(frozen=True, slots=True)

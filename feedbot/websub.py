@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import parse_qsl, urlsplit
 
-from feedbot.errors import FeedbotError
+from feedbot.errors import RequestError
 from feedbot.feeds.urls import HUB_PATH, FeedFormat, feed_url, search_feed_url
 from feedbot.model import WEBSUB_FORMAT, WEBSUB_ORIGIN
 from feedbot.search import BadQuery, SearchQuery
@@ -55,14 +55,8 @@ class HubMode(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
 
 
-class HubRequestError(FeedbotError, ValueError):
-    """A request to the hub it cannot take: ``field`` is the ``hub.*`` parameter at
-    fault, ``reason`` what is wrong (the 400's body)."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+class HubRequestError(RequestError):
+    """A request to the hub it cannot take: ``field`` is the ``hub.*`` parameter."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,9 +144,7 @@ class Subscriptions:
                     disabled_reason=None,
                 )
                 return await _update_subscription(connection, renewed)
-            host = _host(callback)
-            if await _websub_count(connection, host) >= max_per_host:
-                raise WebSubLimitReached(host, max_per_host)
+            await _check_room(connection, callback, max_per_host)
             created = _with_created(
                 Subscription(
                     id="",
@@ -203,16 +201,23 @@ class Subscriptions:
                 await fail_pending(connection, subscription_id, "lease expired", now)
             return len(ids)
 
-    async def websub_count(self, host: str) -> int:
-        """WebSub subscriptions whose callback is on ``host``."""
+    async def websub_room(self, callback: str, max_per_host: int) -> None:
+        """Raise :class:`WebSubLimitReached` when the host of ``callback`` holds
+        ``max_per_host`` WebSub subscriptions."""
         async with self._db.read() as connection:
-            return await _websub_count(connection, host)
+            await _check_room(connection, callback, max_per_host)
 
     async def websub_counts(self, now: datetime) -> dict[str, int]:
         """WebSub subscriptions by state (:data:`WEBSUB_STATES`)."""
+        # Two columns of the subscriptions alone (no attempts): /metrics asks on
+        # every scrape.
+        query = select(subscriptions.c.active, subscriptions.c.lease_expires).where(
+            subscriptions.c.origin == WEBSUB_ORIGIN
+        )
         counts = dict.fromkeys(WEBSUB_STATES, 0)
-        for entry in await self.websub_list():
-            counts[entry.state(now)] += 1
+        async with self._db.read() as connection:
+            for active, lease_expires in await connection.execute(query):
+                counts[websub_state(bool(active), lease_expires, now)] += 1
         return counts
 
     async def websub_list(self) -> list[WebSubListing]:
@@ -352,10 +357,14 @@ class WebSubListing:
     def state(self, now: datetime) -> str:
         """``active``, ``expired`` (its lease ended; the sweep will remove it) or
         ``disabled`` (a 410, or failures past ``notify.disable_after``)."""
-        if not self.subscription.active:
-            return "disabled"
-        lease = self.subscription.lease_expires
-        return "expired" if lease is not None and lease <= now else "active"
+        return websub_state(self.subscription.active, self.subscription.lease_expires, now)
+
+
+def websub_state(active: bool, lease_expires: datetime | None, now: datetime) -> str:
+    """One of :data:`WEBSUB_STATES` (see :meth:`WebSubListing.state`)."""
+    if not active:
+        return "disabled"
+    return "expired" if lease_expires is not None and lease_expires <= now else "active"
 
 
 class WebSubLimitReached(FeedbotError):
@@ -370,13 +379,16 @@ class WebSubLimitReached(FeedbotError):
         return (type(self), (self.host, self.limit))
 
 
-async def _websub_count(connection: AsyncConnection, host: str) -> int:
-    # Hosts are compared in Python: a URL's host is not a column, and one host's
-    # subscriptions are few next to a query per request.
+async def _check_room(connection: AsyncConnection, callback: str, max_per_host: int) -> None:
+    """Raise :class:`WebSubLimitReached` when the host of ``callback`` holds
+    ``max_per_host`` WebSub subscriptions. Hosts are compared in Python: a URL's
+    host is not a column, and the hub's subscriptions are few."""
+    host = _host(callback)
     callbacks = await connection.execute(
         select(subscriptions.c.url).where(subscriptions.c.origin == WEBSUB_ORIGIN)
     )
-    return sum(_host(url) == host for url in callbacks.scalars())
+    if sum(_host(url) == host for url in callbacks.scalars()) >= max_per_host:
+        raise WebSubLimitReached(host, max_per_host)
 
 
 def _host(url: str) -> str:

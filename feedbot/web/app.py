@@ -47,7 +47,7 @@ from aiohttp.typedefs import Handler, Middleware
 from feedbot import __version__
 from feedbot.errors import FeedbotError
 from feedbot.factory import target_policy
-from feedbot.feeds import FeedFormat, PageOutOfRange, event_url, feed_url
+from feedbot.feeds import FeedFormat, event_url, feed_url
 from feedbot.feeds.cache import Document, FeedCache, UnknownTopic
 from feedbot.feeds.documents import HTML_MEDIA_TYPE, load_feed_page, resolve_related
 from feedbot.feeds.pages import (
@@ -77,6 +77,7 @@ from feedbot.web.http import (
     CACHE_CONTROL,
     XML_FEED_CSP,
     XML_MEDIA_TYPE,
+    bad_request,
     document_response,
     error_middleware,
     not_found,
@@ -214,31 +215,29 @@ class _Routes:
         slug, dot, extension = request.match_info["file"].rpartition(".")
         if not dot or extension not in _EXTENSIONS:
             raise not_found("404 Not Found: feeds end in .atom, .rss or .json.")
+        self._check_slug(request, slug)
+        return await self._feed(request, slug, FeedFormat(extension))
+
+    def _check_slug(self, request: web.Request, slug: str) -> None:
+        """404 for a path that names no topic slug, before the store is asked."""
         if not is_slug(slug):
             raise not_found(
                 "404 Not Found: not a topic slug (lowercase letters and digits, "
                 f"joined by single hyphens). Every topic: {self._topics_url(request)}"
             )
-        return await self._feed(request, slug, FeedFormat(extension))
 
     async def search_feed(self, request: web.Request) -> web.StreamResponse:
         fmt = FeedFormat(request.match_info["fmt"])
         try:
             query = _search_query(request)
         except BadQuery as exc:
-            raise web.HTTPBadRequest(
-                text=f"400 Bad Request: {exc.field}: {exc.reason}.\n",
-                headers={hdrs.CACHE_CONTROL: "no-store"},
-            ) from None
+            raise bad_request(exc) from None
         page = _page(request)
         canonical = search_feed_url("", query, fmt, page)
         if request.raw_path != canonical:
             # One query, one URL: the one its feed names as "self", and readers keep.
             raise web.HTTPMovedPermanently(self.base(request) + canonical)
-        try:
-            document = await self.cache.search_feed(query, fmt, page, base_url=self.base(request))
-        except PageOutOfRange as exc:
-            raise not_found(f"404 Not Found: {exc}.") from None
+        document = await self.cache.search_feed(query, fmt, page, base_url=self.base(request))
         return self._feed_response(request, document, fmt, canonical)
 
     async def _feed(
@@ -247,8 +246,6 @@ class _Routes:
         page = _page(request)
         try:
             document = await self.cache.feed(slug, fmt, page, base_url=self.base(request))
-        except PageOutOfRange as exc:
-            raise not_found(f"404 Not Found: {exc}.") from None
         except UnknownTopic:
             assert slug is not None
             raise not_found(await self._unknown_topic(request, slug)) from None
@@ -274,6 +271,20 @@ class _Routes:
             media_type=XML_MEDIA_TYPE if as_page else None,
             vary=f"{hdrs.ACCEPT}, {hdrs.ACCEPT_ENCODING}",
             link=links,
+        )
+
+    def _html(self, status: int, body: bytes, media_type: str, cache_control: str) -> web.Response:
+        """An HTML answer that is not a cached document (a refusal, a removal),
+        under the pages' policy."""
+        return web.Response(
+            status=status,
+            body=body,
+            headers={
+                hdrs.CONTENT_TYPE: media_type,
+                hdrs.CACHE_CONTROL: cache_control,
+                hdrs.CONTENT_SECURITY_POLICY: self.html_csp,
+                hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
+            },
         )
 
     def base(self, request: web.Request) -> str:
@@ -311,31 +322,22 @@ class _Routes:
     async def home(self, request: web.Request) -> web.StreamResponse:
         page, base = _page(request), self.base(request)
         notice = await self._archive_notice()
-        try:
-            if notice is None:
-                document = await self.cache.home_page(page, base_url=base)
-            else:
-                # Not cached: the notice goes when the archive is back.
-                loaded = await load_feed_page(
-                    self.store, base, None, page, page_size=self.cache.page_size, tombstone_days=0
-                )
-                document = render_home_page(loaded, notice)
-        except PageOutOfRange as exc:
-            raise not_found(f"404 Not Found: {exc}.") from None
+        if notice is None:
+            document = await self.cache.home_page(page, base_url=base)
+        else:
+            # Not cached: the notice goes when the archive is back.
+            loaded = await load_feed_page(
+                self.store, base, None, page, page_size=self.cache.page_size, tombstone_days=0
+            )
+            document = render_home_page(loaded, notice)
         return document_response(request, document, csp=self.html_csp)
 
     async def topic_page(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
-        if not is_slug(slug):
-            raise not_found(
-                "404 Not Found: not a topic slug (lowercase letters and digits, "
-                f"joined by single hyphens). Every topic: {self._topics_url(request)}"
-            )
+        self._check_slug(request, slug)
         page = _page(request)
         try:
             document = await self.cache.topic_page(slug, page, base_url=self.base(request))
-        except PageOutOfRange as exc:
-            raise not_found(f"404 Not Found: {exc}.") from None
         except UnknownTopic:
             raise not_found(await self._unknown_topic(request, slug)) from None
         return document_response(request, document, csp=self.html_csp)
@@ -344,23 +346,12 @@ class _Routes:
         try:
             query = _search_query(request)
         except BadQuery as exc:
-            return web.Response(
-                status=400,
-                body=render_search_refusal(
-                    self.base(request), request.query.get("q", ""), exc.reason
-                ),
-                headers={
-                    hdrs.CONTENT_TYPE: HTML_MEDIA_TYPE,
-                    hdrs.CACHE_CONTROL: "no-store",
-                    hdrs.CONTENT_SECURITY_POLICY: self.html_csp,
-                    hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
-                },
+            refusal = render_search_refusal(
+                self.base(request), request.query.get("q", ""), exc.reason
             )
+            return self._html(400, refusal, HTML_MEDIA_TYPE, "no-store")
         page = _page(request)
-        try:
-            document = await self.cache.search_page(query, page, base_url=self.base(request))
-        except PageOutOfRange as exc:
-            raise not_found(f"404 Not Found: {exc}.") from None
+        document = await self.cache.search_page(query, page, base_url=self.base(request))
         return document_response(request, document, csp=self.html_csp)
 
     async def site_css(self, request: web.Request) -> web.StreamResponse:
@@ -396,36 +387,12 @@ class _Routes:
             raise web.HTTPMovedPermanently(event_url(self.base(request), found.kept_id))
         if isinstance(found, Removed):
             removed = render_removed_page(found, self.base(request))
-            return web.Response(
-                status=410,
-                body=removed.body,
-                headers={
-                    hdrs.CONTENT_TYPE: removed.media_type,
-                    # A page that comes back revives the event: not for ever.
-                    hdrs.CACHE_CONTROL: CACHE_CONTROL,
-                    hdrs.CONTENT_SECURITY_POLICY: self.html_csp,
-                    hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
-                },
-            )
+            # A page that comes back revives the event: cached, not for ever.
+            return self._html(410, removed.body, removed.media_type, CACHE_CONTROL)
         (stored,) = await resolve_related(self.store, [found])
         referrers = await self.store.referring_events(stored.event.id, limit=_REFERRERS)
         document = render_event_page(stored, self.base(request), referrers)
         return document_response(request, document, csp=self.html_csp)
-
-
-def _feed_response(request: web.Request, document: Document, fmt: FeedFormat) -> web.StreamResponse:
-    """A feed: Atom and RSS may be shown through their XSLT, and to a browser go
-    as ``application/xml`` (:func:`~feedbot.web.http.wants_feed_as_page`)."""
-    if fmt is FeedFormat.JSON:
-        return document_response(request, document)
-    as_page = wants_feed_as_page(request.headers.get(hdrs.ACCEPT, ""))
-    return document_response(
-        request,
-        document,
-        csp=XML_FEED_CSP,
-        media_type=XML_MEDIA_TYPE if as_page else None,
-        vary=f"{hdrs.ACCEPT}, {hdrs.ACCEPT_ENCODING}",
-    )
 
 
 def _page(request: web.Request) -> int:

@@ -10,7 +10,8 @@ aiohttp sends the headers of the GET, Content-Length included, and no body.
 :func:`error_middleware` is the one place an unexpected exception becomes a
 response: a plain 500 whose body says nothing of the code, while the traceback
 goes to the server's log. A store error answers the status
-:data:`STORAGE_STATUS` gives its kind, here and in the admin API alike.
+:data:`STORAGE_STATUS` gives its kind, here and in the admin API alike; a page
+number past the end of a feed or list, a 404.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from functools import lru_cache
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-from feedbot.errors import ConflictError, NotFoundError, StorageError, UnavailableError
+from feedbot.errors import (
+    ConflictError,
+    NotFoundError,
+    RequestError,
+    StorageError,
+    UnavailableError,
+)
+from feedbot.feeds import PageOutOfRange
 from feedbot.feeds.cache import Document
 
 log = logging.getLogger(__name__)
@@ -138,6 +146,14 @@ def not_found(text: str) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=text + "\n", headers={hdrs.CACHE_CONTROL: "no-store"})
 
 
+def bad_request(error: RequestError) -> web.HTTPBadRequest:
+    """The 400 of a request that cannot be taken: the parameter at fault and why."""
+    return web.HTTPBadRequest(
+        text=f"400 Bad Request: {error.field}: {error.reason}.\n",
+        headers={hdrs.CACHE_CONTROL: "no-store"},
+    )
+
+
 # The HTTP status of each kind of store error; the most specific class listed
 # wins. A plain StorageError is the store failing (a broken schema, say): 503.
 STORAGE_STATUS: dict[type[StorageError], int] = {
@@ -169,6 +185,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPException:
         raise
+    except PageOutOfRange as exc:  # ?page= past the end of a feed or a list of events
+        raise not_found(f"404 Not Found: {exc}.") from None
     except StorageError as exc:
         status = storage_status(exc)
         log_storage_error(request, exc, status)

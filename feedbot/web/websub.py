@@ -33,6 +33,7 @@ from feedbot.notify.outbound import validate_url
 from feedbot.notify.ssrf import GuardedConnector, TargetPolicy, check_url
 from feedbot.settings import WebSubSettings
 from feedbot.store import Store, WebSubLimitReached
+from feedbot.web.http import bad_request
 from feedbot.websub import HubMode, HubRequest, HubRequestError, LeaseLimits, parse_hub_request
 
 log = logging.getLogger(__name__)
@@ -73,17 +74,15 @@ class WebSubHub:
             hub_request = parse_hub_request(fields, self._base_of(request), self.limits)
             self._check_callback(hub_request.callback)
         except HubRequestError as exc:
-            return web.Response(
-                status=400, text=f"400 Bad Request: {exc.field}: {exc.reason}.\n", headers=_NO_STORE
-            )
+            raise bad_request(exc) from None
         if hub_request.mode is HubMode.SUBSCRIBE:
-            host = _host(hub_request.callback)
-            if await self.store.subscriptions.websub_count(host) >= self.settings.max_per_host:
+            try:
+                await self.store.subscriptions.websub_room(
+                    hub_request.callback, self.settings.max_per_host
+                )
+            except WebSubLimitReached as exc:
                 return web.Response(
-                    status=429,
-                    text=f"429 Too Many Requests: {host} holds {self.settings.max_per_host} "
-                    "subscriptions, the most this hub keeps for one callback host.\n",
-                    headers=_NO_STORE,
+                    status=429, text=f"429 Too Many Requests: {exc}.\n", headers=_NO_STORE
                 )
         task = asyncio.create_task(self._verify(hub_request), name="websub verification")
         self._verifying.add(task)
@@ -202,7 +201,3 @@ def _shown(url: str) -> str:
     """A callback as logs show it: without its query, which may carry a token."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
