@@ -213,10 +213,13 @@ def search_text(event: Event) -> str:
     """What the search index holds of ``event``: its words
     (:func:`feedbot.search.search_document`) and its topics' tokens
     (:func:`feedbot.search.index_document`)."""
-    document = search_document(
+    return index_document(_search_document(event), event.topic_slugs)
+
+
+def _search_document(event: Event) -> str:
+    return search_document(
         event.title, event.story, [t.name for t in event.topics], [s.name for s in event.sources]
     )
-    return index_document(document, event.topic_slugs)
 
 
 @lru_cache(maxsize=1024)
@@ -224,14 +227,7 @@ def event_words(event: Event) -> frozenset[str]:
     """The words search finds ``event`` by (:func:`feedbot.search.search_document`),
     for a subscription that wants events holding certain words. Kept for the
     last events asked: a batch asks once per subscription."""
-    return frozenset(
-        search_document(
-            event.title,
-            event.story,
-            [t.name for t in event.topics],
-            [s.name for s in event.sources],
-        ).split()
-    )
+    return frozenset(_search_document(event).split())
 
 
 def holds_keyword(held: frozenset[str], keyword: str) -> bool:
