@@ -29,16 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+from _stats import percentile
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SECRET = "whsec_" + "bGF0ZW5jeS1iZW5jaC1zZWNyZXQtZm9yLWZlZWRib3Q="
 _LISTENING = re.compile(r"web server listening on (http://[^\s\"]+)")
 PATIENCE = 60.0
-
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def write_page(archive: Path, n: int, scratch: Path) -> float:

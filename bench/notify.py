@@ -77,6 +77,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
+from _stats import percentile  # noqa: E402
 
 from feedbot.loop import run as run_on_feedbots_loop  # noqa: E402
 from feedbot.model import (  # noqa: E402
@@ -258,13 +259,6 @@ class RunResult:
             out["p99_ms"] = round(self.p99_ms or 0.0, 1)
         out.update(self.extra)
         return out
-
-
-def percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 def analyse(

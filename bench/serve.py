@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from _stats import percentile  # noqa: E402
 from ingest import archive_for  # noqa: E402
 
 from feedbot.archive.local import LocalArchiveSource  # noqa: E402
@@ -138,11 +139,6 @@ async def search_latencies(base: str, queries: list[SearchQuery]) -> list[float]
                 await response.read()
             took.append(time.perf_counter() - started)
     return took
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def free_port() -> int:
@@ -280,6 +276,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float | str]:
                 result["search_rps"] = await wrk(common, args)
                 await search_latencies(server.url, queries[:1])  # a first query warms up
                 took = await search_latencies(server.url, queries[1:])
+                took.sort()
                 result["search_uncached_p50_ms"] = percentile(took, 0.50) * 1000
                 result["search_uncached_p99_ms"] = percentile(took, 0.99) * 1000
                 result["search_uncached_max_ms"] = max(took) * 1000
