@@ -14,12 +14,14 @@ import shutil
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvloop
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from feedbot.model import EventRecord
 from feedbot.store import Store
 from feedbot.store.schema import MIGRATIONS, meta, metadata
 from feedbot.store.store import async_url
@@ -102,11 +104,30 @@ async def schema_before(connection: AsyncConnection, step: Callable[[Connection]
     )
 
 
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+"""The moment the store tests write at, unless they say otherwise."""
+
+
+async def write_events(store: Store, now: datetime = T0, **kwargs: Any) -> None:
+    """One ``write_batch`` of the events ``new`` and ``changed`` (``Event``
+    objects), with no marks, rejections or accepted paths; the other keyword
+    arguments (``moved``, ``missing``, ...) as given."""
+    await store.write_batch(
+        new=[EventRecord.of(e) for e in kwargs.pop("new", ())],
+        changed=[EventRecord.of(e) for e in kwargs.pop("changed", ())],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=now,
+        **kwargs,
+    )
+
+
 class Clock:
     """A hand-wound UTC clock for tests: ``clock()`` reads it, ``advance`` moves it."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+        self.now = start or T0
 
     def __call__(self) -> datetime:
         return self.now

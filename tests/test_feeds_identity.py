@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -24,16 +24,16 @@ from feedbot.feeds import FeedFormat, FeedSpec, event_urn, render_feed
 from feedbot.feeds.cache import FeedCache, load_feed_page
 from feedbot.feeds.spec import Deleted
 from feedbot.ingest import Ingestor
-from feedbot.model import Event, EventRecord, Related, RelatedKind, Source, StoredEvent, Topic
+from feedbot.model import Event, Related, RelatedKind, Source, StoredEvent, Topic
 from feedbot.settings import Settings
 from feedbot.store import Moved, Removed, Store
 from feedbot.web import WebServer
-from tests.conftest import Clock, write_page
+from tests.conftest import T0, Clock, write_page
+from tests.conftest import write_events as write
 
 BASE = "https://feeds.example.org"
 ATOM_NS = "http://www.w3.org/2005/Atom"
 AT_NS = "http://purl.org/atompub/tombstones/1.0"
-T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
 T2 = T0 + timedelta(minutes=10)
 DAYS = 30
@@ -103,20 +103,6 @@ def test_rss_and_json_feed_only_leave_removed_events_out(fmt: FeedFormat) -> Non
 
 
 # -- reading pages from a store ---------------------------------------------------
-
-
-async def write(store: Store, now: datetime, **kwargs: object) -> None:
-    new = [EventRecord.of(e) for e in kwargs.pop("new", ())]  # type: ignore[attr-defined]
-    changed = [EventRecord.of(e) for e in kwargs.pop("changed", ())]  # type: ignore[attr-defined]
-    await store.write_batch(
-        new=new,
-        changed=changed,
-        marks_={},
-        rejected={},
-        accepted_paths=[],
-        now=now,
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 async def remove(store: Store, event_id: str) -> set[str]:

@@ -3,7 +3,7 @@ removed events, revival, and what feeds and lookups see of them."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import select, text
 
@@ -19,9 +19,9 @@ from feedbot.store.schema import (
     events,
     meta,
 )
-from tests.conftest import schema_before
+from tests.conftest import T0, schema_before
+from tests.conftest import write_events as write
 
-T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
 T2 = T0 + timedelta(minutes=10)
 D = date(2007, 7, 9)
@@ -44,20 +44,6 @@ def ev(
             Related(rid, date(2008, 1, 1), "later", (), RelatedKind.FOLLOW_UP) for rid in related
         ),
         topics=tuple(Topic.named(t) for t in topics),
-    )
-
-
-async def write(store: Store, now: datetime = T0, **kwargs: object) -> None:
-    new = [EventRecord.of(e) for e in kwargs.pop("new", ())]  # type: ignore[attr-defined]
-    changed = [EventRecord.of(e) for e in kwargs.pop("changed", ())]  # type: ignore[attr-defined]
-    await store.write_batch(
-        new=new,
-        changed=changed,
-        marks_={},
-        rejected={},
-        accepted_paths=[],
-        now=now,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -4,20 +4,20 @@ changed, removed and restored."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import text
 
 from feedbot.errors import StorageError
-from feedbot.model import Event, EventRecord, Source, StoredEvent, Topic
+from feedbot.model import Event, Source, StoredEvent, Topic
 from feedbot.search import BadQuery, SearchQuery, words_of
 from feedbot.store import Removed, Store
 from feedbot.store import search as store_search
 from feedbot.store.schema import SCHEMA_VERSION, _search_index
-from tests.conftest import schema_before
+from tests.conftest import T0, schema_before
+from tests.conftest import write_events as write
 
-T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
 T2 = T0 + timedelta(minutes=10)
 
@@ -38,20 +38,6 @@ def ev(
         title=title,
         sources=tuple(Source(name, "https://example.org/") for name in sources),
         topics=tuple(Topic.named(t) for t in topics),
-    )
-
-
-async def write(store: Store, now: datetime = T0, **kwargs: object) -> None:
-    new = [EventRecord.of(e) for e in kwargs.pop("new", ())]  # type: ignore[attr-defined]
-    changed = [EventRecord.of(e) for e in kwargs.pop("changed", ())]  # type: ignore[attr-defined]
-    await store.write_batch(
-        new=new,
-        changed=changed,
-        marks_={},
-        rejected={},
-        accepted_paths=[],
-        now=now,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 
