@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from feedbot.errors import ConfigError
-from feedbot.model import AlertKind, Event, Subscription
+from feedbot.model import EVENT_KINDS, AlertKind, Event, Subscription
 
 # The order the kinds of a batch are planned in; earlier ones may be replied to.
 _KIND_ORDER = {AlertKind.CREATED: 0, AlertKind.UPDATED: 1, AlertKind.DELETED: 2}
@@ -61,13 +61,16 @@ def alert_kinds(values: Iterable[object]) -> tuple[AlertKind, ...]:
     kinds: set[AlertKind] = set()
     for value in values:
         try:
-            kinds.add(AlertKind(value.strip().lower() if isinstance(value, str) else ""))
+            kind = AlertKind(value.strip().lower() if isinstance(value, str) else "")
+            if kind not in EVENT_KINDS:
+                raise ValueError
+            kinds.add(kind)
         except ValueError:
-            known = ", ".join(f'"{kind.value}"' for kind in AlertKind)
+            known = ", ".join(f'"{kind.value}"' for kind in EVENT_KINDS)
             raise ValueError(f"unknown alert kind {value!r} (expected {known})") from None
     if not kinds:
         raise ValueError('give at least one of "created", "updated" and "deleted"')
-    return tuple(kind for kind in AlertKind if kind in kinds)
+    return tuple(kind for kind in EVENT_KINDS if kind in kinds)
 
 
 def parse_events(values: Iterable[object]) -> tuple[AlertKind, ...]:

@@ -257,13 +257,127 @@ class StoredEvent:
 
 
 class AlertKind(StrEnum):
-    """What happened to an event that a subscription may be told about; the
-    webhook ``type`` is ``event.<kind>``. A subscription's ``events`` lists the
-    kinds it wants (default: created only)."""
+    """What a delivery is about. For the first three, what happened to an event
+    that a subscription may be told about: the webhook ``type`` is
+    ``event.<kind>``, and a subscription's ``events`` lists the kinds it wants
+    (default: created only; see :data:`EVENT_KINDS`). A digest subscription gets
+    one ``digest.created`` per period instead; the operator gets notices."""
 
     CREATED = "created"  # a new event
     UPDATED = "updated"  # a stored event's content changed (it keeps its id)
     DELETED = "deleted"  # an event left the archive (a tombstone)
+    DIGEST = "digest"  # one period's new events, for a digest subscription
+    NOTICE = "notice"  # an operator notice (NoticeKind)
+
+
+# The kinds a subscription's ``events`` may name.
+EVENT_KINDS = (AlertKind.CREATED, AlertKind.UPDATED, AlertKind.DELETED)
+DIGEST_TYPE = "digest.created"
+# The most events one digest lists; the rest are "and N more", behind a feed link.
+DIGEST_MAX_EVENTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    """One event of a digest and the subscription's topics it matched."""
+
+    event: Event
+    matched_topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One period's new events for one digest subscription.
+
+    ``items`` are newest first (event date, then first seen), at most
+    :data:`DIGEST_MAX_EVENTS`; ``total`` counts every event of the period, so
+    ``more`` are left out. ``feed_url`` is the feed that holds them all (the
+    subscription's topic feed, or the feed of every event)."""
+
+    period_start: datetime
+    period_end: datetime
+    items: tuple[DigestItem, ...]
+    total: int
+    feed_url: str
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.items)
+
+    def by_topic(self) -> list[tuple[Topic | None, tuple[DigestItem, ...]]]:
+        """The items grouped under the first topic each matched (None: under no
+        topic), groups in the order of their newest item, items newest first."""
+        groups: dict[str, list[DigestItem]] = {}
+        names: dict[str, Topic] = {}
+        for item in self.items:
+            slug = item.matched_topics[0] if item.matched_topics else ""
+            groups.setdefault(slug, []).append(item)
+            if slug and slug not in names:
+                named = next((t for t in item.event.topics if t.slug == slug), None)
+                names[slug] = named or Topic(slug, slug)
+        return [(names.get(slug), tuple(group)) for slug, group in groups.items()]
+
+
+class NoticeKind(StrEnum):
+    """What an operator notice (``notify.operator``) is about; its webhook ``type``."""
+
+    SUBSCRIPTION_DISABLED = "subscription.disabled"
+    DELIVERY_EXHAUSTED = "delivery.exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An operator notice: a subscription was disabled (410, failures for too
+    long, a broken template), or a delivery ran out of retries and is in the
+    failed list. ``subscription_url`` is already redacted."""
+
+    kind: NoticeKind
+    occurred_at: datetime
+    subscription_id: str
+    subscription_url: str
+    subscription_format: str
+    reason: str
+    delivery_id: str | None = None  # of delivery.exhausted
+    event_id: str | None = None
+    attempts: int | None = None
+    last_status: int | None = None  # the last answer's HTTP status, if any
+    last_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``data`` of the notice's JSON body."""
+        data: dict[str, Any] = {
+            "subscription": {
+                "id": self.subscription_id,
+                "url": self.subscription_url,
+                "format": self.subscription_format,
+            },
+            "reason": self.reason,
+            "last_response": {"status": self.last_status, "error": self.last_error},
+        }
+        if self.delivery_id is not None:
+            data["delivery"] = {
+                "id": self.delivery_id,
+                "event_id": self.event_id,
+                "attempts": self.attempts,
+            }
+        return data
+
+    @classmethod
+    def from_json(cls, kind: str, occurred_at: datetime, data: dict[str, Any]) -> Notice:
+        delivery = data.get("delivery") or {}
+        return cls(
+            kind=NoticeKind(kind),
+            occurred_at=occurred_at,
+            subscription_id=data["subscription"]["id"],
+            subscription_url=data["subscription"]["url"],
+            subscription_format=data["subscription"]["format"],
+            reason=data["reason"],
+            delivery_id=delivery.get("id"),
+            event_id=delivery.get("event_id"),
+            attempts=delivery.get("attempts"),
+            last_status=data["last_response"]["status"],
+            last_error=data["last_response"]["error"],
+        )
 
 
 class DeliveryStatus(StrEnum):
@@ -307,6 +421,13 @@ class Subscription:
     words: tuple[str, ...] = ()
     lease_expires: datetime | None = None
     exclude: tuple[str, ...] = ()
+    # A digest subscription gets one message per period instead of one per event:
+    # ``digest`` is "hourly", "daily", "weekly" or a number of seconds; daily and
+    # weekly ones close at ``digest_at`` ("HH:MM") in ``timezone`` (IANA name).
+    # See feedbot.digest.
+    digest: str | None = None
+    digest_at: str | None = None
+    timezone: str | None = None
 
     def matched_topics(self, event: Event) -> tuple[str, ...] | None:
         """The event's topic slugs this subscription wants, or ``None`` when the
