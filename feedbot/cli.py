@@ -26,7 +26,7 @@ from feedbot.clock import utc_now
 from feedbot.errors import ArchiveError, ConfigError, NotFoundError, ParseError, StorageError
 from feedbot.logs import setup_logging
 from feedbot.loop import run as run_async
-from feedbot.model import DeliveryStatus
+from feedbot.model import DeliveryStatus, Subscription
 from feedbot.settings import Settings, config_file, environment_variable, load_settings
 
 if TYPE_CHECKING:
@@ -171,7 +171,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SLUG",
         help="a topic slug, or '*' (repeatable; default '*')",
     )
-    add.add_argument("--format", default="json", help="json | slack | discord | template:PATH")
+    add.add_argument(
+        "--format",
+        default="json",
+        help="json | slack | discord | apprise (URL is an Apprise URL) | template:PATH",
+    )
     add.add_argument("--secret", help="whsec_... signing secret ('new' makes one)")
     add.add_argument(
         "--keyword",
@@ -193,6 +197,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KINDS",
         help="the alerts it wants, comma-separated: created, updated, deleted (default created)",
     )
+    add.add_argument(
+        "--digest",
+        metavar="PERIOD",
+        help="one message per period instead of one per event: hourly, daily, weekly or SECONDS",
+    )
+    add.add_argument("--digest-at", metavar="HH:MM", help="when a daily or weekly digest closes")
+    add.add_argument("--timezone", metavar="ZONE", help="IANA zone of --digest-at (default UTC)")
     add.set_defaults(handler=_cmd_subscriptions_add)
     command(subs_commands, "list", "list subscriptions").set_defaults(
         handler=_cmd_subscriptions_list
@@ -337,7 +348,14 @@ async def _poll(settings: Settings) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from feedbot.factory import target_policy, template_limits
+    from feedbot.notify.outbound import config_subscriptions, operator_subscription
+
     settings = _settings(args)
+    # What the daemon checks at start-up: every subscription, the operator's URL.
+    policy = target_policy(settings)
+    config_subscriptions(settings.subscriptions, policy, template_limits(settings))
+    operator_subscription(settings, policy)
     print(json.dumps(settings.redacted(), indent=2))
     return EXIT_OK
 
@@ -396,6 +414,9 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
                 keywords=args.keywords,
                 exclude=args.exclude,
                 events=[kind for kind in args.events.split(",") if kind.strip()],
+                digest=args.digest,
+                digest_at=args.digest_at,
+                timezone=args.timezone,
                 origin="cli",
                 policy=target_policy(settings),
                 templates=template_limits(settings),
@@ -438,10 +459,12 @@ def _cmd_subscriptions_list(args: argparse.Namespace) -> int:
             for sub in await store.subscriptions.all():
                 state = "active" if sub.active else f"disabled ({sub.disabled_reason})"
                 signed = "signed" if sub.secret else "unsigned"
+                alerts = f"events={','.join(sub.events)}"
+                if sub.digest:
+                    alerts = f"digest={describe_digest(sub)}"
                 print(
-                    f"{sub.id}  {sub.url}  topics={','.join(sub.topics)}  "
-                    f"format={sub.format}  events={','.join(sub.events)}  "
-                    f"{signed}  {sub.origin}  {state}"
+                    f"{sub.id}  {sub.redacted().url}  topics={','.join(sub.topics)}  "
+                    f"format={sub.format}  {alerts}  {signed}  {sub.origin}  {state}"
                 )
         return EXIT_OK
 
@@ -519,17 +542,43 @@ def _cmd_subscriptions_switch(args: argparse.Namespace, *, active: bool) -> int:
     return run_async(switch())
 
 
+def describe_digest(subscription: Subscription) -> str:
+    """A digest subscription's period as ``subscriptions list`` shows it."""
+    shown = subscription.digest or ""
+    if subscription.digest_at:
+        shown += f"@{subscription.digest_at}"
+    if subscription.timezone:
+        shown += f" {subscription.timezone}"
+    return shown
+
+
 def _cmd_subscriptions_test(args: argparse.Namespace) -> int:
     async def ping() -> int:
         import aiohttp
 
-        from feedbot.factory import target_connector
-        from feedbot.notify.outbound import ping_request
+        from feedbot.factory import target_connector, target_policy
+        from feedbot.notify.apprise_target import AppriseSender
+        from feedbot.notify.outbound import ping_message, ping_request
 
         async with _opened_store(args) as (settings, store):
             subscription = await store.subscriptions.get(args.id)
             if subscription is None:
                 print(f"feedbot: no subscription {args.id}", file=sys.stderr)
+                return EXIT_FAILED
+            if subscription.format == "apprise":
+                target, message = ping_message(subscription)
+                sender = AppriseSender(
+                    max_workers=1, timeout=settings.notify.timeout, policy=target_policy(settings)
+                )
+                try:
+                    sent = await sender.send(target, message)
+                finally:
+                    await sender.aclose()
+                shown = subscription.redacted().url
+                if sent.ok:
+                    print(f"{shown}: accepted")
+                    return EXIT_OK
+                print(f"{shown}: {sent.error}", file=sys.stderr)
                 return EXIT_FAILED
             request = ping_request(
                 subscription, f"msg_ping_{int(utc_now().timestamp())}", utc_now()

@@ -45,7 +45,7 @@ from feedbot.ingest import PollResult
 from feedbot.logs import current_logging
 from feedbot.metrics import Metrics
 from feedbot.notify.deliver import Deliverer
-from feedbot.notify.outbound import config_subscriptions
+from feedbot.notify.outbound import config_subscriptions, operator_subscription
 from feedbot.notify.workers import DeliveryWorkers, build_deliverer, open_session
 from feedbot.settings import Settings
 from feedbot.store import Store
@@ -201,6 +201,18 @@ class Daemon:
         if expired:
             log.info("websub: %d subscription(s) expired", expired)
 
+    async def _close_digests(self) -> None:
+        """Queue the digests of the periods that ended (run by every replica: a
+        period's digest is queued once whoever closes it)."""
+        try:
+            closed = await self.store.outbox.close_digests(utc_now())
+        except StorageError as exc:
+            log.warning("digests: ended periods not closed: %s", exc)
+            return
+        if closed:
+            log.info("digests: %d queued", closed)
+            self._wake_deliverers()
+
     async def _scheduled_poll(self) -> None:
         await self.poll()
 
@@ -275,6 +287,9 @@ class Daemon:
                 updated,
                 removed,
             )
+        await self.store.subscriptions.reconcile_operator(
+            operator_subscription(settings, self.policy), now=utc_now()
+        )
         if self.store.backend == "sqlite":
             # One daemon per SQLite file: claims left over are a crashed run's (its
             # delivery workers, if any, start after this).
@@ -324,6 +339,16 @@ class Daemon:
                 max_instances=1,
                 coalesce=True,
             )
+        # At once too: periods that ended while no daemon ran go out now.
+        self._scheduler.add_job(
+            self._close_digests,
+            "interval",
+            seconds=notify.digest_check_seconds,
+            next_run_time=utc_now(),
+            id="digests",
+            max_instances=1,
+            coalesce=True,
+        )
         archive = settings.archive
         self._scheduler.add_job(
             self._scheduled_poll,

@@ -140,4 +140,5 @@ def delivery_config(settings: Settings, *, log_level: str, log_format: LogFormat
         log_format=log_format,
         grace=settings.server.shutdown_timeout,
         templates=template_limits(settings),
+        apprise_workers=notify.apprise_workers,
     )

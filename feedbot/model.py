@@ -390,6 +390,10 @@ class DeliveryStatus(StrEnum):
 # subscription of this format and origin.
 WEBSUB_FORMAT = "websub"
 WEBSUB_ORIGIN = "websub"
+# The operator's notices (notify.operator) go through the outbox to a
+# subscription of this origin and id, kept from the config; it matches no event.
+OPERATOR_ORIGIN = "operator"
+OPERATOR_ID = "operator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +432,9 @@ class Subscription:
     digest: str | None = None
     digest_at: str | None = None
     timezone: str | None = None
+    # ``url`` as listings and logs may show it, when it holds secrets (an Apprise
+    # URL's password or token): made where the URL is checked, stored beside it.
+    shown_url: str | None = None
 
     def matched_topics(self, event: Event) -> tuple[str, ...] | None:
         """The event's topic slugs this subscription wants, or ``None`` when the
@@ -450,8 +457,11 @@ class Subscription:
         return tuple(wanted) if wanted else None
 
     def redacted(self) -> Subscription:
-        """The same subscription with its secret hidden, for logs and listings."""
-        return replace(self, secret="whsec_***" if self.secret else None)
+        """The same subscription with its secret and the secrets of its URL
+        hidden, for logs and listings."""
+        return replace(
+            self, url=self.shown_url or self.url, secret="whsec_***" if self.secret else None
+        )
 
 
 class EventRecord(NamedTuple):

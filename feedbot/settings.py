@@ -37,7 +37,7 @@ from pydantic_settings import (
 from feedbot.alerts import alert_kinds
 from feedbot.archive.parse import ParseLimits
 from feedbot.errors import ConfigError
-from feedbot.redact import redact
+from feedbot.redact import redact, redact_target_url
 
 ENV_PREFIX = "FEEDBOT_"
 
@@ -191,6 +191,19 @@ class NotifySettings(_Section):
         le=1000,
         description="template renders failing in a row that disable a subscription",
     )
+    operator: str | None = Field(
+        None,
+        description="webhook or Apprise URL told of disabled subscriptions and failed deliveries",
+    )
+    operator_secret: SecretStr | None = Field(
+        None, description="whsec_ secret signing the notices to a webhook operator URL"
+    )
+    digest_check_seconds: float = Field(
+        15.0, gt=0, le=3600, description="seconds between looks for digest periods that ended"
+    )
+    apprise_workers: int = Field(
+        4, ge=1, le=64, description="Apprise notifications sent at once (threads)"
+    )
 
     @field_validator("allow_cidrs")
     @classmethod
@@ -236,6 +249,11 @@ class SubscriptionSettings(_Section):
     keywords: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     events: list[str] = Field(default_factory=lambda: ["created"])
+    digest: str | int | None = Field(
+        None, description='"hourly", "daily", "weekly" or seconds: one message per period'
+    )
+    digest_at: str | None = Field(None, description='"HH:MM" a daily or weekly digest closes at')
+    timezone: str | None = Field(None, description="IANA time zone of digest_at (default UTC)")
 
     @field_validator("events")
     @classmethod
@@ -278,6 +296,10 @@ class Settings(BaseSettings):
         password in a store URL hidden), for ``feedbot config check``."""
         data = self.model_dump(mode="json")  # SecretStr dumps as "**********"
         data["store"]["url"] = redact(data["store"]["url"])
+        if data["notify"]["operator"]:
+            data["notify"]["operator"] = redact_target_url(data["notify"]["operator"])
+        for entry in data["subscriptions"]:
+            entry["url"] = redact_target_url(entry["url"])
         return data
 
     @property

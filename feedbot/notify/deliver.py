@@ -47,7 +47,9 @@ import aiohttp
 from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError, TargetRefused, TemplateError
 from feedbot.headers import parse_retry_after
-from feedbot.model import DeliveryStatus
+from feedbot.model import DeliveryStatus, Subscription
+from feedbot.notify.apprise_messages import AppriseMessage
+from feedbot.notify.apprise_target import AppriseSender, AppriseTarget
 from feedbot.notify.retry import RetryPolicy, judge
 from feedbot.notify.ssrf import refusal_of
 from feedbot.store import AttemptReport, Claim, DeliveryJob, Outbox
@@ -65,9 +67,19 @@ class Request:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class AppriseRequest:
+    """What to hand Apprise for one attempt to an Apprise URL."""
+
+    target: AppriseTarget
+    message: AppriseMessage
+
+
+Outgoing = Request | AppriseRequest
+
 # Builds the request of one attempt; the daemon composes formats and signing here.
 # An operator's template renders in a worker process: its request is awaited.
-RequestBuilder = Callable[[DeliveryJob, datetime], Request | Awaitable[Request]]
+RequestBuilder = Callable[[DeliveryJob, datetime], Outgoing | Awaitable[Request]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,7 @@ class Deliverer:
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
         on_attempt: Callable[[DeliveryJob, AttemptReport], Awaitable[None] | None] | None = None,
+        apprise: AppriseSender | None = None,
     ) -> None:
         self.outbox = outbox
         self.session = session
@@ -107,6 +120,8 @@ class Deliverer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._on_attempt = on_attempt
+        # Apprise URLs are sent from threads of their own (Apprise blocks).
+        self.apprise = apprise or AppriseSender(timeout=self.settings.timeout)
         self._template_failures: dict[str, int] = {}  # subscription -> renders failed in a row
         self._wake = asyncio.Event()
         self._idle_now = False
@@ -174,6 +189,7 @@ class Deliverer:
         aclose = getattr(self.build_request, "aclose", None)
         if aclose is not None:
             await aclose()  # the request builder's template render workers
+        await self.apprise.aclose()
         return len(pending)
 
     async def _idle(self, stop: asyncio.Event, next_due: datetime | None) -> None:
@@ -281,16 +297,19 @@ class Deliverer:
 
     def _log(self, job: DeliveryJob, report: AttemptReport) -> None:
         level = logging.INFO if report.outcome is DeliveryStatus.DONE else logging.WARNING
+        answer = report.error or (
+            f"HTTP {report.status}" if report.status is not None else "accepted"
+        )
         log.log(
             level,
             "delivery to %s: %s, %s",
-            _host_of(job.subscription.url),
-            report.error or f"HTTP {report.status}",
+            _shown_target(job.subscription),
+            answer,
             report.outcome.value,
             extra={
                 "delivery_id": job.delivery.id,
                 "subscription_id": job.subscription.id,
-                "event_id": job.event.id,
+                "event_id": job.delivery.event_id,
                 "attempt": job.delivery.attempts + 1,
                 "latency_ms": report.latency_ms,
             },
@@ -315,6 +334,11 @@ class Deliverer:
                 attempted_at, 0, None, f"cannot build payload: {exc}", DeliveryStatus.FAILED
             )
         self._template_failures.pop(job.subscription.id, None)
+        if isinstance(request, AppriseRequest):
+            sent = await self.apprise.send(request.target, request.message)
+            return self._decide(
+                job, attempted_at, sent.latency_ms, None, sent.error, None, refusal=sent.refusal
+            )
         try:
             async with self.session.post(
                 job.subscription.url,
@@ -461,8 +485,20 @@ class _Admission:
 
 @lru_cache(maxsize=4096)  # a few subscription URLs, asked for on every claim
 def _host_of(url: str) -> str:
+    """The host a delivery's load counts against: a webhook's host and port; for
+    an Apprise URL its service (the tokens that may sit in its host are no key)."""
     parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"{parts.scheme}:"
     return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _shown_target(subscription: Subscription) -> str:
+    """Where a delivery went, fit for a log line: a webhook's host, an Apprise
+    URL in its privacy form."""
+    if subscription.shown_url:
+        return subscription.shown_url
+    return _host_of(subscription.url)
 
 
 def _describe_answer(response: aiohttp.ClientResponse, answer: bytes) -> str:

@@ -75,6 +75,7 @@ class PayloadKind(StrEnum):
     SLACK = "slack"
     DISCORD = "discord"
     TEMPLATE = "template"
+    APPRISE = "apprise"  # the URL is an Apprise URL (feedbot.notify.apprise_target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +98,16 @@ class RenderedPayload:
 
 
 def parse_format(value: str) -> PayloadFormat:
-    """``json`` | ``slack`` | ``discord`` | ``template:PATH``; anything else is a
-    ``ConfigError`` naming the field ``format`` and the value."""
+    """``json`` | ``slack`` | ``discord`` | ``apprise`` | ``template:PATH``; anything
+    else is a ``ConfigError`` naming the field ``format`` and the value."""
     text = value.strip()
-    if text.lower() in ("json", "slack", "discord"):
+    if text.lower() in ("json", "slack", "discord", "apprise"):
         return PayloadFormat(PayloadKind(text.lower()))
     if text.startswith("template:") and text[len("template:") :].strip():
         return PayloadFormat(PayloadKind.TEMPLATE, Path(text[len("template:") :].strip()))
     raise ConfigError(
-        f"format: unknown payload format {value!r} (expected json, slack, discord or template:PATH)"
+        f"format: unknown payload format {value!r} "
+        "(expected json, slack, discord, apprise or template:PATH)"
     )
 
 
@@ -513,5 +515,6 @@ def render_payload(
         )
         return RenderedPayload(_render_builtin("discord", view, _check_discord), JSON_CONTENT_TYPE)
     raise ValueError(
-        f"{fmt}: an operator's template renders in a worker (feedbot.notify.render_workers)"
+        f"{fmt}: an operator's template renders in a worker (feedbot.notify.render_workers), "
+        "an Apprise message in feedbot.notify.apprise_messages"
     )

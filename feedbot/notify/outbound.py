@@ -16,14 +16,33 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from ipaddress import ip_address
-from typing import TypedDict
+from typing import Any, TypedDict
+from zoneinfo import ZoneInfo
 
 from feedbot.alerts import parse_events
+from feedbot.digest import DigestSchedule
 from feedbot.errors import ConfigError, TargetRefused
-from feedbot.model import AlertKind, Subscription, keyword_words
-from feedbot.notify.deliver import Request
+from feedbot.feeds import urls
+from feedbot.model import (
+    OPERATOR_ID,
+    OPERATOR_ORIGIN,
+    AlertKind,
+    Digest,
+    Subscription,
+    keyword_words,
+)
+from feedbot.notify.apprise_messages import (
+    AppriseMessage,
+    alert_message,
+    digest_message,
+    notice_message,
+)
+from feedbot.notify.apprise_target import AppriseTarget, parse_apprise_url
+from feedbot.notify.deliver import AppriseRequest, Outgoing, Request
 from feedbot.notify.formats import (
     PayloadKind,
     RenderedPayload,
@@ -36,8 +55,9 @@ from feedbot.notify.payload_templates import template_context
 from feedbot.notify.push import push_request
 from feedbot.notify.render_workers import TemplateLimits, TemplateRenderer, check_template
 from feedbot.notify.signing import validate_secret, webhook_headers
-from feedbot.notify.ssrf import TargetPolicy, check_url, parse_webhook_url
-from feedbot.settings import SubscriptionSettings
+from feedbot.notify.ssrf import TargetPolicy, check_host, parse_webhook_url
+from feedbot.notify.summaries import digest_body, notice_body, render_digest, render_notice
+from feedbot.settings import Settings, SubscriptionSettings
 from feedbot.store import Delivery, DeliveryJob
 from feedbot.websub import WEBSUB_FORMAT
 
@@ -57,17 +77,30 @@ def build_subscription(
     keywords: Iterable[str] = (),
     events: Iterable[object] = ("created",),
     exclude: Iterable[str] = (),
+    digest: str | int | None = None,
+    digest_at: str | None = None,
+    timezone: str | None = None,
     origin: str = "api",
     policy: TargetPolicy | None = None,
     subscription_id: str = "",
     templates: TemplateLimits | None = None,
 ) -> Subscription:
     """A subscription with every field checked; raises ConfigError naming the field.
-    A ``template:`` format must pass its test render within ``templates``' limits."""
+    A ``template:`` format must pass its test render within ``templates``' limits;
+    an ``apprise`` one's URL must be one Apprise can use."""
+    with _field("format"):
+        payload_format = parse_format(format.strip())
+    shown_url: str | None = None
     with _field("url"):
-        url = validate_url(url)
+        if payload_format.kind is PayloadKind.APPRISE:
+            target = parse_apprise_url(url)
+            url, shown_url = target.url, target.redacted_url
+            literal = target.network_host
+        else:
+            url = validate_url(url)
+            literal = parse_webhook_url(url).raw_host
         try:
-            check_url(url, policy or TargetPolicy.build())
+            check_host(literal, policy or TargetPolicy.build())
         except TargetRefused as exc:
             reason = f"url: {exc} (set notify.allow_private_targets to allow it)"
             raise ConfigError(reason) from None
@@ -79,7 +112,6 @@ def build_subscription(
             if slug != "*" and not _SLUG.match(slug):
                 raise ConfigError(f"topics: {slug!r} is not a topic slug (a-z, 0-9 and '-')")
     with _field("format"):
-        payload_format = parse_format(format.strip())
         if payload_format.kind is PayloadKind.TEMPLATE:
             assert payload_format.template_path is not None
             # Refuse a broken or heavy template now: compile it and render the samples,
@@ -93,6 +125,14 @@ def build_subscription(
         kept_keywords = _keywords("keywords", keywords)
     with _field("exclude"):
         excluded = _keywords("exclude", exclude)
+    with _field("digest"):
+        schedule = DigestSchedule.parse(digest, digest_at, timezone)
+    if schedule is not None and kinds != (AlertKind.CREATED,):
+        raise ConfigError.about(
+            "events",
+            'a digest lists the period\'s new events: give events = ["created"] with a digest',
+        )
+    digest_values = schedule.values() if schedule is not None else (None, None, None)
     return Subscription(
         id=subscription_id,
         url=url,
@@ -103,6 +143,10 @@ def build_subscription(
         exclude=excluded,
         events=kinds,
         origin=origin,
+        digest=digest_values[0],
+        digest_at=digest_values[1],
+        timezone=digest_values[2],
+        shown_url=shown_url,
     )
 
 
@@ -190,14 +234,58 @@ class RequestFactory:
         # once. Keyed by everything the body depends on.
         self._bodies: OrderedDict[tuple[object, ...], RenderedPayload] = OrderedDict()
 
-    def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Request | Awaitable[Request]:
+    def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Outgoing | Awaitable[Request]:
         """The request; for an operator's template, a coroutine that renders it in
-        a worker process (``TemplateError`` when the template fails or runs over)."""
-        if job.subscription.format.startswith("template:"):
+        a worker process (``TemplateError`` when the template fails or runs over);
+        for an Apprise URL, the message to hand to Apprise."""
+        fmt = job.subscription.format
+        if fmt.startswith("template:"):
             return self._templated(job, attempted_at)
-        if job.subscription.format == WEBSUB_FORMAT:
+        if fmt == WEBSUB_FORMAT:
             return push_request(job, self.base_url)
+        if fmt == PayloadKind.APPRISE:
+            return self._apprise(job)
         return self._request(job, attempted_at, self._payload(job))
+
+    def _apprise(self, job: DeliveryJob) -> AppriseRequest:
+        target = _apprise_target(job.subscription.url)
+        if job.digest is not None:
+            message = digest_message(target, self._digest(job), base_url=self.base_url)
+        elif job.notice is not None:
+            message = notice_message(target, job.notice)
+        else:
+            assert job.event is not None
+            message = alert_message(
+                target, job.event, base_url=self.base_url, **_alert_of(job.delivery)
+            )
+        return AppriseRequest(target, message)
+
+    def _digest(self, job: DeliveryJob) -> Digest:
+        """The job's digest with the link to the feed that holds all its events,
+        its period on the subscription's clock (the chat and mail formats show it
+        so; the json body gives UTC whatever the zone)."""
+        digest, subscription = job.digest, job.subscription
+        assert digest is not None
+        topics = subscription.topics
+        slug = topics[0] if len(topics) == 1 and topics[0] != "*" else None
+        zone = ZoneInfo(subscription.timezone or "UTC")
+        return replace(
+            digest,
+            feed_url=urls.feed_url(self.base_url, slug),
+            period_start=digest.period_start.astimezone(zone),
+            period_end=digest.period_end.astimezone(zone),
+        )
+
+    def _json_body(self, job: DeliveryJob) -> dict[str, Any]:
+        """The ``json`` body of the job (what an operator's template renders from)."""
+        if job.digest is not None:
+            return digest_body(
+                self._digest(job), base_url=self.base_url, subscription_id=job.subscription.id
+            )
+        if job.notice is not None:
+            return notice_body(job.notice)
+        assert job.event is not None
+        return alert_body(job.event, base_url=self.base_url, **_alert_of(job.delivery))
 
     @property
     def rendering(self) -> int:
@@ -223,7 +311,7 @@ class RequestFactory:
         if payload is None:
             path = parse_format(job.subscription.format).template_path
             assert path is not None
-            body = alert_body(job.event, base_url=self.base_url, **_alert_of(job.delivery))
+            body = self._json_body(job)
             if self._renderer is None:
                 self._renderer = TemplateRenderer(self._template_limits)
             payload = await self._renderer.render(
@@ -233,6 +321,14 @@ class RequestFactory:
         return self._request(job, attempted_at, payload)
 
     def _payload(self, job: DeliveryJob) -> RenderedPayload:
+        fmt = job.subscription.format
+        if job.digest is not None:
+            return render_digest(
+                fmt, self._digest(job), base_url=self.base_url, subscription_id=job.subscription.id
+            )
+        if job.notice is not None:
+            return render_notice(fmt, job.notice)
+        assert job.event is not None
         key = self._key(job)
         if (cached := self._bodies.get(key)) is not None:
             self._bodies.move_to_end(key)
@@ -245,12 +341,19 @@ class RequestFactory:
 
     @staticmethod
     def _key(job: DeliveryJob) -> tuple[object, ...]:
-        return (job.subscription.format, job.event, *_alert_of(job.delivery).values())
+        # A digest or a notice goes to one subscription: its delivery id keys it.
+        about: object = job.event if job.event is not None else job.delivery.id
+        return (job.subscription.format, about, *_alert_of(job.delivery).values())
 
     def _keep(self, key: tuple[object, ...], payload: RenderedPayload) -> None:
         self._bodies[key] = payload
         if len(self._bodies) > 512:
             self._bodies.popitem(last=False)
+
+
+@lru_cache(maxsize=1024)  # a few subscription URLs, one parse each
+def _apprise_target(url: str) -> AppriseTarget:
+    return parse_apprise_url(url)
 
 
 class _Alert(TypedDict):
@@ -288,6 +391,13 @@ def ping_request(subscription: Subscription, msg_id: str, now: datetime) -> Requ
     return Request(body, {"Content-Type": "application/json", **headers})
 
 
+def ping_message(subscription: Subscription) -> tuple[AppriseTarget, AppriseMessage]:
+    """A test message for an Apprise subscription, for ``feedbot subscriptions test``."""
+    target = _apprise_target(subscription.url)
+    text = f"feedbot test message for subscription {subscription.id}"
+    return target, AppriseMessage(title="feedbot test", body=text, body_format="text")
+
+
 def config_subscriptions(
     entries: Sequence[SubscriptionSettings],
     policy: TargetPolicy,
@@ -307,6 +417,9 @@ def config_subscriptions(
                     keywords=entry.keywords,
                     exclude=entry.exclude,
                     events=entry.events,
+                    digest=entry.digest,
+                    digest_at=entry.digest_at,
+                    timezone=entry.timezone,
                     origin="config",
                     policy=policy,
                     templates=templates,
@@ -316,3 +429,27 @@ def config_subscriptions(
             field = f"subscriptions[{index}].{exc.field}" if exc.field else None
             raise ConfigError(f"subscriptions[{index}].{exc}", field=field) from None
     return built
+
+
+def operator_subscription(settings: Settings, policy: TargetPolicy) -> Subscription | None:
+    """Where the operator's notices go (``notify.operator``): a webhook URL gets
+    them as ``json`` (signed with ``notify.operator_secret``), any other an
+    Apprise message; None when it is not set. An error names the key."""
+    notify = settings.notify
+    if not notify.operator:
+        return None
+    webhook = notify.operator.strip().lower().startswith(("http://", "https://"))
+    secret = notify.operator_secret
+    try:
+        return build_subscription(
+            url=notify.operator,
+            topics=("*",),
+            format="json" if webhook else "apprise",
+            secret=secret.get_secret_value() if secret else None,
+            origin=OPERATOR_ORIGIN,
+            policy=policy,
+            subscription_id=OPERATOR_ID,
+        )
+    except ConfigError as exc:
+        key = "notify.operator_secret" if exc.field == "secret" else "notify.operator"
+        raise ConfigError.about(key, exc.reason.removeprefix(f"{exc.field}: ")) from None

@@ -24,19 +24,19 @@ from feedbot.websub import hub_signature, link_header, parse_feed_path
 
 def push_request(job: DeliveryJob, base_url: str) -> Request:
     """The request of one push: ``job``'s event as the one entry of its feed."""
-    subscription = job.subscription
-    if subscription.feed is None:
+    subscription, event = job.subscription, job.event
+    if subscription.feed is None or event is None:
         raise ValueError(f"subscription {subscription.id} follows no feed")
     topic = parse_feed_path(subscription.feed)
     if topic.query is not None:
         spec = FeedSpec.for_search(topic.query, base_url, websub=True)
     elif topic.slug is not None:
-        name = next((t.name for t in job.event.topics if t.slug == topic.slug), topic.slug)
+        name = next((t.name for t in event.topics if t.slug == topic.slug), topic.slug)
         spec = FeedSpec.for_topic(Topic(name=name, slug=topic.slug), base_url, websub=True)
     else:
         spec = FeedSpec.all_events(base_url, websub=True)
     updated: datetime = job.event_updated or job.delivery.created_at
-    entry = StoredEvent(event=job.event, first_seen=updated, updated=updated)
+    entry = StoredEvent(event=event, first_seen=updated, updated=updated)
     body = render_feed(topic.fmt, spec, [entry], 1, 1)
     headers = {
         "Content-Type": topic.fmt.media_type,

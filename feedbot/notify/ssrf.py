@@ -404,8 +404,14 @@ def check_url(url: str, policy: TargetPolicy) -> None:
     absolute ``http(s)`` URL with a host, and :class:`TargetRefused` for an IP
     literal the policy refuses. A host name is only checked at connect time.
     """
-    host = parse_webhook_url(url).raw_host
-    assert host is not None  # parse_webhook_url refuses a URL without one
+    check_host(parse_webhook_url(url).raw_host, policy)
+
+
+def check_host(host: str | None, policy: TargetPolicy) -> None:
+    """Check the host of a target URL up front (see :func:`check_url`); None: a
+    target whose host is not the URL's (a cloud service's fixed endpoint)."""
+    if host is None:
+        return
     try:
         ip = ip_address(host)
     except ValueError:

@@ -47,7 +47,7 @@ from feedbot.loop import run
 from feedbot.model import DeliveryStatus
 from feedbot.notify.deliver import Deliverer, DelivererSettings
 from feedbot.notify.retry import RetryPolicy
-from feedbot.notify.ssrf import make_connector
+from feedbot.notify.ssrf import TargetPolicy, make_connector
 from feedbot.processes import die_with_parent
 from feedbot.store import AttemptReport, DeliveryJob, Store
 
@@ -78,6 +78,7 @@ class DeliveryConfig:
     log_format: LogFormat = "auto"
     grace: float = 10.0  # seconds for attempts in flight when a worker stops
     templates: TemplateLimits | None = None  # of operator templates; None: the defaults
+    apprise_workers: int = 4  # Apprise notifications sent at once
 
     @classmethod
     def lease_for(cls, lease_seconds: float, timeout: float) -> timedelta:
@@ -118,8 +119,10 @@ def build_deliverer(
 ) -> Deliverer:
     # Imported here: the request factory brings the payload templates, which the
     # parent of worker processes never renders.
+    from feedbot.notify.apprise_target import AppriseSender
     from feedbot.notify.outbound import RequestFactory
 
+    policy = TargetPolicy.build(allow_private=config.allow_private, allow_cidrs=config.allow_cidrs)
     return Deliverer(
         store.outbox,
         session,
@@ -129,6 +132,9 @@ def build_deliverer(
         worker_id=worker_id,
         rng=random.Random(),
         on_attempt=on_attempt,
+        apprise=AppriseSender(
+            max_workers=config.apprise_workers, timeout=config.settings.timeout, policy=policy
+        ),
     )
 
 

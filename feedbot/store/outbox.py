@@ -31,13 +31,20 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from feedbot.alerts import changes_of, plan_alerts
+from feedbot.alerts import PlannedDelivery, changes_of, plan_alerts
 from feedbot.alerts import delivery_id as delivery_id  # re-exported: store.delivery_id
+from feedbot.digest import DigestSchedule
 from feedbot.model import (
+    DIGEST_MAX_EVENTS,
+    OPERATOR_ORIGIN,
     AlertKind,
     DeliveryStatus,
+    Digest,
+    DigestItem,
     Event,
     EventRecord,
+    Notice,
+    NoticeKind,
     Subscription,
     event_key,
 )
@@ -46,6 +53,7 @@ from feedbot.store.schema import (
     UTCDateTime,
     attempts,
     deliveries,
+    digest_items,
     event_links,
     events,
     subscriptions,
@@ -84,11 +92,15 @@ class DeliveryJob:
 
     delivery: Delivery
     subscription: Subscription
-    event: Event
+    event: Event | None  # None for a digest or a notice
     subscription_failing_since: datetime | None = None  # its first failure since a success
     # When the store last changed the event (its feed entry's ``updated``); the
     # time its alert was queued for an event no longer stored.
     event_updated: datetime | None = None
+    # A digest's events (its ``feed_url`` is left to who knows the base URL), or
+    # an operator notice.
+    digest: Digest | None = None
+    notice: Notice | None = None
 
 
 # Asked, in claim order, whether a due delivery of (subscription id, its URL) may
@@ -193,7 +205,11 @@ async def queue_alerts(
     # A WebSub subscription whose lease ended gets nothing, swept away or not yet.
     leased = or_(subscriptions.c.lease_expires.is_(None), subscriptions.c.lease_expires > now)
     rows = (
-        await connection.execute(select(subscriptions).where(subscriptions.c.active, leased))
+        await connection.execute(
+            select(subscriptions).where(
+                subscriptions.c.active, leased, subscriptions.c.origin != OPERATOR_ORIGIN
+            )
+        )
     ).mappings()
     active = [subscription_of(row) for row in rows]
     wanted = {kind for subscription in active for kind in subscription.events}
@@ -215,6 +231,10 @@ async def queue_alerts(
             asked.update(links.get(change.event.id, ()))
     alerted = await _alerted(connection, asked, [s.id for s in active])
     planned = plan_alerts(changes, active, links, alerted)
+    # A digest subscription's events wait in their period, not in the queue.
+    periods = {s.id: schedule for s in active if (schedule := _schedule_of(s)) is not None}
+    if periods:
+        planned = await _hold_for_digests(connection, planned, periods, now)
     bodies = {
         **{(AlertKind.UPDATED, r.id): r.body for r, _previous in updated},
         **{(AlertKind.DELETED, g.id): _body(g) for g in deleted},
@@ -247,6 +267,38 @@ async def queue_alerts(
         if batch:
             await connection.execute(deliveries.insert(), batch)
     return len(planned)
+
+
+def _schedule_of(subscription: Subscription) -> DigestSchedule | None:
+    return DigestSchedule.parse(subscription.digest, subscription.digest_at, subscription.timezone)
+
+
+async def _hold_for_digests(
+    connection: AsyncConnection,
+    planned: list[PlannedDelivery],
+    periods: Mapping[str, DigestSchedule],
+    now: datetime,
+) -> list[PlannedDelivery]:
+    """Write the new events that ``planned`` brings to digest subscriptions into
+    their open period (``digest_items``), and return the rest: what is queued
+    one by one. A digest lists new events only (build_subscription refuses other
+    kinds with a digest)."""
+    held = [p for p in planned if p.subscription_id in periods]
+    if held:
+        rows = [
+            {
+                "subscription_id": p.subscription_id,
+                "event_id": p.event_id,
+                "period_end": periods[p.subscription_id].period_containing(now)[1],
+                "matched_topics": json.dumps(list(p.matched_topics)),
+                "queued_at": now,
+            }
+            for p in held
+            if p.kind is AlertKind.CREATED
+        ]
+        if rows:
+            await connection.execute(digest_items.insert(), rows)
+    return [p for p in planned if p.subscription_id not in periods]
 
 
 def _as_event(gone: Event | EventRecord) -> Event:
@@ -295,6 +347,15 @@ async def _alerted(
             per_kind = alerted.setdefault((subscription_id, event_id), {})
             alert = _KINDS[kind]
             per_kind[alert] = max(per_kind.get(alert, 0), seq or 1)
+        # An event in a digest (sent or open) was announced to its subscription.
+        held = await connection.execute(
+            select(digest_items.c.subscription_id, digest_items.c.event_id).where(
+                digest_items.c.event_id.in_(chunk),
+                digest_items.c.subscription_id.in_(subscription_ids),
+            )
+        )
+        for subscription_id, event_id in held:
+            alerted.setdefault((subscription_id, event_id), {})[AlertKind.CREATED] = 1
     return alerted
 
 
@@ -398,7 +459,7 @@ class Outbox:
             if row.event_body is not None:
                 kept[row.id] = row.event_body
         claimed = [by_delivery[i] for i in ids]
-        unkept = {d.event_id for d in claimed if d.id not in kept}
+        unkept = {d.event_id for d in claimed if d.id not in kept and d.kind not in _SUMMARIES}
         bodies: dict[str, str] = {}
         stamps: dict[str, datetime] = {}
         for event_id, body, updated in await connection.execute(
@@ -422,6 +483,14 @@ class Outbox:
         for delivery in claimed:
             subscription, failing_since = by_id[delivery.subscription_id]
             body = kept.get(delivery.id)
+            if delivery.kind is AlertKind.DIGEST:
+                digest = _digest_of(json.loads(body or "{}"))
+                jobs.append(DeliveryJob(delivery, subscription, None, failing_since, digest=digest))
+                continue
+            if delivery.kind is AlertKind.NOTICE:
+                notice = _notice_of(json.loads(body or "{}"), delivery.created_at)
+                jobs.append(DeliveryJob(delivery, subscription, None, failing_since, notice=notice))
+                continue
             event = Event.from_canonical_json(body) if body else decoded[delivery.event_id]
             updated = stamps.get(delivery.event_id, delivery.created_at)
             jobs.append(DeliveryJob(delivery, subscription, event, failing_since, updated))
@@ -495,6 +564,7 @@ class Outbox:
                 ],
             )
             await _record_health(connection, results)
+            await _queue_notices(connection, results)
             for delivery, report in results:
                 if report.disable_subscription:
                     await connection.execute(
@@ -509,6 +579,31 @@ class Outbox:
                         report.attempted_at,
                     )
         return lost
+
+    async def close_digests(self, now: datetime) -> int:
+        """Queue the digest of every period that is over at ``now``: one delivery
+        per subscription and period, listing its events that are still stored
+        (newest first, at most :data:`DIGEST_MAX_EVENTS`, with the count of all),
+        and nothing for a period whose events are all gone. Returns how many
+        digests were queued.
+
+        Each period's events become its digest in one transaction, under the
+        lock of their rows: run by several replicas at once, or again after a
+        crash, each event goes out in one digest, once. (An event a slower
+        replica files into a period already closed makes a second, small digest
+        of that period, with a webhook-id of its own.)"""
+        queued = 0
+        async with self._db.transaction() as connection:
+            due = await connection.execute(
+                select(digest_items.c.subscription_id, digest_items.c.period_end)
+                .join(subscriptions, subscriptions.c.id == digest_items.c.subscription_id)
+                .where(digest_items.c.delivery_id.is_(None), digest_items.c.period_end <= now)
+                .group_by(digest_items.c.subscription_id, digest_items.c.period_end)
+                .order_by(digest_items.c.period_end)
+            )
+            for subscription_id, period_end in list(due):
+                queued += await _close_period(connection, subscription_id, period_end, now)
+        return queued
 
     async def release_all_claims(self) -> int:
         """Drop every claim: for a single-process store at start-up, where any
@@ -643,6 +738,197 @@ class Outbox:
                 .order_by(attempts.c.id)
             )
             return [dict(row) for row in rows.mappings()]
+
+
+# Deliveries that are not about one event: their body is all in ``event_body``.
+_SUMMARIES = (AlertKind.DIGEST, AlertKind.NOTICE)
+
+
+async def _close_period(
+    connection: AsyncConnection, subscription_id: str, period_end: datetime, now: datetime
+) -> int:
+    """Turn the open items of one subscription's period into its digest delivery
+    (see :meth:`Outbox.close_digests`); 1 if one was queued."""
+    open_items = (
+        select(digest_items.c.event_id, digest_items.c.matched_topics, digest_items.c.queued_at)
+        .where(
+            digest_items.c.subscription_id == subscription_id,
+            digest_items.c.period_end == period_end,
+            digest_items.c.delivery_id.is_(None),
+        )
+        .with_for_update()
+    )
+    items = {row.event_id: row for row in await connection.execute(open_items)}
+    if not items:
+        return 0  # another replica closed it meanwhile
+    subscription = subscription_of(
+        (
+            await connection.execute(
+                select(subscriptions).where(subscriptions.c.id == subscription_id)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    stored: list[tuple[Event, datetime]] = []
+    for chunk in chunks(list(items)):
+        rows = await connection.execute(
+            select(events.c.body, events.c.first_seen).where(
+                events.c.id.in_(chunk), events.c.deleted_at.is_(None)
+            )
+        )
+        stored.extend((Event.from_canonical_json(body), seen) for body, seen in rows)
+    stored.sort(key=lambda pair: (pair[0].date, pair[1], pair[0].id), reverse=True)
+    schedule = _schedule_of(subscription)
+    start = (
+        schedule.period_containing(period_end - _INSTANT)[0]
+        if schedule is not None
+        else min(row.queued_at for row in items.values())
+    )
+    marker = f"digest:{period_end.isoformat()}"
+    delivery = ""
+    if stored:
+        # Usually 0; more only for a late event of a period already closed.
+        seq = (
+            await connection.execute(
+                select(func.count()).where(
+                    deliveries.c.subscription_id == subscription_id,
+                    deliveries.c.event_id == marker,
+                )
+            )
+        ).scalar_one()
+        delivery = delivery_id(subscription_id, marker, AlertKind.DIGEST, seq)
+        snapshot = {
+            "start": start.isoformat(),
+            "end": period_end.isoformat(),
+            "total": len(stored),
+            "items": [
+                {
+                    "event": event.to_json(),
+                    "matched_topics": json.loads(items[event.id].matched_topics),
+                }
+                for event, _seen in stored[:DIGEST_MAX_EVENTS]
+            ],
+        }
+        await connection.execute(
+            deliveries.insert().values(
+                id=delivery,
+                subscription_id=subscription_id,
+                event_id=marker,
+                matched_topics="[]",
+                in_reply_to="[]",
+                status=DeliveryStatus.PENDING.value,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+                kind=AlertKind.DIGEST.value,
+                seq=seq,
+                event_body=json.dumps(snapshot, ensure_ascii=False),
+            )
+        )
+    # An empty period (its events all removed since) is closed with nothing sent.
+    for chunk in chunks(list(items)):
+        await connection.execute(
+            update(digest_items)
+            .where(
+                digest_items.c.subscription_id == subscription_id,
+                digest_items.c.event_id.in_(chunk),
+            )
+            .values(delivery_id=delivery)
+        )
+    return 1 if stored else 0
+
+
+_INSTANT = timedelta(microseconds=1)
+
+
+def _digest_of(snapshot: dict[str, Any]) -> Digest:
+    return Digest(
+        period_start=datetime.fromisoformat(snapshot["start"]),
+        period_end=datetime.fromisoformat(snapshot["end"]),
+        items=tuple(
+            DigestItem(Event.from_json(item["event"]), tuple(item["matched_topics"]))
+            for item in snapshot["items"]
+        ),
+        total=snapshot["total"],
+        feed_url="",
+    )
+
+
+def _notice_of(body: dict[str, Any], created_at: datetime) -> Notice:
+    return Notice.from_json(body["type"], created_at, body["data"])
+
+
+async def _queue_notices(
+    connection: AsyncConnection, results: Sequence[tuple[Delivery, AttemptReport]]
+) -> None:
+    """Queue the operator's notices of what ``results`` did: a subscription
+    disabled, a delivery in the failed list (not each of those a disabling
+    fails). None about the operator's own deliveries: they would feed themselves."""
+    ends = [(d, r) for d, r in results if r.outcome is DeliveryStatus.FAILED]
+    if not ends:
+        return
+    operator = (
+        await connection.execute(
+            select(subscriptions.c.id).where(
+                subscriptions.c.origin == OPERATOR_ORIGIN, subscriptions.c.active
+            )
+        )
+    ).scalar_one_or_none()
+    if operator is None:
+        return
+    about_ids = {d.subscription_id for d, _ in ends} - {operator}
+    if not about_ids:
+        return
+    about = {
+        row["id"]: subscription_of(row)
+        for row in (
+            await connection.execute(select(subscriptions).where(subscriptions.c.id.in_(about_ids)))
+        ).mappings()
+    }
+    rows = []
+    for delivery, report in ends:
+        subscription = about.get(delivery.subscription_id)
+        if subscription is None:
+            continue
+        notice = Notice(
+            kind=NoticeKind.SUBSCRIPTION_DISABLED
+            if report.disable_subscription
+            else NoticeKind.DELIVERY_EXHAUSTED,
+            occurred_at=report.attempted_at,
+            subscription_id=subscription.id,
+            subscription_url=subscription.redacted().url,
+            subscription_format=subscription.format,
+            reason=report.disable_subscription
+            or f"no success after {delivery.attempts + 1} attempts; it is in the failed list",
+            delivery_id=None if report.disable_subscription else delivery.id,
+            event_id=None if report.disable_subscription else delivery.event_id,
+            attempts=None if report.disable_subscription else delivery.attempts + 1,
+            last_status=report.status,
+            last_error=report.error,
+        )
+        # One notice per ending: a replayed delivery that fails again is news again.
+        marker = f"notice:{notice.kind.value}:{delivery.id}:{report.attempted_at.isoformat()}"
+        rows.append(
+            {
+                "id": delivery_id(operator, marker, AlertKind.NOTICE, 0),
+                "subscription_id": operator,
+                "event_id": marker,
+                "matched_topics": "[]",
+                "in_reply_to": "[]",
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "created_at": report.attempted_at,
+                "next_attempt_at": report.attempted_at,
+                "kind": AlertKind.NOTICE.value,
+                "seq": 0,
+                "event_body": json.dumps(
+                    {"type": notice.kind.value, "data": notice.to_json()}, ensure_ascii=False
+                ),
+            }
+        )
+    if rows:
+        await connection.execute(deliveries.insert(), rows)
 
 
 async def _claims_held(connection: AsyncConnection, claimed: Sequence[Delivery]) -> set[str]:

@@ -229,6 +229,12 @@ subscriptions = Table(
     Column("lease_expires", UTCDateTime),
     # JSON list of keywords none of which an event it gets may hold
     Column("exclude", Text, nullable=False, server_default="[]"),
+    # A digest subscription's period ("hourly", "daily", "weekly" or seconds),
+    # when a daily or weekly one closes ("HH:MM") and in which zone (feedbot.digest).
+    Column("digest", String(16)),
+    Column("digest_at", String(5)),
+    Column("timezone", String(64)),
+    Column("shown_url", Text),  # the URL with its secrets hidden, if it holds any
 )
 
 # A config file's subscriptions are matched by URL, so there is one row per URL,
@@ -276,6 +282,25 @@ deliveries = Table(
     UniqueConstraint("subscription_id", "event_id", "kind", "seq", name="uq_deliveries_alert"),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_event", "event_id"),
+)
+
+# The events a digest subscription's open periods hold. A row is written in the
+# transaction that stores its event (as a delivery is for other subscriptions),
+# with the end of the period it falls in; when that period is over, the rows
+# become one delivery of kind "digest" (its id in ``delivery_id``) in one
+# transaction, so a digest is queued once, with every event of its period, however
+# the daemon stops and however many replicas close periods at once. Rows stay:
+# an event is in one digest of a subscription, ever (the primary key).
+digest_items = Table(
+    "digest_items",
+    metadata,
+    Column("subscription_id", String(40), primary_key=True),
+    Column("event_id", String(512), primary_key=True),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("matched_topics", Text, nullable=False),  # JSON list
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("delivery_id", String(40)),  # the digest it went out in; None while open
+    Index("ix_digest_items_open", "delivery_id", "period_end"),
 )
 
 attempts = Table(
@@ -562,6 +587,17 @@ def _exclude(connection: Connection) -> None:
         )
 
 
+def _digests(connection: Connection) -> None:
+    """Give :data:`subscriptions` the digest keys (none before: one alert per
+    event) and make :data:`digest_items`."""
+    present = {c["name"] for c in inspect(connection).get_columns(subscriptions.name)}
+    for added in ("digest", "digest_at", "timezone", "shown_url"):
+        if added not in present:
+            kind = subscriptions.c[added].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE subscriptions ADD COLUMN {added} {kind}"))
+    metadata.create_all(connection, tables=[digest_items], checkfirst=True)
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
@@ -574,6 +610,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _search_index,
     _websub,
     _exclude,
+    _digests,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,9 +21,17 @@ from sqlalchemy import case, delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedbot.errors import ConfigError, FeedbotError, NotFoundError
-from feedbot.model import WEBSUB_FORMAT, WEBSUB_ORIGIN, AlertKind, DeliveryStatus, Subscription
+from feedbot.model import (
+    OPERATOR_ID,
+    OPERATOR_ORIGIN,
+    WEBSUB_FORMAT,
+    WEBSUB_ORIGIN,
+    AlertKind,
+    DeliveryStatus,
+    Subscription,
+)
 from feedbot.store._db import Database
-from feedbot.store.schema import attempts, deliveries, subscriptions
+from feedbot.store.schema import attempts, deliveries, digest_items, subscriptions
 
 
 def new_subscription_id() -> str:
@@ -88,6 +96,9 @@ class Subscriptions:
             delete(subscriptions).where(subscriptions.c.id == subscription_id)
         )
         await fail_pending(connection, subscription_id, "subscription removed", now)
+        await connection.execute(
+            delete(digest_items).where(digest_items.c.subscription_id == subscription_id)
+        )
         return bool(result.rowcount)
 
     async def get(self, subscription_id: str) -> Subscription | None:
@@ -244,12 +255,46 @@ class Subscriptions:
         ]
 
     async def all(self) -> list[Subscription]:
-        """Every subscription, oldest first."""
+        """Every subscription, oldest first (but the operator's: :meth:`operator`)."""
         async with self._db.read() as connection:
             rows = await connection.execute(
-                select(subscriptions).order_by(subscriptions.c.created_at, subscriptions.c.id)
+                select(subscriptions)
+                .where(subscriptions.c.origin != OPERATOR_ORIGIN)
+                .order_by(subscriptions.c.created_at, subscriptions.c.id)
             )
             return [subscription_of(row) for row in rows.mappings()]
+
+    async def operator(self) -> Subscription | None:
+        """Where the operator's notices go (``notify.operator``), if anywhere."""
+        return await self.get(OPERATOR_ID)
+
+    async def reconcile_operator(self, wanted: Subscription | None, *, now: datetime) -> None:
+        """Make ``wanted`` (the config's ``notify.operator``, built as a subscription
+        that matches no event) the stored operator subscription, or remove it.
+        A changed URL or format is a new one: switched on, its failures forgotten;
+        an unchanged one keeps its state (a 410 disabled it until enabled)."""
+        async with self._db.transaction() as connection:
+            await self._lock_config_subscriptions(connection)
+            row = (
+                (
+                    await connection.execute(
+                        select(subscriptions).where(subscriptions.c.id == OPERATOR_ID)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            have = None if row is None else subscription_of(row)
+            if wanted is None:
+                if have is not None:
+                    await self._remove(connection, OPERATOR_ID, now)
+                return
+            want = replace(wanted, id=OPERATOR_ID, origin=OPERATOR_ORIGIN, topics=())
+            if have is None:
+                stored = _with_created(want, now)
+                await connection.execute(subscriptions.insert().values(_subscription_row(stored)))
+            elif (have.url, have.format, have.secret) != (want.url, want.format, want.secret):
+                await _update_subscription(connection, replace(want, created_at=have.created_at))
 
     async def reconcile_config(
         self, wanted: Sequence[Subscription], *, now: datetime
@@ -289,6 +334,9 @@ class Subscriptions:
                     have.keywords,
                     have.exclude,
                     have.events,
+                    have.digest,
+                    have.digest_at,
+                    have.timezone,
                 ) != (
                     want.topics,
                     want.format,
@@ -296,6 +344,9 @@ class Subscriptions:
                     want.keywords,
                     want.exclude,
                     want.events,
+                    want.digest,
+                    want.digest_at,
+                    want.timezone,
                 ):
                     await _update_subscription(
                         connection,
@@ -307,6 +358,10 @@ class Subscriptions:
                             keywords=want.keywords,
                             exclude=want.exclude,
                             events=want.events,
+                            digest=want.digest,
+                            digest_at=want.digest_at,
+                            timezone=want.timezone,
+                            shown_url=want.shown_url,
                         ),
                     )
                     updated += 1
@@ -470,6 +525,10 @@ def _subscription_row(subscription: Subscription) -> dict[str, Any]:
         "feed": subscription.feed,
         "words": json.dumps(list(subscription.words)),
         "lease_expires": subscription.lease_expires,
+        "digest": subscription.digest,
+        "digest_at": subscription.digest_at,
+        "timezone": subscription.timezone,
+        "shown_url": subscription.shown_url,
     }
 
 
@@ -491,4 +550,8 @@ def subscription_of(row: Any) -> Subscription:
         feed=row["feed"],
         words=tuple(json.loads(row["words"])),
         lease_expires=row["lease_expires"],
+        digest=row["digest"],
+        digest_at=row["digest_at"],
+        timezone=row["timezone"],
+        shown_url=row["shown_url"],
     )

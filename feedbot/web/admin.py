@@ -51,7 +51,7 @@ from yarl import URL
 from feedbot.clock import utc_now
 from feedbot.errors import ConfigError, ConflictError, NotFoundError, StorageError
 from feedbot.factory import target_policy, template_limits
-from feedbot.model import DeliveryStatus, Subscription
+from feedbot.model import OPERATOR_ORIGIN, DeliveryStatus, Subscription
 from feedbot.notify.formats import iso_utc
 from feedbot.notify.outbound import build_subscription
 from feedbot.notify.signing import new_secret
@@ -69,8 +69,27 @@ MAX_LIMIT = 1000  # deliveries in one listing
 DEFAULT_LIMIT = 100
 MAX_IDS = 1000  # ids in one replay
 GENERATE = "generate"  # "secret": "generate" asks the server for a new secret
-_CREATE_FIELDS = ("url", "topics", "format", "secret", "keywords", "exclude", "events")
-_PATCH_FIELDS = ("topics", "format", "secret", "keywords", "exclude", "events", "active")
+_DIGEST_FIELDS = ("digest", "digest_at", "timezone")
+_CREATE_FIELDS = (
+    "url",
+    "topics",
+    "format",
+    "secret",
+    "keywords",
+    "exclude",
+    "events",
+    *_DIGEST_FIELDS,
+)
+_PATCH_FIELDS = (
+    "topics",
+    "format",
+    "secret",
+    "keywords",
+    "exclude",
+    "events",
+    "active",
+    *_DIGEST_FIELDS,
+)
 _NO_STORE: dict[str, str] = {hdrs.CACHE_CONTROL: "no-store"}
 _CHALLENGE = 'Bearer realm="feedbot admin API"'
 
@@ -150,15 +169,18 @@ def config_error(exc: ConfigError) -> ApiError:
 
 
 def subscription_view(subscription: Subscription) -> dict[str, Any]:
-    """A subscription as the API shows it: never its secret."""
+    """A subscription as the API shows it: never its secret, nor those of its URL."""
     return {
         "id": subscription.id,
-        "url": subscription.url,
+        "url": subscription.redacted().url,
         "topics": list(subscription.topics),
         "format": subscription.format,
         "keywords": list(subscription.keywords),
         "exclude": list(subscription.exclude),
         "events": [kind.value for kind in subscription.events],
+        "digest": subscription.digest,
+        "digest_at": subscription.digest_at,
+        "timezone": subscription.timezone,
         "signed": subscription.secret is not None,
         "active": subscription.active,
         "disabled_reason": subscription.disabled_reason,
@@ -300,6 +322,18 @@ def _strings(body: Mapping[str, Any], name: str) -> list[str]:
     return value
 
 
+def _optional(body: Mapping[str, Any], name: str, current: str | None) -> str | None:
+    """A digest key of the body (null clears it), else ``current``."""
+    if name not in body:
+        return current
+    value = body[name]
+    if name == "digest" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # seconds
+    if value is not None and not isinstance(value, str):
+        _refuse(400, f"{name}: must be a string or null", name)
+    return value
+
+
 def _secret(body: Mapping[str, Any]) -> tuple[str | None, bool]:
     """The secret asked for, and whether the server made it."""
     value = body["secret"]
@@ -366,7 +400,7 @@ class _AdminApi:
         found = None
         if not _has_control(subscription_id):
             found = await self.store.subscriptions.get(subscription_id)
-        if found is None:
+        if found is None or found.origin == OPERATOR_ORIGIN:  # notify.operator is the config's
             _refuse(404, f"no subscription {subscription_id[:64]!r}", "id")
         return found
 
@@ -422,14 +456,18 @@ class _AdminApi:
             keywords=_strings(body, "keywords") if "keywords" in body else [],
             exclude=_strings(body, "exclude") if "exclude" in body else [],
             events=_strings(body, "events") if "events" in body else ["created"],
+            digest=_optional(body, "digest", None),
+            digest_at=_optional(body, "digest_at", None),
+            timezone=_optional(body, "timezone", None),
             origin="api",
         )
         stored = await self.store.subscriptions.add(built, now=utc_now())
-        # Only the host: a Slack or Discord webhook URL is itself a credential.
+        # Only the host: a Slack or Discord webhook URL is itself a credential (an
+        # Apprise URL shows in its privacy form).
         log.info(
             "subscription %s added through the API (to %s)",
             stored.id,
-            URL(stored.url).host,
+            stored.shown_url or URL(stored.url).host,
             extra={"subscription_id": stored.id},
         )
         view = subscription_view(stored)
@@ -476,6 +514,9 @@ class _AdminApi:
             keywords=_strings(body, "keywords") if "keywords" in body else current.keywords,
             exclude=_strings(body, "exclude") if "exclude" in body else current.exclude,
             events=_strings(body, "events") if "events" in body else current.events,
+            digest=_optional(body, "digest", current.digest),
+            digest_at=_optional(body, "digest_at", current.digest_at),
+            timezone=_optional(body, "timezone", current.timezone),
             origin=current.origin,
             subscription_id=current.id,
         )
