@@ -10,7 +10,10 @@ time (``time.time()``) of each request:
 - WebSub pushes (an ``X-Hub-Signature`` or a feed document, no webhook-id) by
   ``<subscription>/<the first "latency-N" in the body>`` (bench/latency.py's pages);
 - Apprise's ``json://`` posts carry no webhook-id, so they are keyed by
-  ``<subscription>/<title>`` (the bench sends the event id as the title).
+  ``<subscription>/<title>`` (the bench sends the event id as the title);
+- a POST to ``/`` is an ntfy publish (what Apprise's ``ntfy://`` sends, for
+  feedbot's ``apprise`` format): recorded under the run ``ntfy``, keyed by
+  ``<topic>/<title>``, and answered 200 with a message id, as ntfy does.
 
 ``GET /stats/<run>`` answers ``{"keys": [...], "times": [...]}`` for that run, in
 arrival order, and forgets it (``?keep=1``: and keeps it). A GET under
@@ -59,6 +62,14 @@ def make_app() -> web.Application:
         times.append(arrived)
         return web.Response(status=204)
 
+    async def publish(request: web.Request) -> web.Response:
+        message = json.loads(await request.read())
+        arrived = time.time()
+        keys, times = slot("ntfy")
+        keys.append(f"{message.get('topic', '')}/{message.get('title', '')}")
+        times.append(arrived)
+        return web.json_response({"id": str(len(keys)), "event": "message"})
+
     async def stats(request: web.Request) -> web.Response:
         run = request.match_info["run"]
         if request.query.get("keep"):
@@ -74,6 +85,7 @@ def make_app() -> web.Application:
     app.router.add_post("/r/{run}/{sub}", receive)
     app.router.add_get("/r/{run}/{sub}", verify)
     app.router.add_get("/stats/{run}", stats)
+    app.router.add_post("/", publish)
     return app
 
 

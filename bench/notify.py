@@ -19,6 +19,12 @@ What it measures, in one run:
   claim, send and record, while this process stores the events and wakes them, as
   ``feedbot run`` does with that setting (feedbot/notify/workers.py). The JSON headline
   (``deliveries_per_s``, ``ratio``) is this run; ``in_process_*`` is the one above.
+- **feedbot's ``apprise`` format** (always; ``--no-apprise`` skips it with the
+  Apprise run): the same burst in one process to 50 subscriptions of format
+  ``apprise`` whose URLs are ``ntfy://127.0.0.1:PORT/<topic>``, the receiver
+  standing in for an ntfy server (it answers as ntfy does). Each attempt renders
+  the Apprise message and hands it to Apprise in one of ``--apprise-workers``
+  threads (``notify.apprise_workers``), through the same outbox as the webhooks.
 - **Apprise** (always): one ``apprise.Apprise`` object holding the 50 subscriptions
   as ``json://`` URLs to the same receiver, and ``notify()`` of each event's feedbot
   ``json`` body, one event after the other: Apprise posts to the 50 URLs of a call
@@ -66,7 +72,7 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
@@ -90,6 +96,8 @@ from feedbot.model import (  # noqa: E402
     Subscription,
     Topic,
 )
+from feedbot.notify.apprise_messages import alert_message  # noqa: E402
+from feedbot.notify.apprise_target import parse_apprise_url  # noqa: E402
 from feedbot.notify.deliver import Deliverer, DelivererSettings  # noqa: E402
 from feedbot.notify.formats import render_payload  # noqa: E402
 from feedbot.notify.retry import RetryPolicy  # noqa: E402
@@ -481,6 +489,80 @@ async def feedbot_sqlite(
     return result
 
 
+async def feedbot_apprise(
+    args: argparse.Namespace, receiver: ReceiverProcess, events: Sequence[Event], tmp: Path
+) -> RunResult:
+    """The burst to ``apprise`` subscriptions (ntfy:// to the receiver), delivered
+    in this process as ``feedbot run`` does."""
+    run = "ntfy"
+    url = f"sqlite:///{tmp / 'apprise.db'}"
+    store = await Store.open(url)
+    now = datetime.now(UTC)
+    subscriptions = []
+    for i in range(args.subscriptions):
+        target = parse_apprise_url(f"ntfy://127.0.0.1:{receiver.port}/s{i:03d}?image=no")
+        subscriptions.append(
+            await store.subscriptions.add(
+                Subscription(
+                    id="", url=target.url, format="apprise", shown_url=target.redacted_url
+                ),
+                now=now,
+            )
+        )
+    # The receiver keys an ntfy message by its topic and title: the title each
+    # event's message gets.
+    target = parse_apprise_url(subscriptions[0].url)
+    titles = {
+        e.id: alert_message(target, e, base_url=BASE_URL, matched_topics=e.topic_slugs).title
+        for e in events
+    }
+    expected = {f"s{i:03d}/{titles[e.id]}": e.id for i in range(len(subscriptions)) for e in events}
+    done = 0
+    all_done = asyncio.Event()
+
+    def count(job: DeliveryJob, report: AttemptReport) -> None:
+        nonlocal done
+        if report.outcome is DeliveryStatus.DONE:
+            done += 1
+            if done >= len(expected):
+                all_done.set()
+
+    config = replace(
+        delivery_config(url, deliverer_settings(args, idle_poll=1.0)),
+        apprise_workers=args.apprise_workers,
+    )
+    stop = asyncio.Event()
+    async with open_session(config) as session:
+        deliverer = build_deliverer(
+            config, store, session, worker_id="bench-apprise", on_attempt=count
+        )
+        delivering = asyncio.create_task(deliverer.run(stop))
+        watch = CpuWatch(receiver.process.pid)
+        watch.start()
+        cpu_started = time.process_time()
+        stored_at = await store_burst(store, events, args.per_day, deliverer.wake)
+        try:
+            await asyncio.wait_for(all_done.wait(), timeout=args.timeout)
+        except TimeoutError:
+            print(f"apprise format: timed out with {done} of {len(expected)} done", file=sys.stderr)
+        cpu_s = time.process_time() - cpu_started
+        machine = watch.stop(cpu_s)
+        stop.set()
+        await delivering
+        await deliverer.drain(5)
+    await store.close()
+    result = analyse(
+        f"feedbot, SQLite, 1 process, apprise format (ntfy://, {args.apprise_workers} threads)",
+        await receiver.stats(run),
+        expected,
+        min(stored_at.values()),
+        stored_at,
+    )
+    result.cpu_s = cpu_s
+    result.extra["cpu"] = machine
+    return result
+
+
 # -- feedbot, N processes on PostgreSQL ------------------------------------------------------
 
 
@@ -713,6 +795,7 @@ def print_table(
     args: argparse.Namespace,
     sqlite: RunResult,
     pooled: dict[int, RunResult],
+    apprise_format: RunResult | None,
     apprise_result: RunResult | None,
     apprise_version: str,
     replicas: dict[int, RunResult],
@@ -735,9 +818,9 @@ def print_table(
         "CPU us/delivery",
     )
     rows: list[tuple[str, ...]] = []
-    shown = [sqlite, *pooled.values(), *replicas.values()] + (
-        [apprise_result] if apprise_result else []
-    )
+    shown = [sqlite, *pooled.values(), *replicas.values()] + [
+        result for result in (apprise_format, apprise_result) if result is not None
+    ]
     for result in shown:
         rows.append(
             (
@@ -763,6 +846,9 @@ def print_table(
             ratio = result.deliveries_per_s / apprise_result.deliveries_per_s
             print(f"{result.name} / Apprise: {ratio:.1f}x")
         print("(targets: >= 1,000 deliveries/s and >= 5x Apprise)")
+        if apprise_format is not None:
+            ratio = apprise_format.deliveries_per_s / apprise_result.deliveries_per_s
+            print(f"feedbot's apprise format / Apprise: {ratio:.1f}x")
 
     print("\nCPU during each run (the machine's busy time, and who used it):")
     cpu_header = ("run", "wall", "machine busy", "sender", "receiver", "PostgreSQL", "others")
@@ -853,6 +939,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             pooled = {
                 n: await feedbot_sqlite(args, receiver, events, Path(tmp), n) for n in args.workers
             }
+            apprise_format = (
+                await feedbot_apprise(args, receiver, events, Path(tmp)) if args.apprise else None
+            )
         replicas: dict[int, RunResult] = {}
         if args.store.startswith("postgresql"):
             for n in args.replicas:
@@ -863,7 +952,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         receiver.close()
 
-    print_table(args, sqlite, pooled, apprise_result, apprise_version, replicas)
+    print_table(args, sqlite, pooled, apprise_format, apprise_result, apprise_version, replicas)
     apprise_rate = apprise_result.deliveries_per_s if apprise_result else None
 
     def ratio(result: RunResult) -> float | None:
@@ -873,6 +962,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     # them, in-process included, are in the table and below).
     headline = pooled[max(pooled)] if pooled else sqlite
     every = [sqlite, *pooled.values(), *replicas.values()]
+    every += [apprise_format] if apprise_format is not None else []
     summary: dict[str, Any] = {
         "deliveries": args.events * args.subscriptions,
         "workers": max(pooled) if pooled else 0,
@@ -892,6 +982,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         summary[f"sqlite_workers_{n}"] = result.as_json()
     if apprise_result is not None:
         summary["apprise"] = apprise_result.as_json()
+    if apprise_format is not None:
+        summary["apprise_format"] = apprise_format.as_json()
     if replicas:
         summary["replicas"] = {str(n): r.as_json() for n, r in replicas.items()}
     return summary
@@ -929,7 +1021,16 @@ def main() -> None:
         "here), or async_notify() of every event at once",
     )
     parser.add_argument(
-        "--no-apprise", dest="apprise", action="store_false", help="skip the Apprise run"
+        "--apprise-workers",
+        type=int,
+        default=8,
+        help="notify.apprise_workers of the apprise-format run (default 8)",
+    )
+    parser.add_argument(
+        "--no-apprise",
+        dest="apprise",
+        action="store_false",
+        help="skip the Apprise run and the apprise-format one",
     )
     parser.add_argument(
         "--json", action="store_true", help="end with one JSON line (always printed)"

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
+from feedbot.clock import utc_now
 from feedbot.feeds.cache import FeedCache
 from feedbot.model import AlertKind, DeliveryStatus, Event, EventRecord, Subscription, Topic
 from feedbot.notify.signing import new_secret, validate_secret
@@ -291,6 +292,15 @@ async def test_a_generated_secret_is_shown_once(api: Api, caplog: pytest.LogCapt
         ({"url": HOOK, "events": ["created", "renamed"]}, "events"),
         ({"url": HOOK, "events": []}, "events"),
         ({"url": HOOK, "events": "created"}, "events"),
+        ({"url": HOOK, "digest": "monthly"}, "digest"),
+        ({"url": HOOK, "digest": 5}, "digest"),
+        ({"url": HOOK, "digest": ["daily"]}, "digest"),
+        ({"url": HOOK, "digest": "daily", "digest_at": "25:00"}, "digest_at"),
+        ({"url": HOOK, "digest_at": "08:00"}, "digest_at"),
+        ({"url": HOOK, "digest": "daily", "timezone": "Mars/Olympus"}, "timezone"),
+        ({"url": HOOK, "digest": "daily", "events": ["created", "updated"]}, "events"),
+        ({"url": "nosuchservice://x", "format": "apprise"}, "url"),
+        ({"url": HOOK, "format": "apprise"}, "url"),
     ],
 )
 async def test_create_refuses_bad_input_naming_the_field(
@@ -303,6 +313,46 @@ async def test_create_refuses_bad_input_naming_the_field(
     if isinstance(body.get("secret"), str):
         assert body["secret"] not in reply.text  # a bad secret is not echoed either
     assert await api.store.subscriptions.all() == []
+
+
+async def test_apprise_and_digest_subscriptions_show_no_secret(api: Api) -> None:
+    password = "hunter2-of-the-smtp-relay"
+    url = f"mailto://user:{password}@mail.example.org?from=a@example.org"
+    body = {"url": url, "format": "apprise", "digest": "daily", "timezone": "europe/berlin"}
+    created = await api.call("POST", "/api/v1/subscriptions", body)
+    assert created.status == 201, created.text
+    assert password not in created.text
+    view = created.json
+    assert view["url"].startswith("mailto://user:") and "***" in view["url"]
+    assert (view["digest"], view["digest_at"], view["timezone"]) == (
+        "daily",
+        "08:00",
+        "Europe/Berlin",
+    )
+    stored = await api.store.subscriptions.get(view["id"])
+    assert stored is not None and stored.url == url  # kept whole, to send with
+    listing = await api.call("GET", "/api/v1/subscriptions")
+    assert password not in listing.text
+
+    weekly = await api.call("PATCH", f"/api/v1/subscriptions/{view['id']}", {"digest": "weekly"})
+    assert weekly.status == 200 and weekly.json["digest"] == "weekly"
+    assert weekly.json["timezone"] == "Europe/Berlin"  # kept
+    off = await api.call(
+        "PATCH",
+        f"/api/v1/subscriptions/{view['id']}",
+        {"digest": None, "digest_at": None, "timezone": None},
+    )
+    assert off.status == 200 and off.json["digest"] is None
+
+
+async def test_the_operators_subscription_is_not_the_apis(api: Api) -> None:
+    await api.store.subscriptions.reconcile_operator(
+        Subscription(id="", url="https://ops.example.org/hook"), now=utc_now()
+    )
+    assert (await api.call("GET", "/api/v1/subscriptions")).json["subscriptions"] == []
+    assert (await api.call("GET", "/api/v1/subscriptions/operator")).status == 404
+    assert (await api.call("DELETE", "/api/v1/subscriptions/operator")).status == 404
+    assert await api.store.subscriptions.operator() is not None
 
 
 async def test_template_formats_are_the_operators_alone(api: Api, tmp_path: Path) -> None:

@@ -233,6 +233,7 @@ class RequestFactory:
         # One event goes to many subscribers, mostly with the same body: render it
         # once. Keyed by everything the body depends on.
         self._bodies: OrderedDict[tuple[object, ...], RenderedPayload] = OrderedDict()
+        self._messages: OrderedDict[tuple[object, ...], AppriseMessage] = OrderedDict()
 
     def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Outgoing | Awaitable[Request]:
         """The request; for an operator's template, a coroutine that renders it in
@@ -254,10 +255,17 @@ class RequestFactory:
         elif job.notice is not None:
             message = notice_message(target, job.notice)
         else:
+            # One event goes to many subscribers, mostly with the same limits: the
+            # message is rendered once for them all.
             assert job.event is not None
-            message = alert_message(
+            key = (target.body_format, target.title_max, target.body_max, *self._key(job))
+            message = self._messages.get(key) or alert_message(
                 target, job.event, base_url=self.base_url, **_alert_of(job.delivery)
             )
+            self._messages[key] = message
+            self._messages.move_to_end(key)
+            if len(self._messages) > 512:
+                self._messages.popitem(last=False)
         return AppriseRequest(target, message)
 
     def _digest(self, job: DeliveryJob) -> Digest:
