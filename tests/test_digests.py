@@ -177,6 +177,20 @@ async def test_operator_hears_of_an_exhausted_delivery_and_a_disabled_subscripti
     assert await claim_all(store, T0 + timedelta(seconds=2)) == []
 
 
+async def test_a_failing_subscription_makes_one_exhausted_notice_an_hour(store: Store) -> None:
+    await operator(store)
+    await store.subscriptions.add(Subscription(id="", url="https://hooks.example.org/a"), now=T0)
+    await store_new(store, *(event(f"2020/01/{d}/a") for d in range(1, 5)), now=T0)
+    jobs = await claim_all(store, T0)
+    assert len(jobs) == 4
+    at = [T0, T0 + timedelta(minutes=20), T0 + timedelta(minutes=59), T0 + HOUR]
+    for job, moment in zip(jobs, at, strict=True):
+        failed = AttemptReport(moment, 7, 503, "HTTP 503", DeliveryStatus.FAILED)
+        await store.outbox.finish_attempts([(job.delivery, failed)])
+    notices = await claim_all(store, T0 + 2 * HOUR)
+    assert [job.notice.delivery_id for job in notices] == [jobs[0].delivery.id, jobs[3].delivery.id]
+
+
 async def test_no_operator_no_notices(store: Store) -> None:
     await store.subscriptions.add(Subscription(id="", url="https://hooks.example.org/a"), now=T0)
     await store_new(store, event("2020/01/1/a"), now=T0)

@@ -16,7 +16,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -907,8 +907,11 @@ async def _queue_notices(
             last_status=report.status,
             last_error=report.error,
         )
-        # One notice per ending: a replayed delivery that fails again is news again.
-        marker = f"notice:{notice.kind.value}:{delivery.id}:{report.attempted_at.isoformat()}"
+        # A subscription whose receiver is down fails delivery after delivery:
+        # the operator hears of the first of each hour, not of every one.
+        moment = report.attempted_at.astimezone(UTC)
+        when = moment.isoformat() if report.disable_subscription else f"{moment:%Y-%m-%dT%H}"
+        marker = f"notice:{notice.kind.value}:{subscription.id}:{when}"
         rows.append(
             {
                 "id": delivery_id(operator, marker, AlertKind.NOTICE, 0),
@@ -927,8 +930,15 @@ async def _queue_notices(
                 ),
             }
         )
-    if rows:
-        await connection.execute(deliveries.insert(), rows)
+    unique = {row["id"]: row for row in reversed(rows)}  # the first of each id
+    queued = set(
+        (
+            await connection.execute(select(deliveries.c.id).where(deliveries.c.id.in_(unique)))
+        ).scalars()
+    )
+    fresh = [row for key, row in unique.items() if key not in queued]
+    if fresh:
+        await connection.execute(deliveries.insert(), fresh)
 
 
 async def _claims_held(connection: AsyncConnection, claimed: Sequence[Delivery]) -> set[str]:
