@@ -699,3 +699,21 @@ def test_notices_say_what_why_and_the_last_response(
     assert "\x07" not in message.body
     shown = {"text": "<now>", "markdown": "\\<now\\>", "html": "&lt;now&gt;"}[body_format]
     assert shown in message.body
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        # Apprise would read these as ntfy.sh's topics: meant for a server here, they
+        # must never go to the public service.
+        (f"ntfy://user:{PASSWORD}@127.0.0.1:/alerts", "port after ':' is missing"),
+        ("ntfy://127.0.0.1/alerts?mode=cloud", "public service, not as a server at 127.0.0.1"),
+        ("ntfy://localhost/alerts?mode=cloud", "not as a server at localhost"),
+    ],
+)
+def test_a_url_for_a_server_here_is_never_read_as_the_cloud_service(url: str, says: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_apprise_url(url)
+    assert caught.value.field == "url"
+    assert says in str(caught.value)
+    assert PASSWORD not in str(caught.value)

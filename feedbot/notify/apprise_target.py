@@ -334,6 +334,19 @@ def _network_host(plugin: apprise.NotifyBase, schema: str) -> str | None:
     return host
 
 
+def _is_local_name(host: str | None) -> bool:
+    """Whether a URL's host names this machine or an address (never a token)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def parse_apprise_url(url: str) -> AppriseTarget:
     """``url`` checked and loaded as Apprise loads it; a URL Apprise cannot use
     (or an http(s) URL, whitespace or control characters in it, a port out of
@@ -350,10 +363,22 @@ def parse_apprise_url(url: str) -> AppriseTarget:
     port = plugin.port
     if isinstance(port, int) and not 1 <= port <= 65535:
         raise _refuse(f"port {port} is out of range")
+    written = urlsplit(text)
+    if written.netloc.endswith(":"):
+        raise _refuse("the port after ':' is missing")
     # The URL's scheme picked the plugin; the plugin's own ``schema`` may say
     # something else by now (Gotify's says https).
     schema = _scheme_of(text)
     assert schema is not None  # _unusable refuses a URL without one
+    network_host = _network_host(plugin, schema)
+    if network_host is None and _is_local_name(written.hostname):
+        # Apprise reads some URLs it cannot place as its cloud service's
+        # (ntfy://127.0.0.1:/t is ntfy.sh's topic "t"): refuse rather than send
+        # what was meant for a server here to a public one.
+        raise _refuse(
+            f"Apprise reads this URL as {plugin.service_name}'s public service, "
+            f"not as a server at {written.hostname}"
+        )
     return AppriseTarget(
         url=text,
         redacted_url=_privacy_url(plugin),
@@ -361,7 +386,7 @@ def parse_apprise_url(url: str) -> AppriseTarget:
         body_format=_FORMATS.get(plugin.resolve_format().value, "text"),
         title_max=max(0, int(plugin.title_maxlen)),
         body_max=max(0, int(plugin.body_maxlen)),
-        network_host=_network_host(plugin, schema),
+        network_host=network_host,
         port=port if isinstance(port, int) else None,
     )
 
