@@ -4,8 +4,11 @@ their period and become one delivery when it ends, once, whoever closes it."""
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from datetime import timedelta
+from inspect import isawaitable
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -14,10 +17,13 @@ from feedbot.model import (
     OPERATOR_ID,
     AlertKind,
     DeliveryStatus,
+    Digest,
+    DigestItem,
     NoticeKind,
     Subscription,
 )
-from feedbot.store import AttemptReport, Store
+from feedbot.notify.outbound import RequestFactory
+from feedbot.store import AttemptReport, Delivery, DeliveryJob, Store
 from feedbot.store.schema import digest_items
 from tests.conftest import T0
 from tests.test_outbox import LEASE, event, store_new
@@ -204,3 +210,75 @@ async def test_the_operator_follows_the_config(store: Store) -> None:
     await operator(store)
     await store.subscriptions.reconcile_operator(None, now=T0)
     assert await store.subscriptions.operator() is None
+
+
+# -- a digest in every format ---------------------------------------------------------
+
+
+async def test_a_digest_renders_in_every_format(tmp_path: Path) -> None:
+    """What the deliverer sends for one digest job, format by format: the json
+    body, Slack blocks, a Discord embed, an operator's template (with the json
+    body as its context) and an Apprise message."""
+    template = tmp_path / "digest.json.j2"
+    template.write_text(
+        '{"type": {{ type | tojson }}, "n": {{ data.events | length }},'
+        ' "feed": {{ data.feed_url | tojson }}}\n',
+        encoding="utf-8",
+    )
+    items = tuple(
+        DigestItem(event(f"2020/01/{d}/e", "Flood", title=f"Flood {d} *news*"), ("flood",))
+        for d in (3, 2, 1)
+    )
+    digest = Digest(T0, T0 + HOUR, items, total=5, feed_url="")
+    delivery = Delivery(
+        id="msg_digest",
+        subscription_id="sub_d",
+        event_id=f"digest:{(T0 + HOUR).isoformat()}",
+        matched_topics=(),
+        in_reply_to=(),
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        created_at=T0 + HOUR,
+        next_attempt_at=T0 + HOUR,
+        last_attempt_at=None,
+        last_status=None,
+        last_error=None,
+        kind=AlertKind.DIGEST,
+    )
+    formats = {
+        "json": "https://h.example/",
+        "slack": "https://hooks.slack.com/services/T/B/X",
+        "discord": "https://discord.com/api/webhooks/1/x",
+        f"template:{template}": "https://h.example/",
+        "apprise": "ntfy://ntfy.example.org/floods?format=markdown",
+    }
+    factory = RequestFactory("https://feeds.example")
+    sent: dict[str, object] = {}
+    try:
+        for fmt, url in formats.items():
+            subscription = Subscription(
+                id="sub_d", url=url, format=fmt, topics=("flood",), digest="hourly"
+            )
+            request = factory(DeliveryJob(delivery, subscription, None, digest=digest), T0 + HOUR)
+            if isawaitable(request):
+                request = await request
+            sent[fmt.split(":")[0]] = request
+    finally:
+        await factory.aclose()
+    feed = "https://feeds.example/feeds/topics/flood.atom"
+    body = json.loads(sent["json"].body)
+    assert body["type"] == "digest.created" and sent["json"].headers["webhook-id"] == "msg_digest"
+    assert [e["id"] for e in body["data"]["events"]] == [
+        "2020/01/3/e",
+        "2020/01/2/e",
+        "2020/01/1/e",
+    ]
+    assert (body["data"]["total"], body["data"]["more"], body["data"]["feed_url"]) == (5, 2, feed)
+    assert json.loads(sent["template"].body) == {"type": "digest.created", "n": 3, "feed": feed}
+    slack = sent["slack"].body.decode()
+    assert "Flood 3" in slack and feed in slack and "2 more" in slack
+    discord = json.loads(sent["discord"].body)["embeds"][0]
+    assert "Flood 1" in json.dumps(discord) and "2 more" in json.dumps(discord)
+    message = sent["apprise"].message
+    assert "Flood 3 \\*news\\*" in message.body  # markdown escaped
+    assert feed in message.body and "2 more" in message.body

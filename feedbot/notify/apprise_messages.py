@@ -51,18 +51,22 @@ from feedbot.model import (
     Event,
     Notice,
     NoticeKind,
-    RelatedKind,
     Topic,
     is_web_url,
 )
-from feedbot.notify.formats import clean_event, clean_text, fit, iso_utc, text_length
+from feedbot.notify.formats import (
+    KIND_LABELS,
+    clean_event,
+    clean_text,
+    fit,
+    iso_utc,
+    link_groups,
+    text_length,
+)
 
 BodyFormat = Literal["text", "markdown", "html"]
 BODY_FORMATS: tuple[BodyFormat, ...] = ("text", "markdown", "html")
 
-# What goes before the headline of an alert that is not about a new event (as in
-# the chat formats of feedbot.notify.formats).
-_LABELS = {AlertKind.UPDATED: "Updated: ", AlertKind.DELETED: "Removed: "}
 _NOTICE_TITLES = {
     NoticeKind.SUBSCRIPTION_DISABLED: "feedbot: subscription disabled",
     NoticeKind.DELIVERY_EXHAUSTED: "feedbot: delivery exhausted",
@@ -275,28 +279,13 @@ def _alert_sections(
 ) -> list[_Section]:
     """The lists of an alert, in the order they show and are kept: sources,
     follow-ups, background, in reply to, topics, the matched topics' feeds."""
-    related = {r.id: r for r in event.related}
-
-    def related_items(kind: RelatedKind) -> tuple[_Item, ...]:
-        return tuple(
-            _link(r.title or r.id, urls.event_url(base_url, r.id), r.date.isoformat())
-            for r in event.related
-            if r.kind is kind
-        )
-
-    replies = []
-    for event_id in in_reply_to:
-        known = related.get(event_id)
-        text = known.title if known is not None and known.title else clean_text(event_id)
-        date = known.date.isoformat() if known is not None else None
-        replies.append(_link(text, urls.event_url(base_url, event_id), date))
     matched = set(matched_topics)
     names = {t.slug: t.name for t in event.topics}
     sections = [
-        _Section("Sources", tuple(_link(s.name or s.url, s.url) for s in event.sources)),
-        _Section("Follow-ups", related_items(RelatedKind.FOLLOW_UP)),
-        _Section("Background", related_items(RelatedKind.BACKGROUND)),
-        _Section("In reply to", tuple(replies)),
+        _Section(name, tuple(_link(link.text, link.url, link.date) for link in links))
+        for name, links in link_groups(event, base_url, in_reply_to)
+    ]
+    sections += [
         _Section(
             "Topics",
             tuple(
@@ -336,7 +325,7 @@ def alert_message(
     """
     body_format = _body_format(target)
     clean = clean_event(event)
-    headline = _LABELS.get(kind, "") + (clean.title or clean_text(event.id))
+    headline = KIND_LABELS.get(kind, "") + (clean.title or clean_text(event.id))
     title, in_body = _title(headline, target.title_max)
     sections = _alert_sections(clean, base_url, matched_topics, in_reply_to)
     previous = clean_text(previous_title) if kind is AlertKind.UPDATED and previous_title else None

@@ -49,7 +49,7 @@ from feedbot.model import AlertKind, Event, Related, RelatedKind, is_web_url
 EVENT_TYPE = "event.created"
 # What the chat formats put before the headline of an alert that is not about a
 # new event.
-_LABELS = {AlertKind.UPDATED: "Updated: ", AlertKind.DELETED: "Removed: "}
+KIND_LABELS = {AlertKind.UPDATED: "Updated: ", AlertKind.DELETED: "Removed: "}
 JSON_CONTENT_TYPE = "application/json"
 MAX_TEMPLATE_OUTPUT = 256 * 1024
 ELLIPSIS = "…"
@@ -228,37 +228,39 @@ def alert_body(
 
 
 @dataclass(frozen=True, slots=True)
-class _Link:
+class Link:
+    """One entry of a list an alert shows: a source, a related event, a reply."""
+
     text: str
     url: str
     date: str | None = None
 
 
-def _related_links(event: Event, base_url: str, kind: RelatedKind) -> list[_Link]:
+def _related_links(event: Event, base_url: str, kind: RelatedKind) -> list[Link]:
     return [
-        _Link(r.title or r.id, urls.event_url(base_url, r.id), r.date.isoformat())
+        Link(r.title or r.id, urls.event_url(base_url, r.id), r.date.isoformat())
         for r in event.related
         if r.kind is kind
     ]
 
 
-def _reply_links(event: Event, base_url: str, in_reply_to: Sequence[str]) -> list[_Link]:
+def _reply_links(event: Event, base_url: str, in_reply_to: Sequence[str]) -> list[Link]:
     by_id: dict[str, Related] = {r.id: r for r in event.related}
     links = []
     for event_id in in_reply_to:
         related = by_id.get(event_id)
         text = related.title if related is not None and related.title else clean_text(event_id)
         date = related.date.isoformat() if related is not None else None
-        links.append(_Link(text, urls.event_url(base_url, event_id), date))
+        links.append(Link(text, urls.event_url(base_url, event_id), date))
     return links
 
 
-def _groups(
+def link_groups(
     event: Event, base_url: str, in_reply_to: Sequence[str]
-) -> list[tuple[str, list[_Link]]]:
+) -> list[tuple[str, list[Link]]]:
     """The link lists every chat format shows, in order, empty ones left out."""
     groups = [
-        ("Sources", [_Link(s.name or s.url, s.url) for s in event.sources]),
+        ("Sources", [Link(s.name or s.url, s.url) for s in event.sources]),
         ("Follow-ups", _related_links(event, base_url, RelatedKind.FOLLOW_UP)),
         ("Background", _related_links(event, base_url, RelatedKind.BACKGROUND)),
         ("In reply to", _reply_links(event, base_url, in_reply_to)),
@@ -276,7 +278,7 @@ def _slack_url(url: str) -> str:
     return quote(url, safe="%/:=&;?~#+!$,'()*@[]").replace("&", "&amp;")
 
 
-def _slack_line(link: _Link) -> str:
+def _slack_line(link: Link) -> str:
     prefix = f"• {link.date} · " if link.date else "• "
     text = fit(link.text, _LINK_TEXT_MAX)
     if is_web_url(link.url):
@@ -295,7 +297,7 @@ def _slack_view(
     kind: AlertKind = AlertKind.CREATED,
     previous_title: str | None = None,
 ) -> dict[str, Any]:
-    label = _LABELS.get(kind, "")
+    label = KIND_LABELS.get(kind, "")
     url = _slack_url(urls.event_url(base_url, event.id))
     summary_tail = f"\n_{event.date.isoformat()}_ · <{url}|Event page>"
     matched_set = set(matched)
@@ -318,7 +320,7 @@ def _slack_view(
         "sections": previously
         + [
             fit_lines(f"*{name}*", [_slack_line(link) for link in links], SLACK_TEXT_MAX)
-            for name, links in _groups(event, base_url, in_reply_to)
+            for name, links in link_groups(event, base_url, in_reply_to)
         ],
         "topics": "Topics: " + fit_items(topic_names, SLACK_TEXT_MAX - 8, " · ")
         if topic_names
@@ -346,7 +348,7 @@ def discord_escape(text: str) -> str:
     return _DISCORD_MARKUP.sub(r"\\\1", text)
 
 
-def _discord_line(link: _Link) -> str:
+def _discord_line(link: Link) -> str:
     prefix = f"• {link.date} · " if link.date else "• "
     text = fit(link.text, _LINK_TEXT_MAX)
     if is_web_url(link.url):
@@ -369,7 +371,7 @@ def _discord_view(
     """The embed's parts, allotted from the 6000-unit total in order of importance:
     title, footer, date line, then each field, then the rest of a long title."""
     budget = DISCORD_TOTAL_MAX
-    label = _LABELS.get(kind, "")
+    label = KIND_LABELS.get(kind, "")
     title = fit(label + (event.title or clean_text(event.id)), DISCORD_TITLE_MAX)
     footer = fit(("feedbot · " + ", ".join(matched)) if matched else "feedbot", DISCORD_FOOTER_MAX)
     dated = f"**{event.date.isoformat()}**"
@@ -382,7 +384,7 @@ def _discord_view(
     matched_set = set(matched)
     groups: list[tuple[str, list[str], str]] = [
         (name, [_discord_line(link) for link in links], "\n")
-        for name, links in _groups(event, base_url, in_reply_to)
+        for name, links in link_groups(event, base_url, in_reply_to)
     ]
     if previous_title:
         previously = fit(previous_title, DISCORD_FIELD_VALUE_MAX, discord_escape)

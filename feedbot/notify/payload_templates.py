@@ -214,8 +214,11 @@ def _tojson(value: Any) -> str:
 def template_context(body: Mapping[str, Any], base_url: str) -> dict[str, Any]:
     """What an operator's template sees for the alert whose ``json`` body is
     ``body`` (:func:`~feedbot.notify.formats.alert_body`): plain data, as it
-    crosses to a render worker."""
+    crosses to a render worker. A digest's or a notice's body is about no one
+    event: the template sees it as it is (``type``, ``data``)."""
     data = body["data"]
+    if "event" not in data:
+        return dict(body)
     related = {
         kind: [
             {**item, "url": urls.event_url(base_url, item["id"])}

@@ -46,6 +46,7 @@ from feedbot.notify.formats import (
     SLACK_BLOCKS_MAX,
     SLACK_HEADER_MAX,
     SLACK_TEXT_MAX,
+    Link,
     PayloadFormat,
     PayloadKind,
     RenderedPayload,
@@ -53,7 +54,6 @@ from feedbot.notify.formats import (
     _check_slack,
     _discord_line,
     _dumps,
-    _Link,
     _render_builtin,
     _slack_line,
     _slack_url,
@@ -157,16 +157,16 @@ def _group_name(topic: Topic | None, only_group: bool) -> str:
     return clean_text(topic.name).strip() or clean_text(topic.slug) or "Topic"
 
 
-def _item_link(item: DigestItem, base_url: str) -> _Link:
+def _item_link(item: DigestItem, base_url: str) -> Link:
     event = clean_event(item.event)
-    return _Link(
+    return Link(
         event.title or clean_text(event.id),
         urls.event_url(base_url, item.event.id),
         event.date.isoformat(),
     )
 
 
-def _groups(digest: Digest, base_url: str, slots: int) -> list[tuple[str, list[_Link]]]:
+def _groups(digest: Digest, base_url: str, slots: int) -> list[tuple[str, list[Link]]]:
     """The digest's topic groups as (heading, links), at most ``slots`` of them:
     the groups past the last slot are merged, in order, under "More topics"."""
     grouped = digest.by_topic()

@@ -69,27 +69,11 @@ MAX_LIMIT = 1000  # deliveries in one listing
 DEFAULT_LIMIT = 100
 MAX_IDS = 1000  # ids in one replay
 GENERATE = "generate"  # "secret": "generate" asks the server for a new secret
-_DIGEST_FIELDS = ("digest", "digest_at", "timezone")
 _CREATE_FIELDS = (
-    "url",
-    "topics",
-    "format",
-    "secret",
-    "keywords",
-    "exclude",
-    "events",
-    *_DIGEST_FIELDS,
+    *("url", "topics", "format", "secret", "keywords", "exclude", "events"),
+    *("digest", "digest_at", "timezone"),
 )
-_PATCH_FIELDS = (
-    "topics",
-    "format",
-    "secret",
-    "keywords",
-    "exclude",
-    "events",
-    "active",
-    *_DIGEST_FIELDS,
-)
+_PATCH_FIELDS = (*_CREATE_FIELDS[1:], "active")  # a URL is not changed: add another
 _NO_STORE: dict[str, str] = {hdrs.CACHE_CONTROL: "no-store"}
 _CHALLENGE = 'Bearer realm="feedbot admin API"'
 
