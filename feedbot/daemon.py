@@ -55,6 +55,10 @@ from feedbot.web.server import WebServer
 log = logging.getLogger(__name__)
 
 _RETRY_DELAYS = (5.0, 15.0, 60.0, 300.0)  # after a failed poll, before poll_interval resumes
+# While the folder watch is in place, scheduled polls walk the archive light (new
+# days and recent ones: feedbot.archive.local); a full walk, which also finds
+# edits in older days that a watch could have missed, at most this long apart.
+FULL_WALK_INTERVAL = timedelta(hours=1)
 
 
 def alert_links_warning(settings: Settings) -> str | None:
@@ -70,6 +74,13 @@ def alert_links_warning(settings: Settings) -> str | None:
         "can follow; set server.base_url (FEEDBOT_SERVER__BASE_URL) to the URL readers "
         "reach feedbot at"
     )
+
+
+def needs_full_walk(watching: bool, last_full_walk: datetime | None, now: datetime) -> bool:
+    """Whether a poll of the whole archive walks it fully (see
+    :data:`FULL_WALK_INTERVAL`): always without the folder watch, else once in
+    that interval."""
+    return not watching or last_full_walk is None or now - last_full_walk >= FULL_WALK_INTERVAL
 
 
 class Daemon:
@@ -90,6 +101,8 @@ class Daemon:
         self.workers: DeliveryWorkers | None = None  # notify.workers processes, when set
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._is_poller = False
+        self._watching = False  # the folder watch is in place
+        self._last_full_walk: datetime | None = None
         self._poll_lock = asyncio.Lock()
         self._poll_task: asyncio.Task[object] | None = None
         self._failures = 0
@@ -115,8 +128,10 @@ class Daemon:
             return None
         async with self._poll_lock:
             self._poll_task = asyncio.current_task()
+            started = utc_now()
+            full = days is None and needs_full_walk(self._watching, self._last_full_walk, started)
             try:
-                result = await self.ingestor.poll(days=days)
+                result = await self.ingestor.poll(days=days, full=full)
             except Exception as exc:  # a bug too: logged with its traceback, and retried
                 self.metrics.record_poll(None, ended_at=time.time())
                 self._failures += 1
@@ -133,6 +148,8 @@ class Daemon:
                 return None
             finally:
                 self._poll_task = None
+        if full:
+            self._last_full_walk = started
         if self._failures:
             log.info("poll recovered after %d failed attempts", self._failures)
             self._failures = 0
@@ -253,19 +270,26 @@ class Daemon:
             try:
                 async for days in self.source.changed_days(stop=self._stop):
                     self.metrics.archive_watch.set(1)
+                    self._watching = True
                     if unavailable:
                         log.info("watch of %s in place again", self.source.description)
                         unavailable = ""
                     if days and days <= self._settling:
                         continue  # a page still being written: polled once it settles
+                    if not days:
+                        # The watch just started: what changed before it was in
+                        # place only a full walk finds.
+                        self._last_full_walk = None
                     await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:
                 self.metrics.archive_watch.set(0)
+                self._watching = False
                 if str(exc) != unavailable:
                     log.warning("watch unavailable, polling only: %s", exc)
                 unavailable = str(exc)
             except Exception:
                 self.metrics.archive_watch.set(0)
+                self._watching = False
                 log.exception("watch failed; restarting it")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=5)

@@ -147,9 +147,13 @@ class Ingestor:
         *,
         days: Collection[str] | None = None,
         progress: Callable[[int], None] | None = None,
+        full: bool = True,
     ) -> PollResult:
         """One ingestion pass. Raises :class:`~feedbot.errors.ArchiveError` when the
         archive cannot be read at all; a bad page is only counted and logged.
+        ``full=False`` lets the source pass over what only a watch of the archive
+        would see change (a local folder's older months, see
+        :meth:`~feedbot.archive.local.LocalArchiveSource.poll`).
 
         Days holding a page being written are waited for (until the source says
         the page will have settled, at most :data:`SETTLE_WAIT` seconds) and read
@@ -164,7 +168,7 @@ class Ingestor:
             alert_since = await self._alert_since(started)
             first = _Read(alert_since, progress, store_empty=not self._holds_events)
             async with _Parser(self.limits) as parser:
-                await self._pass(parser, days, result, first)
+                await self._pass(parser, days, result, first, full=full)
                 if result.unsettled:
                     waiting, result.unsettled = result.unsettled, {}
                     wait = (max(waiting.values()) - self._clock()).total_seconds()
@@ -202,12 +206,14 @@ class Ingestor:
         days: Collection[str] | None,
         result: PollResult,
         read: _Read,
+        *,
+        full: bool = True,
     ) -> None:
         assert self._marks is not None
         # A pipeline of one: batch N is parsed (in worker processes when large)
         # while batch N-1 is being stored.
         parsed_batch: tuple[PollBatch, _Parsed] | None = None
-        async for batch in self.source.poll(self._marks, days=days):
+        async for batch in self.source.poll(self._marks, days=days, full=full):
             parsing = asyncio.ensure_future(parser.parse(batch.pages))
             try:
                 if parsed_batch is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.archive.source import PollBatch
+from feedbot.daemon import FULL_WALK_INTERVAL, needs_full_walk
 from feedbot.ingest import Ingestor
 from feedbot.store import Store
 from tests.conftest import Clock, write_page
@@ -33,7 +34,7 @@ async def test_first_walk_reads_every_page_but_no_index(archive: Path, clock: Cl
         "news/2007/07/9/lal-masjid-siege-an-attempt-to-negotiate-a-peaceful-end-to-the-seven-day-"
         "standoff-at-islamabad-s-red-mosque-ends-without-any-progress.md",
     ]
-    assert set(batch.marks) == {"local:2007/07/10", "local:2007/07/9"}
+    assert set(batch.marks) == {"local:2007/07/10", "local:2007/07/9", "local-month:2007/07"}
 
 
 async def test_unchanged_old_days_are_not_even_listed(archive: Path, clock: Clock) -> None:
@@ -60,6 +61,45 @@ async def test_recent_days_catch_in_place_edits(tmp_path: Path) -> None:
     path.write_text(path.read_text() + "\n", encoding="utf-8")
     os.utime(path, ns=(folder_mtime + 10**9, folder_mtime + 10**9))
     assert [p.path for p in (await collect(source, marks)).pages] == ["news/2026/11/26/today.md"]
+
+
+async def test_a_light_walk_passes_over_unchanged_months(tmp_path: Path) -> None:
+    clock = Clock(datetime(2026, 11, 27, 12, tzinfo=UTC))
+    write_page(tmp_path, "2020/03/5", "old", "Old")
+    write_page(tmp_path, "2025/01/9", "older", "Older")
+    write_page(tmp_path, "2026/11/27", "today", "Today")
+    source = LocalArchiveSource(tmp_path, lookback_days=3, clock=clock, settle_ms=0)
+    marks: dict[str, str] = {}
+    await collect(source, marks)  # a full walk: every month marked
+    assert {key for key in marks if key.startswith("local-month:")} == {
+        "local-month:2020/03",
+        "local-month:2025/01",
+        "local-month:2026/11",
+    }
+    light = await collect(source, marks, full=False)
+    assert light.pages == [] and "gone" not in light.marks.values()  # nothing left the archive
+
+    # A new page in an old day changes its day folder, not its month's: only a full
+    # walk (or the watch, which the daemon walks light with) sees it.
+    write_page(tmp_path, "2020/03/5", "second", "Second")
+    assert (await collect(source, marks, full=False)).pages == []
+    # A new day changes its month: a light walk reads that month's changed days.
+    write_page(tmp_path, "2020/03/6", "new-day", "New day")
+    assert {p.path for p in (await collect(source, marks, full=False)).pages} == {
+        "news/2020/03/5/old.md",
+        "news/2020/03/5/second.md",
+        "news/2020/03/6/new-day.md",
+    }
+    # The recent days are read on every walk, light or not.
+    write_page(tmp_path, "2026/11/27", "later", "Later")
+    assert {p.path for p in (await collect(source, marks, full=False)).pages} == {
+        "news/2026/11/27/later.md",
+        "news/2026/11/27/today.md",
+    }
+    # A full walk still finds an old day's change.
+    write_page(tmp_path, "2025/01/9", "edit", "Edit")
+    assert len((await collect(source, marks, full=False)).pages) == 0
+    assert len((await collect(source, marks)).pages) == 2
 
 
 async def test_oversized_page_is_a_problem_not_a_failure(archive: Path, clock: Clock) -> None:
@@ -97,7 +137,7 @@ class _Offering:
     def __init__(self, batch: PollBatch) -> None:
         self.batch = batch
 
-    async def poll(self, marks, *, days=None):  # type: ignore[no-untyped-def]
+    async def poll(self, marks, *, days=None, full=True):  # type: ignore[no-untyped-def]
         yield self.batch
 
     async def aclose(self) -> None:
@@ -193,7 +233,7 @@ async def test_a_page_modified_within_the_settle_time_waits_and_holds_its_days_m
         "news/2007/07/10/fresh.md",
         "news/2007/07/10/settled.md",
     ]
-    assert batch.unsettled == {} and set(marks) == {"local:2007/07/10"}
+    assert batch.unsettled == {} and set(marks) == {"local:2007/07/10", "local-month:2007/07"}
     assert (await _walk(source, marks)).pages == []
 
 
@@ -229,3 +269,11 @@ async def test_a_page_whose_size_changed_since_the_listing_waits_for_the_next_po
         assert "local:2007/07/10" not in await store.load_marks()
     finally:
         await store.close()
+
+
+def test_the_daemon_walks_light_only_while_watching_and_fully_each_interval() -> None:
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    assert needs_full_walk(False, now, now)  # no watch: every poll walks fully
+    assert needs_full_walk(True, None, now)  # the watch just started
+    assert not needs_full_walk(True, now - timedelta(minutes=59), now)
+    assert needs_full_walk(True, now - FULL_WALK_INTERVAL, now)

@@ -197,7 +197,7 @@ async def test_readyz_counts_the_poison_pages_and_the_daemon_keeps_polling(
 class _BrokenSource(LocalArchiveSource):
     """A source with a bug: every poll raises something that is no FeedbotError."""
 
-    async def poll(self, marks, *, days=None):  # type: ignore[no-untyped-def, override]
+    async def poll(self, marks, *, days=None, full=True):  # type: ignore[no-untyped-def, override]
         raise RuntimeError("a bug in the source")
         yield  # pragma: no cover - makes this an async generator
 

@@ -159,7 +159,7 @@ class _Pages:
     def __init__(self, pages: list[RawPage]) -> None:
         self.pages = pages
 
-    async def poll(self, marks, *, days=None):  # type: ignore[no-untyped-def]
+    async def poll(self, marks, *, days=None, full=True):  # type: ignore[no-untyped-def]
         yield PollBatch(pages=list(self.pages))
 
     async def aclose(self) -> None:

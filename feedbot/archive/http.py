@@ -343,7 +343,7 @@ class HttpArchiveSource:
             self._session = None
 
     async def poll(
-        self, marks: Mapping[str, str], *, days: Collection[str] | None = None
+        self, marks: Mapping[str, str], *, days: Collection[str] | None = None, full: bool = True
     ) -> AsyncIterator[PollBatch]:
         """Yield the batches of each day of the window (or of ``days``, exactly
         those days whatever the window), oldest day first; days with nothing new

@@ -48,6 +48,7 @@ from feedbot.errors import ArchiveError
 log = logging.getLogger(__name__)
 
 _MARK_PREFIX = "local:"
+_MONTH_PREFIX = "local-month:"  # a month folder's mtime when its days were last walked
 # Pages per batch, each stored in one transaction. Larger commits write each index
 # page once per batch instead of once per few hundred pages (a first ingest runs
 # ~20% faster at 4000), but two batches are in memory at once: 2000 keeps a first
@@ -95,9 +96,13 @@ class LocalArchiveSource:
         return str(self.root)
 
     async def poll(
-        self, marks: Mapping[str, str], *, days: Collection[str] | None = None
+        self,
+        marks: Mapping[str, str],
+        *,
+        days: Collection[str] | None = None,
+        full: bool = True,
     ) -> AsyncIterator[PollBatch]:
-        changed = await asyncio.to_thread(self._changed_days, marks, days)
+        changed, months = await asyncio.to_thread(self._changed_days, marks, days, full)
         group: list[_Day] = []
         size = 0
         for day in changed:
@@ -106,8 +111,12 @@ class LocalArchiveSource:
             if size >= _PAGES_PER_BATCH:
                 yield self._batch(group)
                 group, size = [], 0
-        if group:
-            yield self._batch(group)
+        # Month marks go with the last batch: a month is passed over only once
+        # every day of it found in this walk has been stored.
+        last = self._batch(group)
+        last.marks.update({_MONTH_PREFIX + key: mark for key, mark in months.items()})
+        if group or months:
+            yield last
 
     async def aclose(self) -> None:
         return None
@@ -168,18 +177,28 @@ class LocalArchiveSource:
             what = "not found" if not self.root.exists() else f"has no news/ folder ({self.news})"
             raise ArchiveError(f"archive folder {self.root} {what}")
 
-    def _changed_days(self, marks: Mapping[str, str], only: Collection[str] | None) -> list[_Day]:
+    def _changed_days(
+        self, marks: Mapping[str, str], only: Collection[str] | None, full: bool
+    ) -> tuple[list[_Day], dict[str, str]]:
+        """The days to offer, and the marks of the month folders walked (see
+        :meth:`_day_folders`)."""
         self._require_folder()
         now = self._clock()
         today = now.date()
         to_list: list[tuple[str, Path, int, str]] = []  # key, folder, mtime, previous mark
         vanished: list[_Day] = []  # known day folders that are gone: they hold no page
-        found = self._day_folders(only)
-        if only is None:
+        months: dict[str, str] = {}
+        if only is not None:
+            found = sorted((key, self.news / key) for key in only)
+        else:
+            found, months = self._day_folders(marks, today, full)
             here = {key for key, _folder in found}
             for mark_key, value in marks.items():
                 key = mark_key.removeprefix(_MARK_PREFIX)
-                if mark_key.startswith(_MARK_PREFIX) and key not in here and value != _VANISHED:
+                if not mark_key.startswith(_MARK_PREFIX) or key in here or value == _VANISHED:
+                    continue
+                # A light walk passes over unchanged months: their days are not gone.
+                if full or key.rpartition("/")[0] in months:
                     vanished.append(_Day(key, self.news / key, _VANISHED, (), names=frozenset()))
         for key, folder in found:
             try:
@@ -209,7 +228,10 @@ class LocalArchiveSource:
                     continue
                 names = frozenset(name for name, _size, _mtime in pages)
                 changed.append(self._settled(_Day(key, folder, mark, pages, bad, names=names), now))
-        return changed + vanished
+        for day in changed:
+            if day.mark is None:  # a page being written: its month is walked again
+                months.pop(day.key.rpartition("/")[0], None)
+        return changed + vanished, months
 
     def _settled(self, day: _Day, now: datetime) -> _Day:
         """``day`` without the pages modified within the settle time of ``now`` (in
@@ -225,15 +247,37 @@ class LocalArchiveSource:
         pages = tuple(page for page in day.pages if abs(now_ns - page[2]) >= settle)
         return _Day(day.key, day.folder, None, pages, day.bad_names, settles_at, day.names)
 
-    def _day_folders(self, only: Collection[str] | None) -> list[tuple[str, Path]]:
-        if only is not None:
-            return sorted((key, self.news / key) for key in only)
+    def _day_folders(
+        self, marks: Mapping[str, str], today: date, full: bool
+    ) -> tuple[list[tuple[str, Path]], dict[str, str]]:
+        """Every day folder of the months walked, and each walked month's mark
+        (its folder's mtime, read before its days are).
+
+        A full walk walks every month. A light one only the months whose folder
+        changed since their mark (a day folder made or removed changes it) and
+        those of the recent days: it finds new days and the recent days' edits in
+        a few hundred stats, whatever the archive's size, but not an edit to a
+        page of an older day (its day folder changes, not its month's). The
+        daemon walks light only while its folder watch, which sees those, is in
+        place, and fully now and then besides."""
         folders = []
+        months: dict[str, str] = {}
+        recent_months = {f"{d:%Y/%m}" for d in _recent_days(today, self.lookback_days)}
         for year in _numeric_dirs(self.news):
             for month in _numeric_dirs(year):
+                key = f"{year.name}/{month.name}"
+                try:
+                    mark = str(month.stat().st_mtime_ns)
+                except FileNotFoundError:
+                    continue
+                padded = f"{int(year.name):04d}/{int(month.name):02d}"
+                unchanged = marks.get(_MONTH_PREFIX + key) == mark
+                if not full and unchanged and padded not in recent_months:
+                    continue
+                months[key] = mark
                 for day in _numeric_dirs(month):
-                    folders.append((f"{year.name}/{month.name}/{day.name}", day))
-        return sorted(folders)
+                    folders.append((f"{key}/{day.name}", day))
+        return sorted(folders), months
 
     def _batch(self, days: list[_Day]) -> PollBatch:
         batch = PollBatch()
@@ -304,6 +348,12 @@ def _list_pages(folder: Path) -> tuple[_Listing, tuple[tuple[str, str], ...], st
                 bad.append((shown_name(page[0]), reason))
         listing = kept
     return tuple(listing), tuple(bad), digest
+
+
+def _recent_days(today: date, lookback_days: int) -> list[date]:
+    """The days :func:`_is_recent` holds recent, a day either way of today (a
+    file server's clock may be ahead of ours)."""
+    return [today - timedelta(days=n) for n in range(-1, max(lookback_days, 1))]
 
 
 def _is_recent(key: str, today: date, lookback_days: int) -> bool:

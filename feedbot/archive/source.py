@@ -130,12 +130,13 @@ class ArchiveSource(Protocol):
         ...
 
     def poll(
-        self, marks: Mapping[str, str], *, days: Collection[str] | None = None
+        self, marks: Mapping[str, str], *, days: Collection[str] | None = None, full: bool = True
     ) -> AsyncIterator[PollBatch]:
         """Yield batches of pages that may be new or changed since ``marks``.
 
         ``days`` (``"2007/07/9"`` keys) limits the walk to those day folders, for
-        a watch that already knows where something changed.
+        a watch that already knows where something changed. ``full=False`` allows
+        a lighter walk that may miss what a watch sees (a source may ignore it).
         """
         ...
 
