@@ -35,9 +35,9 @@ import hashlib
 import itertools
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -55,6 +55,7 @@ _MONTH_PREFIX = "local-month:"  # a month folder's mtime when its days were last
 # ingest of 100,000 events under 250 MB.
 _PAGES_PER_BATCH = 2000
 _LISTERS = 8  # day folders listed at once
+_DAYS_PER_LISTING = 512  # day folders listed before their batches go on
 # The mark of a known day folder that is gone: it is not listed again while gone (a
 # folder made again has a real mtime, so it is listed then).
 _VANISHED = "gone"
@@ -72,6 +73,25 @@ class _Day:
     # The name of every page in the folder, those being written included; None
     # when only the mark moved (the names are the ones the last poll saw).
     names: frozenset[str] | None = None
+
+
+# A day folder to list: its key, folder, mtime and previous mark.
+_ToList = tuple[str, Path, int, str]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one walk lists (:meth:`LocalArchiveSource._plan`)."""
+
+    now: datetime
+    to_list: list[_ToList] = field(default_factory=list)
+    vanished: list[_Day] = field(default_factory=list)  # known day folders that are gone
+    months: dict[str, str] = field(default_factory=dict)  # month key -> its mark
+
+
+def _gone(key: str, folder: Path) -> _Day:
+    """A known day folder that is gone: it holds no page."""
+    return _Day(key, folder, _VANISHED, (), names=frozenset())
 
 
 class LocalArchiveSource:
@@ -102,20 +122,27 @@ class LocalArchiveSource:
         days: Collection[str] | None = None,
         full: bool = True,
     ) -> AsyncIterator[PollBatch]:
-        changed, months = await asyncio.to_thread(self._changed_days, marks, days, full)
+        plan = await asyncio.to_thread(self._plan, marks, days, full)
         group: list[_Day] = []
         size = 0
-        for day in changed:
-            group.append(day)
-            size += len(day.pages)
-            if size >= _PAGES_PER_BATCH:
-                yield self._batch(group)
-                group, size = [], 0
+        # Listed a slice at a time, as batches fill: a first walk of a large archive
+        # holds one slice of listings, not the whole archive's.
+        for first in range(0, len(plan.to_list), _DAYS_PER_LISTING):
+            chunk = plan.to_list[first : first + _DAYS_PER_LISTING]
+            for day in await asyncio.to_thread(self._listed, chunk, plan.now):
+                if day.mark is None:  # a page being written: its month is walked again
+                    plan.months.pop(day.key.rpartition("/")[0], None)
+                group.append(day)
+                size += len(day.pages)
+                if size >= _PAGES_PER_BATCH:
+                    yield self._batch(group)
+                    group, size = [], 0
+        group += plan.vanished
         # Month marks go with the last batch: a month is passed over only once
         # every day of it found in this walk has been stored.
         last = self._batch(group)
-        last.marks.update({_MONTH_PREFIX + key: mark for key, mark in months.items()})
-        if group or months:
+        last.marks.update({_MONTH_PREFIX + key: mark for key, mark in plan.months.items()})
+        if group or plan.months:
             yield last
 
     async def aclose(self) -> None:
@@ -177,42 +204,43 @@ class LocalArchiveSource:
             what = "not found" if not self.root.exists() else f"has no news/ folder ({self.news})"
             raise ArchiveError(f"archive folder {self.root} {what}")
 
-    def _changed_days(
-        self, marks: Mapping[str, str], only: Collection[str] | None, full: bool
-    ) -> tuple[list[_Day], dict[str, str]]:
-        """The days to offer, and the marks of the month folders walked (see
-        :meth:`_day_folders`)."""
+    def _plan(self, marks: Mapping[str, str], only: Collection[str] | None, full: bool) -> _Plan:
+        """What a walk lists: the day folders changed since their marks (all of
+        ``only``), the known ones that are gone, and the marks of the month
+        folders walked (see :meth:`_day_folders`)."""
         self._require_folder()
         now = self._clock()
         today = now.date()
-        to_list: list[tuple[str, Path, int, str]] = []  # key, folder, mtime, previous mark
-        vanished: list[_Day] = []  # known day folders that are gone: they hold no page
-        months: dict[str, str] = {}
+        plan = _Plan(now)
         if only is not None:
             found = sorted((key, self.news / key) for key in only)
         else:
-            found, months = self._day_folders(marks, today, full)
+            found, plan.months = self._day_folders(marks, today, full)
             here = {key for key, _folder in found}
             for mark_key, value in marks.items():
                 key = mark_key.removeprefix(_MARK_PREFIX)
                 if not mark_key.startswith(_MARK_PREFIX) or key in here or value == _VANISHED:
                     continue
                 # A light walk passes over unchanged months: their days are not gone.
-                if full or key.rpartition("/")[0] in months:
-                    vanished.append(_Day(key, self.news / key, _VANISHED, (), names=frozenset()))
+                if full or key.rpartition("/")[0] in plan.months:
+                    plan.vanished.append(_gone(key, self.news / key))
         for key, folder in found:
             try:
                 folder_mtime = folder.stat().st_mtime_ns
             except FileNotFoundError:
                 previous = marks.get(_MARK_PREFIX + key)
                 if previous is not None and previous != _VANISHED:
-                    vanished.append(_Day(key, folder, _VANISHED, (), names=frozenset()))
+                    plan.vanished.append(_gone(key, folder))
                 continue
             previous = marks.get(_MARK_PREFIX + key, "")
             recent = _is_recent(key, today, self.lookback_days)
             if only is None and not recent and previous.partition(":")[0] == str(folder_mtime):
                 continue
-            to_list.append((key, folder, folder_mtime, previous))
+            plan.to_list.append((key, folder, folder_mtime, previous))
+        return plan
+
+    def _listed(self, to_list: Sequence[_ToList], now: datetime) -> list[_Day]:
+        """The days of ``to_list`` whose listing changed, with their pages."""
         # Listings read every page's inode: several at once keep a disk busy when
         # the archive is not in the page cache (a first start after a reboot).
         with ThreadPoolExecutor(_LISTERS) as listers:
@@ -228,10 +256,7 @@ class LocalArchiveSource:
                     continue
                 names = frozenset(name for name, _size, _mtime in pages)
                 changed.append(self._settled(_Day(key, folder, mark, pages, bad, names=names), now))
-        for day in changed:
-            if day.mark is None:  # a page being written: its month is walked again
-                months.pop(day.key.rpartition("/")[0], None)
-        return changed + vanished, months
+        return changed
 
     def _settled(self, day: _Day, now: datetime) -> _Day:
         """``day`` without the pages modified within the settle time of ``now`` (in
