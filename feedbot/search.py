@@ -15,6 +15,10 @@ import feedbot.model.
 Semantics: an event matches when it holds every word of the query as a whole
 word (no stemming, no prefixes), and, when topics are given, has at least one of
 them.
+
+The topic list's filter (``/topics?q=``, :class:`TopicFilter`) reads its words
+the same way, and matches them against :func:`topic_words` as word beginnings:
+a name, not an event's text, and typed to find it.
 """
 
 from __future__ import annotations
@@ -197,3 +201,42 @@ def _quoted(value: str) -> str:
     """``value`` in double quotes for a message, cut short when it is long."""
     shown = value if len(value) <= 40 else value[:40] + "…"
     return f'"{shown}"'
+
+
+# -- the topic list's filter ------------------------------------------------------
+
+
+def topic_words(name: str, slug: str) -> str:
+    """What the topic list's filter matches of a topic: the distinct words of its
+    name (:func:`words_of`), then those of its slug that the name lacks (the
+    transliteration: ``moskva`` for "Москва"), joined by single spaces."""
+    return " ".join(dict.fromkeys((*words_of(name), *slug.split("-"))))
+
+
+@dataclass(frozen=True, slots=True)
+class TopicFilter:
+    """What the topic list (``/topics?q=``) is filtered by: topics with, for each
+    of ``words``, a word of their name or slug that begins with it (each a
+    :func:`words_of` word, so case and accents aside). No words: every topic.
+    Build one with :meth:`parse`."""
+
+    words: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, q: str) -> TopicFilter:
+        """The filter of the user's text ``q``: its words, or none for a text
+        with no letter or digit (the whole list); raises :class:`BadQuery`
+        (``field`` ``"q"``) for a text longer than a query may be or with more
+        words."""
+        stripped = q.strip()
+        if len(stripped) > MAX_QUERY_CHARS:
+            raise BadQuery("q", f"the filter is longer than {MAX_QUERY_CHARS} characters")
+        words = tuple(dict.fromkeys(words_of(stripped)))
+        if len(words) > MAX_QUERY_WORDS:
+            raise BadQuery("q", f"the filter has more than {MAX_QUERY_WORDS} words")
+        return cls(words)
+
+    @property
+    def text(self) -> str:
+        """The normalised filter: its words joined by one space ("" for none)."""
+        return " ".join(self.words)

@@ -16,13 +16,13 @@ import re
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from email.utils import format_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import feedparser
@@ -32,13 +32,15 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from feedbot.archive.local import LocalArchiveSource
-from feedbot.feeds import FeedFormat, PageOutOfRange
+from feedbot.errors import StorageError
+from feedbot.feeds import FeedFormat, PageOutOfRange, render_opml
 from feedbot.feeds.cache import FeedCache, UnknownTopic
+from feedbot.feeds.documents import opml_chunks
 from feedbot.ingest import Ingestor
 from feedbot.model import Event, EventRecord, Related, RelatedKind, Source, StoredEvent, Topic
-from feedbot.search import SearchQuery
+from feedbot.search import SearchQuery, words_of
 from feedbot.settings import Settings
-from feedbot.store import Store
+from feedbot.store import Store, TopicCount
 from feedbot.web import WebServer
 from feedbot.web.http import accepts_gzip
 from tests.conftest import PATIENCE, Clock, copy_sample_archive
@@ -253,8 +255,13 @@ async def test_head_sends_the_headers_of_get_and_no_body(served: Served) -> None
         head = await served.get(path, method="HEAD")
         assert head.status == 200
         assert head.body == b""
-        assert head.headers["Content-Length"] == str(len(get.body))
         assert head.headers["ETag"] == get.headers["ETag"]
+        assert head.headers["Content-Type"] == get.headers["Content-Type"]
+        if path == "/topics.opml":  # streamed: no length is known before the body
+            assert get.headers["Transfer-Encoding"] == "chunked"
+            assert "Content-Length" not in head.headers
+        else:
+            assert head.headers["Content-Length"] == str(len(get.body))
     head = await served.get("/feeds/all.atom", method="HEAD", **{"Accept-Encoding": "gzip"})
     assert head.headers["Content-Encoding"] == "gzip"
 
@@ -312,7 +319,6 @@ async def test_concurrent_requests_after_invalidation_render_once(served: Served
 
 async def test_invalidation_during_a_render_is_not_lost(served: Served) -> None:
     cache = served.cache
-    await cache.topic_counts()
     started, release = asyncio.Event(), asyncio.Event()
     events_page = served.store.events_page
 
@@ -380,6 +386,7 @@ async def test_refresh_renders_the_hot_documents_again(served: Served) -> None:
     await served.cache.feed("islamabad")
     await served.cache.feed("islamabad", FeedFormat.RSS)
     await served.cache.feed("brexit")
+    await served.cache.topics_page()
     assert await served.cache.refresh({"islamabad"}) == 3  # two feeds, the topic list
     renders = served.cache.stats.renders
     await served.cache.feed("islamabad")
@@ -471,6 +478,28 @@ async def test_unknown_topic_is_a_404_naming_the_closest_topics(served: Served) 
     assert "2008-mumbai-attacks" in by_name.text
     nothing = await served.get("/feeds/topics/zzzzzzzz.json")
     assert nothing.status == 404 and "Closest" not in nothing.text
+
+
+async def test_the_closest_topics_of_a_slug_are_searched_again_only_when_the_list_changed(
+    served: Served,
+) -> None:
+    searches: list[int] = []
+    chunks = served.store.topic_list.chunks
+
+    def counted(size: int) -> AsyncIterator[list[TopicCount]]:
+        searches.append(size)
+        return chunks(size)
+
+    served.store.topic_list.chunks = counted  # type: ignore[method-assign]
+    first = await served.get("/feeds/topics/islamabd.atom")
+    for path in ("/feeds/topics/islamabd.rss", "/topics/islamabd"):
+        assert (await served.get(path)).text == first.text
+    assert len(searches) == 1  # the same unknown slug, the same list
+    assert (await served.get("/feeds/topics/islamabadd.atom")).status == 404
+    assert len(searches) == 2
+    await add_topics(served, 1)  # the list changed: counts may have moved
+    again = await served.get("/feeds/topics/islamabd.atom")
+    assert len(searches) == 3 and again.text == first.text
 
 
 BAD_PATHS = [
@@ -620,16 +649,279 @@ async def test_topics_page(served: Served) -> None:
     assert f"'sha256-{digest}'" in reply.headers["Content-Security-Policy"]
 
 
+# -- the topic list: paged, filtered ------------------------------------------------
+
+_ROW = re.compile(r'<tr id="([^"]+)"')
+_NEXT = re.compile(r'<a href="([^"]+)" rel="next">')
+
+
+async def add_topics(served: Served, count: int) -> list[str]:
+    """``count`` more topics, each with one event (dated after the sample's),
+    three events of ``count // 3`` topics each; their slugs."""
+    names = [f"Zebra crossing {n:03d}" for n in range(count)]
+    per = -(-count // 3)
+    events = [
+        Event(
+            id=f"2030/01/{day}/crossings",
+            date=date(2030, 1, day),
+            story=None,
+            title=f"Crossings {day}",
+            topics=tuple(Topic.named(name) for name in names[(day - 1) * per : day * per]),
+        )
+        for day in (1, 2, 3)
+    ]
+    result = await served.store.write_batch(
+        new=[EventRecord.of(e) for e in events],
+        changed=[],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=served.clock(),
+    )
+    served.cache.invalidate(result.topics)
+    return [Topic.named(name).slug for name in names]
+
+
+async def walk_topics(served: Served, path: str) -> list[list[str]]:
+    """The rows of every page of the list from ``path`` on, following its pager."""
+    pages: list[list[str]] = []
+    next_path: str | None = path
+    while next_path is not None:
+        reply = await served.get(next_path)
+        assert reply.status == 200, (next_path, reply.text[:200])
+        pages.append(_ROW.findall(reply.text))
+        found = _NEXT.search(reply.text)
+        next_path = found.group(1).replace("&amp;", "&").removeprefix(BASE) if found else None
+        assert len(pages) < 20
+    return pages
+
+
+async def test_the_topic_list_is_paged_most_recently_active_first(served: Served) -> None:
+    await add_topics(served, 450)
+    counts = await served.store.topic_counts()
+    assert len(counts) == 450 + 61
+    pages = await walk_topics(served, "/topics")
+    assert [len(page) for page in pages] == [200, 200, 111]
+    assert [slug for page in pages for slug in page] == [c.topic.slug for c in counts]
+    first, last = await served.get("/topics"), await served.get("/topics?page=3")
+    assert "511 topics, most recently active first, page 1 of 3." in first.text
+    assert 'rel="prev"' not in first.text and 'rel="next"' not in last.text
+    assert f'<a href="{BASE}/topics?page=2" rel="prev">' in last.text
+    assert "<h1>Topics, page 3</h1>" in last.text
+    # Feed links and autodiscovery for every topic on the page shown, no other.
+    head = last.text.split("</head>")[0]
+    discovered = re.findall(
+        rf'type="application/atom\+xml" title="[^"]*" href="{BASE}/feeds/topics/([^".]+)\.atom"',
+        head,
+    )
+    assert discovered == pages[2]
+    assert (await served.get("/topics?page=1")).body == first.body
+    for bad, status in (("4", 404), ("0", 404), ("x", 400), ("-1", 400), ("1e3", 400)):
+        reply = await served.get(f"/topics?page={bad}")
+        assert reply.status == status, bad
+    # A new event's topic goes first at once.
+    await served.store.write_batch(
+        new=[
+            EventRecord.of(
+                Event(
+                    "2031/01/1/x",
+                    date(2031, 1, 1),
+                    None,
+                    "x",
+                    topics=(Topic.named("Abdul Aziz Ghazi"),),
+                )
+            )
+        ],
+        changed=[],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=served.clock(),
+    )
+    served.cache.invalidate({"abdul-aziz-ghazi"})
+    assert _ROW.findall((await served.get("/topics")).text)[0] == "abdul-aziz-ghazi"
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("tohoku", ["2011-tohoku-earthquake-and-tsunami", "tohoku"]),  # accents aside
+        ("Tōhoku EARTH", ["2011-tohoku-earthquake-and-tsunami"]),  # every word, case aside
+        ("egypt", ["egypt", "egyptian-revolution-of-2011"]),  # word beginnings
+        ("fuk pref", ["fukushima-prefecture"]),
+        ("ptian", []),  # not inside a word
+        ("grimsvotn", ["grimsvotn"]),
+    ],
+)
+async def test_the_topic_list_filters_by_the_words_of_names(
+    served: Served, q: str, expected: list[str]
+) -> None:
+    reply = await served.get(f"/topics?q={quote(q)}")
+    assert reply.status == 200
+    assert _ROW.findall(reply.text) == expected  # in list order
+    words = " ".join(words_of(q))
+    assert f'value="{words}"' in reply.text  # the box holds the filter
+    shown = "topic" if len(expected) == 1 else "topics"
+    assert f"{len(expected)} {shown} match “{words}”" in reply.text
+    assert (await served.get(f"/topics?q={quote(q)}")).body == reply.body
+
+
+async def test_a_filtered_list_pages_with_its_filter(served: Served) -> None:
+    slugs = await add_topics(served, 450)
+    pages = await walk_topics(served, "/topics?q=zebra+CROSS")
+    assert [len(page) for page in pages] == [200, 200, 50]
+    assert sorted(slug for page in pages for slug in page) == sorted(slugs)
+    second = await served.get("/topics?q=zebra+cross&page=2")
+    assert f'href="{BASE}/topics?q=zebra%20cross" rel="prev"' in second.text
+    assert f'href="{BASE}/topics?q=zebra%20cross&amp;page=3" rel="next"' in second.text
+    assert (await served.get("/topics?q=zebra&page=4")).status == 404
+    assert (await served.get("/topics?q=nothing-has-this")).status == 200
+    assert (await served.get("/topics?q=nothing-has-this&page=2")).status == 404
+    # No words is no filter; a filter no query could be is refused.
+    assert _ROW.findall((await served.get("/topics?q=%21%21")).text) == _ROW.findall(
+        (await served.get("/topics")).text
+    )
+    too_long = await served.get("/topics?q=" + "a" * 201)
+    assert too_long.status == 400 and "q:" in too_long.text
+    assert (await served.get("/topics?q=" + "+".join("abcdefghijklm"))).status == 400
+
+
+async def test_a_new_page_refreshes_its_topics_and_reads_no_whole_list(served: Served) -> None:
+    """Ingestion tells the cache which topics changed; the first feed, topic page
+    and list page after it read those topics alone, never the whole list."""
+    await served.get("/feeds/topics/islamabad.atom")
+    await served.get("/topics/islamabad")
+
+    async def whole_list(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the whole topic list was read")
+
+    store = served.store
+    store.topic_counts = whole_list  # type: ignore[method-assign]
+    store.topic_list.every = whole_list  # type: ignore[method-assign]
+    store.topic_list.chunks = whole_list  # type: ignore[method-assign]
+    event = Event(
+        "2031/01/1/new",
+        date(2031, 1, 1),
+        None,
+        "A new page",
+        topics=(Topic.named("Islamabad"), Topic.named("Brand new topic")),
+    )
+    result = await store.write_batch(
+        new=[EventRecord.of(event)],
+        changed=[],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=served.clock(),
+    )
+    served.cache.invalidate(result.topics)
+    feed = feedparser.parse((await served.get("/feeds/topics/islamabad.atom")).body)
+    assert feed.entries[0].title == "A new page"
+    page = await served.get("/topics/islamabad")
+    assert "9 events, the latest on" in page.text
+    new = await served.get("/feeds/topics/brand-new-topic.json")
+    assert [item["title"] for item in new.json["items"]] == ["A new page"]
+    listing = await served.get("/topics")
+    assert _ROW.findall(listing.text)[:2] == ["brand-new-topic", "islamabad"]
+
+
 async def test_opml_lists_every_topic_feed(served: Served) -> None:
     reply = await served.get("/topics.opml")
     outlines = ET.fromstring(reply.body).findall("./body/outline")
+    topics = sorted(await served.topics())  # by slug: an order no write moves
     assert [o.get("xmlUrl") for o in outlines] == [
-        f"{BASE}/feeds/topics/{slug}.atom" for slug, _ in await served.topics()
+        f"{BASE}/feeds/topics/{slug}.atom" for slug, _ in topics
     ]
     assert all(
-        o.get("htmlUrl") == f"{BASE}/topics/{s}"
-        for o, (s, _) in zip(outlines, await served.topics(), strict=True)
+        o.get("htmlUrl") == f"{BASE}/topics/{s}" and o.get("description") == f"{n} events"
+        for o, (s, n) in zip(outlines, topics, strict=True)
+        if n > 1
     )
+
+
+async def test_the_opml_is_streamed_in_both_codings_under_the_list_version(
+    served: Served,
+) -> None:
+    plain = await served.get("/topics.opml")
+    assert plain.status == 200
+    assert plain.headers["Transfer-Encoding"] == "chunked"
+    assert plain.headers["Content-Type"] == "text/x-opml; charset=utf-8"
+    assert plain.headers["Cache-Control"] == "public, max-age=300"
+    counts = sorted(await served.store.topic_counts(), key=lambda c: c.topic.slug)
+    assert plain.body == render_opml([(c.topic, c.events) for c in counts], BASE)
+    packed = await served.get("/topics.opml", **{"Accept-Encoding": "gzip"})
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(packed.body) == plain.body
+    tag, gzip_tag = plain.headers["ETag"], packed.headers["ETag"]
+    assert gzip_tag == tag[:-1] + '-gzip"'
+    for held in (tag, gzip_tag):  # either coding's tag names the same list
+        again = await served.get("/topics.opml", **{"If-None-Match": held})
+        assert again.status == 304 and again.body == b""
+        assert again.headers["ETag"] == tag
+    # A change that leaves every topic as it was keeps the tag; one that moves a
+    # count changes it.
+    newest = (await served.store.events_page(limit=1))[0].event
+    await served.store.write_batch(
+        new=[],
+        changed=[EventRecord.of(replace(newest, title="Reworded"))],
+        marks_={},
+        rejected={},
+        accepted_paths=[],
+        now=served.clock(),
+    )
+    assert (await served.get("/topics.opml")).headers["ETag"] == tag
+    await add_topics(served, 3)
+    changed = await served.get("/topics.opml", **{"If-None-Match": tag})
+    assert changed.status == 200 and changed.headers["ETag"] != tag
+    assert len(ET.fromstring(changed.body).findall("./body/outline")) == len(counts) + 3
+
+
+async def test_the_opml_is_read_a_chunk_of_topics_at_a_time(served: Served) -> None:
+    slugs = await add_topics(served, 30)
+    reads: list[str | None] = []
+    after = served.store.topic_list.after
+
+    async def counted(slug: str | None, limit: int) -> list[TopicCount]:
+        reads.append(slug)
+        return await after(slug, limit)
+
+    served.store.topic_list.after = counted  # type: ignore[method-assign]
+    pieces = [piece async for piece in opml_chunks(served.store, BASE, chunk=25)]
+    assert len(reads) == 4 == len(pieces) - 2  # 91 topics: 25 + 25 + 25 + 16
+    assert reads[0] is None and reads[1:] == sorted(reads[1:])
+    body = b"".join(pieces)
+    listed = [o.get("xmlUrl") for o in ET.fromstring(body).findall("./body/outline")]
+    assert len(listed) == len(set(listed)) == 61 + len(slugs)
+
+
+async def test_an_opml_cut_short_by_the_store_is_never_a_whole_document(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise StorageError("store gone")
+
+    served.store.topic_list.after = broken  # type: ignore[method-assign]
+    url = URL(served.server.url + "/topics.opml", encoded=True)
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with served.session.get(url) as response:
+            assert response.status == 200  # the headers went before the failure
+            await response.read()
+    assert any("store gone" in (r.exc_text or r.getMessage()) for r in caplog.records)
+
+
+async def test_an_empty_store_has_an_opml_of_the_every_event_feed(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'feedbot.db'}")
+    server = WebServer(settings(), store, FeedCache(store, BASE))
+    await server.start()
+    try:
+        body = await fetch(server.url + "/topics.opml")
+        (outline,) = ET.fromstring(body).findall("./body/outline")
+        assert outline.get("xmlUrl") == f"{BASE}/feeds/all.atom"
+        page = (await fetch(server.url + "/topics")).decode()
+        assert "0 topics, most recently active first." in page and "<table" not in page
+    finally:
+        await server.stop()
+        await store.close()
 
 
 async def test_event_page(served: Served) -> None:

@@ -1,7 +1,12 @@
 """The documents feedbot serves, rendered once per change and served from memory.
 
 :class:`FeedCache` keeps the documents the app has been asked for -- feed pages
-(:mod:`.documents`), the HTML pages and the static files (:mod:`.pages`).
+(:mod:`.documents`), the HTML pages and the static files (:mod:`.pages`). What it
+knows of a topic (its name, count and latest date) it asks the store for, one
+topic by its slug (:class:`~feedbot.store.TopicList`, kept in step by ingestion),
+so no ingestion makes it read the whole topic list again; the topic list's pages
+are cached like the others, save those of a filter (many, each cheap); the OPML
+of every topic is never held whole (the web app streams it).
 Ingestion calls :meth:`FeedCache.invalidate` with the slugs whose feeds changed
 (a removal too: it names the removed event's topics); the next request for one of
 those renders it again, once however many requests arrive together. Search
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -32,11 +37,11 @@ from feedbot.feeds.documents import (
     FeedPage,
     UnknownTopic,
     load_feed_page,
-    render_opml_document,
+    load_topics_page,
 )
 from feedbot.feeds.spec import DEFAULT_PAGE_SIZE, DEFAULT_TOMBSTONE_DAYS
 from feedbot.feeds.urls import FeedFormat
-from feedbot.search import SearchQuery
+from feedbot.search import SearchQuery, TopicFilter
 from feedbot.store import Store, TopicCount
 
 __all__ = ["CacheStats", "Document", "FeedCache", "FeedPage", "UnknownTopic", "load_feed_page"]
@@ -45,15 +50,15 @@ __all__ = ["CacheStats", "Document", "FeedCache", "FeedPage", "UnknownTopic", "l
 # -- the cache --------------------------------------------------------------------
 
 _ALL = "*"  # scope of the feed of every event; never a slug (slugs are [a-z0-9-])
-_META = "#"  # scope of what lists topics: the topic list, its page, the OPML
+_META = "#"  # scope of what lists topics: the topic list's pages
 _SEARCH = "?"  # the prefix of a search's scope: "?" + its normalised key
 _STATIC = "!"  # scope of the files that no ingestion changes (style, XSLT)
 
 
 class _Key(NamedTuple):
     scope: str
-    # "feed", "opml", "topics", "counts", "html" (the page of a scope's events),
-    # "css", "xsl"
+    # "feed", "topics" (a page of the topic list), "html" (the page of a scope's
+    # events), "css", "xsl"
     kind: str
     fmt: str = ""
     page: int = 0
@@ -66,12 +71,6 @@ class _Entry:
     value: object
     size: int
     born: float
-
-
-@dataclass(frozen=True, slots=True)
-class _TopicIndex:
-    counts: tuple[TopicCount, ...]
-    by_slug: dict[str, TopicCount]
 
 
 @dataclass(slots=True)
@@ -192,21 +191,19 @@ class FeedCache:
     async def feed_stylesheet(self, *, base_url: str | None = None) -> Document:
         return cast(Document, await self._get(_Key(_STATIC, "xsl", base=self._base(base_url))))
 
-    async def opml(self, *, base_url: str | None = None) -> Document:
-        return cast(Document, await self._get(_Key(_META, "opml", base=self._base(base_url))))
-
-    async def topics_page(self, *, base_url: str | None = None) -> Document:
-        return cast(Document, await self._get(_Key(_META, "topics", base=self._base(base_url))))
+    async def topics_page(
+        self, page: int = 1, query: TopicFilter | None = None, *, base_url: str | None = None
+    ) -> Document:
+        """Page ``page`` of the topic list, of the topics ``query`` keeps when it
+        has words (rendered for each request: filters are many, and a page of
+        one costs two short reads). Raises :class:`~feedbot.feeds.PageOutOfRange`."""
+        base = self._base(base_url)
+        if query is not None and query.words:
+            return await self._render_topics(page, query, base)
+        return cast(Document, await self._get(_Key(_META, "topics", page=page, base=base)))
 
     def _base(self, base_url: str | None) -> str:
         return self.base_url if base_url is None else base_url.rstrip("/")
-
-    async def topic_counts(self) -> tuple[TopicCount, ...]:
-        """Every topic with its count, most recently active first."""
-        return (await self._topic_index()).counts
-
-    async def _topic_index(self) -> _TopicIndex:
-        return cast(_TopicIndex, await self._get(_Key(_META, "counts")))
 
     # -- what ingestion tells it --------------------------------------------------
 
@@ -324,12 +321,8 @@ class FeedCache:
             return _ready(pages.site_css())
         if key.kind == "xsl":
             return _ready(pages.feed_stylesheet(key.base))
-        if key.kind == "counts":
-            return self._load_counts()
-        if key.kind == "opml":
-            return self._render_listing(render_opml_document, key.base)
         if key.kind == "topics":
-            return self._render_listing(pages.render_topics_page, key.base)
+            return self._render_topics(key.page, None, key.base)
         raise ValueError(f"unknown cache key {key}")
 
     async def _render_feed(
@@ -345,9 +338,9 @@ class FeedCache:
             return pages.render_search_page(await self._load(None, key.page, key.base, key.query))
         if key.scope == _ALL:
             return pages.render_home_page(await self._load(None, key.page, key.base, None))
-        loaded = await self._load(key.scope, key.page, key.base, None)
+        known = await self.store.topic_list.one(key.scope)
+        loaded = await self._load(key.scope, key.page, key.base, None, known)
         latest = await self.store.events_page(key.scope, limit=pages.RELATED_FROM)
-        known = (await self._topic_index()).by_slug.get(key.scope)
         return pages.render_topic_page(
             loaded,
             pages.related_topics(key.scope, latest, pages.RELATED_TOPICS),
@@ -355,13 +348,19 @@ class FeedCache:
         )
 
     async def _load(
-        self, slug: str | None, page: int, base: str, query: SearchQuery | None
+        self,
+        slug: str | None,
+        page: int,
+        base: str,
+        query: SearchQuery | None,
+        known: TopicCount | None = None,
     ) -> FeedPage:
         topic, total = None, None
         if slug is not None:
-            # The cached topic list already knows the name and the count: one
-            # query per render instead of three.
-            known = (await self._topic_index()).by_slug.get(slug)
+            # The topic list knows the name and the count: one read of its key
+            # (``known``, when the caller read it) instead of two.
+            if known is None:
+                known = await self.store.topic_list.one(slug)
             if known is not None:
                 topic, total = known.topic, known.events
         return await load_feed_page(
@@ -378,14 +377,8 @@ class FeedCache:
             websub=self.websub,
         )
 
-    async def _load_counts(self) -> _TopicIndex:
-        counts = tuple(await self.store.topic_counts())
-        return _TopicIndex(counts, {c.topic.slug: c for c in counts})
-
-    async def _render_listing(
-        self, render: Callable[[Sequence[TopicCount], str], Document], base: str
-    ) -> Document:
-        return render(await self.topic_counts(), base)
+    async def _render_topics(self, page: int, query: TopicFilter | None, base: str) -> Document:
+        return pages.render_topics_page(await load_topics_page(self.store, base, page, query))
 
 
 def _is_search(scope: str) -> bool:

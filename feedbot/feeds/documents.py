@@ -1,11 +1,13 @@
-"""Finished documents, and the step from the store to them for feeds.
+"""Finished documents, and the step from the store to them for feeds and lists.
 
 A :class:`Document` is one response body in both encodings with its validators.
 :func:`load_feed_page` reads one page of a feed (every event, a topic's, or a
 search's) from the store as a :class:`FeedPage`, whose :meth:`FeedPage.render`
-makes the document; the web app (through :mod:`.cache`) and ``feedbot feeds
-export`` both go through here, which is what makes an exported file
-byte-identical to the served one.
+makes the document; :func:`load_topics_page` reads one page of the topic list
+(:mod:`.pages` renders it), and :func:`opml_chunks` writes the OPML of every
+topic a chunk of topics at a time, never whole. The web app (through
+:mod:`.cache`) and ``feedbot feeds export`` both go through here, which is what
+makes an exported file byte-identical to the served one.
 
 Identity (README: "Identity"). Page 1 of a topic's or every event's feed tells
 of the events removed from it in the last ``feeds.tombstone_days`` (RFC 6721
@@ -17,23 +19,26 @@ its first id.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from feedbot import __version__
 from feedbot.clock import utc_now
 from feedbot.errors import FeedbotError
-from feedbot.feeds.render import etag, render_feed, render_opml
+from feedbot.feeds._opml import OPML_TAIL, opml_head, opml_no_topics, opml_outlines
+from feedbot.feeds.render import etag, render_feed
 from feedbot.feeds.spec import (
     DEFAULT_PAGE_SIZE,
     DEFAULT_TOMBSTONE_DAYS,
     Deleted,
     FeedSpec,
+    PageOutOfRange,
     feed_updated,
 )
-from feedbot.feeds.urls import OPML_MEDIA_TYPE, FeedFormat
+from feedbot.feeds.urls import FeedFormat
 from feedbot.model import StoredEvent, Topic
-from feedbot.search import SearchQuery
+from feedbot.search import SearchQuery, TopicFilter
 from feedbot.store import Store, TopicCount
 
 HTML_MEDIA_TYPE = "text/html; charset=utf-8"
@@ -198,6 +203,87 @@ async def resolve_related(store: Store, events: Sequence[StoredEvent]) -> list[S
     ]
 
 
-def render_opml_document(counts: Sequence[TopicCount], base_url: str) -> Document:
-    body = render_opml([(c.topic, c.events) for c in counts], base_url)
-    return Document.of(body, OPML_MEDIA_TYPE)
+# -- the topic list: its pages and its OPML ---------------------------------------
+
+TOPICS_PAGE_SIZE = 200
+"""Topics on a page of ``/topics``."""
+OPML_CHUNK = 1000
+"""Topics read (in one short read) and written at a time into the OPML."""
+OPML_TITLE = "feedbot topics"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicsPage:
+    """One page of the topic list (``/topics``) as read from the store: most
+    recently active first, ``page_size`` a page, of the topics ``query`` keeps."""
+
+    base_url: str
+    counts: Sequence[TopicCount]
+    page: int
+    total: int
+    """How many topics the list (as filtered) holds, on every page."""
+    page_size: int
+    query: TopicFilter
+
+    @property
+    def pages(self) -> int:
+        """How many pages the list fills; an empty list still has page 1."""
+        return max(1, -(-self.total // self.page_size))
+
+
+async def load_topics_page(
+    store: Store,
+    base_url: str,
+    page: int = 1,
+    query: TopicFilter | None = None,
+    *,
+    page_size: int = TOPICS_PAGE_SIZE,
+) -> TopicsPage:
+    """Page ``page`` of the topic list, filtered by ``query`` when given. Raises
+    :class:`~feedbot.feeds.PageOutOfRange` before any topic is read."""
+    query = query or TopicFilter()
+    total = await store.topic_list.count(query.words)
+    pages = max(1, -(-total // page_size))
+    if not 1 <= page <= pages:
+        raise PageOutOfRange(page, pages)
+    counts = await store.topic_list.page(
+        query.words, offset=(page - 1) * page_size, limit=page_size
+    )
+    return TopicsPage(base_url.rstrip("/"), counts, page, total, page_size, query)
+
+
+async def opml_chunks(
+    store: Store, base_url: str, *, chunk: int = OPML_CHUNK
+) -> AsyncIterator[bytes]:
+    """The OPML of every topic's feed (:func:`~feedbot.feeds.render_opml` of the
+    topic list in slug order), a piece at a time: the head, then the outlines of
+    ``chunk`` topics per piece as each chunk is read, then the tail. Each chunk
+    is its own short read from where the last one ended, so no connection is held
+    while a slow client takes a piece; a topic the list held throughout is listed
+    once, whatever is written meanwhile (the order is by slug, which no write
+    moves)."""
+    yield opml_head(OPML_TITLE)
+    empty = True
+    async for counts in store.topic_list.chunks(chunk):
+        yield opml_outlines([(c.topic, c.events) for c in counts], base_url)
+        empty = False
+    if empty:
+        yield opml_no_topics(base_url)
+    yield OPML_TAIL
+
+
+async def opml_etag(store: Store, base_url: str) -> str:
+    """The strong ETag of the OPML that :func:`opml_chunks` would write now, from
+    the topic list's version rather than the bytes (which are never all in one
+    place): the same store, list version, base URL and feedbot give the same
+    bytes."""
+    state = "\n".join(
+        (
+            "opml",
+            __version__,
+            (await store.created_at()).isoformat(),
+            str(await store.topic_list.version()),
+            base_url.rstrip("/"),
+        )
+    )
+    return etag(state.encode("utf-8"))

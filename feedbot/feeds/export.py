@@ -5,7 +5,7 @@ Writes, under ``DIR``, the paths the web app serves::
     feeds/all.atom  feeds/all.rss  feeds/all.json
     feeds/topics/<slug>.atom  .rss  .json     (one set per topic)
     topics.opml
-    index.html                                (the /topics page)
+    index.html                                (the /topics page: page 1 of it)
     site.css  feed.xsl                        (the pages' style, the feeds' XSLT)
 
 The HTML pages of the latest events, of each topic and of searches need the
@@ -20,10 +20,16 @@ the app's ``?page=N`` URLs under ``base_url``. A static host should answer those
 with 404 (nginx: ``if ($arg_page) { return 404; }``) or pass them to the app;
 it must not serve page 1 for them, or an archive walker would loop.
 
+The topic list is paged alike: ``index.html`` is page 1 of ``/topics`` (the
+most recently active topics), its link to the next page names the app's
+``/topics?page=2``, and its filter box the app's ``/topics?q=``. ``topics.opml``
+lists every topic.
+
 ``complete=True`` instead writes every feed whole: one page holding every entry,
-no ``next`` link (RFC 5005 section 2, a complete feed), for hosts that must
-stand alone. Those files differ from the app's page 1 whenever a feed has more
-than ``page_size`` entries.
+no ``next`` link (RFC 5005 section 2, a complete feed), and every topic on one
+page of ``index.html``, for hosts that must stand alone. Those files differ from
+the app's page 1 whenever a feed has more than ``page_size`` entries, or the
+list more than a page of topics.
 
 Every file is written to a temporary name in its folder and moved into place
 with :func:`os.replace`, so a web server reading ``DIR`` meanwhile sees the old
@@ -40,7 +46,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from feedbot.feeds.documents import load_feed_page, render_opml_document
+from feedbot.feeds.documents import (
+    TOPICS_PAGE_SIZE,
+    load_feed_page,
+    load_topics_page,
+    opml_chunks,
+)
 from feedbot.feeds.pages import feed_stylesheet, render_topics_page, site_css
 from feedbot.feeds.spec import DEFAULT_TOMBSTONE_DAYS
 from feedbot.feeds.urls import FeedFormat
@@ -101,8 +112,13 @@ async def export_feeds(
     for count in counts:
         await export_feed(count.topic, topics_dir, count.topic.slug, count.events)
         wanted.update(f"{count.topic.slug}.{fmt.value}" for fmt in FeedFormat)
-    _write_atomic(dest / "topics.opml", render_opml_document(counts, base_url).body)
-    _write_atomic(dest / "index.html", render_topics_page(counts, base_url).body)
+    _write_atomic(dest / "topics.opml", b"".join([c async for c in opml_chunks(store, base_url)]))
+    listing = await load_topics_page(
+        store,
+        base_url,
+        page_size=max(TOPICS_PAGE_SIZE, len(counts)) if complete else TOPICS_PAGE_SIZE,
+    )
+    _write_atomic(dest / "index.html", render_topics_page(listing).body)
     # What the topic list and the feeds' <?xml-stylesheet?> name, at the same paths.
     _write_atomic(dest / "site.css", site_css().body)
     _write_atomic(dest / "feed.xsl", feed_stylesheet(base_url).body)

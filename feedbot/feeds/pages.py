@@ -1,7 +1,7 @@
 """feedbot's HTML pages, and the static files its pages and feeds use.
 
-The latest events (``/``), the topic list, a topic's page, search results, an
-event's page and the 410 page of a removed one, each rendered from a Jinja2
+The latest events (``/``), a page of the topic list, a topic's page, search
+results, an event's page and the 410 page of a removed one, each rendered from a Jinja2
 template in ``templates/`` (autoescaped: archive text is text) into a
 :class:`~feedbot.feeds.documents.Document`. The pages live here rather than in
 the web package because the export writes the topic list too, and nothing below
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from feedbot.feeds._text import safe_event, xml_safe
 from feedbot.feeds.content import by_date
-from feedbot.feeds.documents import HTML_MEDIA_TYPE, Document, FeedPage
+from feedbot.feeds.documents import HTML_MEDIA_TYPE, Document, FeedPage, TopicsPage
 from feedbot.feeds.spec import utc
 from feedbot.feeds.templates import jinja_environment
 from feedbot.feeds.urls import (
@@ -27,10 +27,11 @@ from feedbot.feeds.urls import (
     search_feed_url,
     search_page_url,
     topic_page_url,
+    topics_url,
 )
 from feedbot.model import Event, Related, StoredEvent, Topic, is_web_url
 from feedbot.search import MAX_QUERY_CHARS
-from feedbot.store import Removed, TopicCount
+from feedbot.store import Removed
 
 TOPICS_TEMPLATE = "topics.html"
 EVENT_TEMPLATE = "event.html"
@@ -55,12 +56,13 @@ def filter_script() -> str:
     return jinja_environment().get_template(FILTER_SCRIPT).render()
 
 
-def render_topics_page(
-    counts: Sequence[TopicCount], base_url: str, notice: str | None = None
-) -> Document:
-    """The HTML list of topics (``/topics``, exported as ``index.html``), with a
-    ``notice`` on top when the archive cannot be read (served, never cached)."""
-    base = base_url.rstrip("/")
+def render_topics_page(listing: TopicsPage, notice: str | None = None) -> Document:
+    """One page of the HTML list of topics (``/topics``; page 1 is exported as
+    ``index.html``): its topics with their counts, feed links and feed
+    autodiscovery, the filter box, and a pager; a ``notice`` on top when the
+    archive cannot be read (served, never cached)."""
+    base = listing.base_url
+    query = listing.query.text
     rows = [
         {
             "slug": c.topic.slug,
@@ -70,24 +72,28 @@ def render_topics_page(
             "page": topic_page_url(base, c.topic.slug),
             "feeds": _feed_links(base, c.topic.slug),
         }
-        for c in counts
+        for c in listing.counts
     ]
-    html = (
-        jinja_environment()
-        .get_template(TOPICS_TEMPLATE)
-        .render(
-            base=base,
-            title="Topics",
-            notice=notice,
-            topics=rows,
-            all_feeds=_feed_links(base, None),
-            opml_url=f"{base}/topics.opml",
-            # Autodiscovery for every topic would bloat the head of a page with
-            # thousands of topics; readers offer the first few, so list a few.
-            discover=rows[:10],
-        )
+    page, pages = listing.page, listing.pages
+    title = "Topics" + (f": {query}" if query else "") + (f", page {page}" if page > 1 else "")
+    body = _render(
+        TOPICS_TEMPLATE,
+        base=base,
+        title=title,
+        notice=notice,
+        topics=rows,
+        total=listing.total,
+        q=query,
+        pager={
+            "page": page,
+            "pages": pages,
+            "previous": topics_url(base, page - 1, query) if page > 1 else None,
+            "next": topics_url(base, page + 1, query) if page < pages else None,
+        },
+        all_feeds=_feed_links(base, None),
+        opml_url=f"{base}/topics.opml",
     )
-    return Document.of(html.encode("utf-8"), HTML_MEDIA_TYPE)
+    return Document.of(body, HTML_MEDIA_TYPE)
 
 
 def render_event_page(

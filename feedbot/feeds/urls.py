@@ -12,7 +12,7 @@ URLs are ``base_url`` plus a fixed path; the web layer routes the same paths:
 ``/feeds/topics/<slug>.<ext>[?page=N]``          one topic's events
 ``/feeds/search.<ext>?q=..[&topic=..][&page=N]`` the events holding every word
 ``/[?page=N]``                                   the latest events (HTML)
-``/topics``                                      the HTML topic list
+``/topics[?q=..][&page=N]``                      the HTML topic list (filtered)
 ``/topics/<slug>[?page=N]``                      one topic's events (HTML)
 ``/search?q=..[&topic=..][&page=N]``             search results (HTML)
 ``/events/<event id>``                           the HTML page of one event
@@ -149,9 +149,13 @@ def home_url(base_url: str, page: int = 1) -> str:
     return f"{_base(base_url)}/{_page_query(page)}"
 
 
-def topics_url(base_url: str) -> str:
-    """The HTML list of every topic."""
-    return f"{_base(base_url)}/topics"
+def topics_url(base_url: str, page: int = 1, query: str = "") -> str:
+    """One page of the HTML list of every topic, or of those a filter (its
+    normalised ``query``: :class:`~feedbot.search.TopicFilter`) keeps."""
+    pairs = [("q", query)] if query else []
+    if page != 1:
+        pairs.append(("page", str(page)))
+    return f"{_base(base_url)}/topics" + (f"?{urlencode(pairs, quote_via=quote)}" if pairs else "")
 
 
 def topic_page_url(base_url: str, slug: str | None, page: int = 1) -> str:

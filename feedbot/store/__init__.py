@@ -15,10 +15,10 @@ from feedbot.store.store import (
     Removed,
     Store,
     Tombstone,
-    TopicCount,
     WriteResult,
 )
 from feedbot.store.subscriptions import WEBSUB_STATES, WebSubLimitReached, WebSubListing
+from feedbot.store.topic_list import TopicCount, TopicList
 
 __all__ = [
     "WEBSUB_STATES",
@@ -34,6 +34,7 @@ __all__ = [
     "Store",
     "Tombstone",
     "TopicCount",
+    "TopicList",
     "WebSubLimitReached",
     "WebSubListing",
     "WriteResult",

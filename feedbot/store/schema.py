@@ -4,7 +4,8 @@ Events are kept whole as their event JSON (``body``) beside the columns
 that queries need: the date for ordering, the content hash that decides whether
 ``updated`` moves, the text the full-text index holds (``search``), and the topic
 and link tables that feeds and alerts select on. ``event_topics`` repeats the
-event date so a topic feed is one index range scan; ``event_search`` is the
+event date so a topic feed is one index range scan; ``topic_stats`` is
+``event_topics`` counted by topic, kept in step; ``event_search`` is the
 full-text index.
 
 Migrations are ordered steps; ``meta.schema_version`` records how many have run.
@@ -36,6 +37,7 @@ from sqlalchemy import (
     bindparam,
     column,
     delete,
+    func,
     insert,
     inspect,
     select,
@@ -47,6 +49,7 @@ from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.schema import AddConstraint, CreateTable
 
 from feedbot.model import DeliveryStatus, Event, search_text
+from feedbot.search import topic_words
 from feedbot.store._db import PlainSql
 
 
@@ -146,6 +149,8 @@ topics = Table(
     Column("slug", String(255), primary_key=True),
     Column("name", Text, nullable=False),
     Column("first_seen", UTCDateTime, nullable=False),
+    # What the topic list's filter matches: feedbot.search.topic_words(name, slug).
+    Column("words", Text, nullable=False, server_default=""),
 )
 
 # The key is the topic feed's order, so a feed page is one range scan and each
@@ -160,6 +165,25 @@ event_topics = Table(
     Column("position", Integer, nullable=False),
     sqlite_with_rowid=False,  # the key is the row: one B-tree per row, not two
 )
+
+# The topic list (/topics, the OPML): each topic's count of events in the feeds
+# and its newest event's date, that is event_topics grouped by slug, kept in step
+# by every write of event_topics in the same transaction
+# (feedbot.store.topic_list). A topic with no event in the feeds has no row. The
+# list reads a page of it in its order (ix_topic_stats_recent), or a topic by its
+# slug, instead of grouping every event of the store.
+topic_stats = Table(
+    "topic_stats",
+    metadata,
+    Column("slug", String(255), primary_key=True),
+    Column("events", Integer, nullable=False),
+    Column("last_date", String(10), nullable=False),  # ISO date, as event_topics.date
+)
+topic_stats_recent = Index(
+    "ix_topic_stats_recent", topic_stats.c.last_date.desc(), topic_stats.c.slug
+)
+# meta: a number bumped by every write that changes topic_stats (the OPML's validator).
+TOPICS_VERSION_KEY = "topics_version"
 
 # Which events name which others in their Related list; the reverse lookup tells
 # an alert which earlier events a new one continues.
@@ -598,6 +622,39 @@ def _digests(connection: Connection) -> None:
     metadata.create_all(connection, tables=[digest_items], checkfirst=True)
 
 
+def _topic_stats(connection: Connection) -> None:
+    """The topic list (:data:`topic_stats`): give :data:`topics` its ``words``
+    (worked out from each name and slug, a chunk at a time), and make and fill
+    ``topic_stats`` from event_topics, grouped by slug as the list was read
+    before it (the events in the feeds: a removed event has no event_topics
+    rows). Run again, it fills the table over."""
+    if "words" not in {c["name"] for c in inspect(connection).get_columns(topics.name)}:
+        connection.execute(text("ALTER TABLE topics ADD COLUMN words TEXT DEFAULT '' NOT NULL"))
+    chunk = select(topics.c.slug, topics.c.name).where(topics.c.words == "")
+    fill = update(topics).where(topics.c.slug == bindparam("topic")).values(words=bindparam("w"))
+    last: str | None = None
+    while True:
+        query = chunk if last is None else chunk.where(topics.c.slug > last)
+        rows = connection.execute(query.order_by(topics.c.slug).limit(_TOPIC_FILL_CHUNK)).all()
+        if not rows:
+            break
+        connection.execute(
+            fill, [{"topic": slug, "w": topic_words(name, slug)} for slug, name in rows]
+        )
+        last = rows[-1].slug
+    metadata.create_all(connection, tables=[topic_stats], checkfirst=True)
+    connection.execute(delete(topic_stats))
+    grouped = (
+        select(event_topics.c.slug, func.count(), func.max(event_topics.c.date))
+        .join(topics, topics.c.slug == event_topics.c.slug)
+        .group_by(event_topics.c.slug)
+    )
+    connection.execute(insert(topic_stats).from_select(["slug", "events", "last_date"], grouped))
+
+
+_TOPIC_FILL_CHUNK = 2000  # topics given their words at a time
+
+
 # Append new steps; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(events, topics, event_topics, event_links, marks, polls, rejections),
@@ -611,6 +668,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _websub,
     _exclude,
     _digests,
+    _topic_stats,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -24,7 +24,7 @@ from feedbot.clock import utc_now
 from feedbot.errors import StorageError
 from feedbot.identity import Known, Listed
 from feedbot.model import Event, EventRecord, StoredEvent, Topic, event_key
-from feedbot.search import SearchQuery
+from feedbot.search import SearchQuery, topic_words
 from feedbot.store import schema
 from feedbot.store._db import Database, chunks
 from feedbot.store.outbox import Outbox, queue_alerts
@@ -40,17 +40,12 @@ from feedbot.store.schema import (
     meta,
     polls,
     rejections,
+    topic_stats,
     topics,
 )
 from feedbot.store.search import SearchIndex
 from feedbot.store.subscriptions import Subscriptions
-
-
-@dataclass(frozen=True, slots=True)
-class TopicCount:
-    topic: Topic
-    events: int
-    last_date: str  # ISO date of the topic's newest event
+from feedbot.store.topic_list import TopicCount, TopicList, TopicTally
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +130,7 @@ class Store:
         self.outbox = Outbox(self._db)
         self.replicas = Replicas(self._db)
         self._search = SearchIndex(self._db)
+        self.topic_list = TopicList(self._db)
 
     @classmethod
     async def open(cls, url: str, *, clock: Callable[[], datetime] = utc_now) -> Store:
@@ -352,6 +348,7 @@ class Store:
         stamp written before (:meth:`_next_stamps`). No two events share one, so
         no feed document holds two entries with the same ``updated``."""
         affected = {slug for e in (*new, *changed) for slug, _name in e.topics}
+        tally = TopicTally()  # the event_topics rows this batch writes
         async with self._db.transaction() as connection:
             stamps: list[datetime] = []
             if new or changed:
@@ -361,7 +358,9 @@ class Store:
                 # Out of the search index while their rows still hold the words
                 # it has of them (SearchIndex.drop).
                 await self._search.drop(connection, [record.key for record in changed])
-                before, previous_titles = await self._forget_topics_and_links(connection, changed)
+                before, previous_titles = await self._forget_topics_and_links(
+                    connection, changed, tally
+                )
                 affected |= before
                 for record, stamp in zip(changed, stamps[len(new) :], strict=True):
                     await connection.execute(
@@ -394,26 +393,16 @@ class Store:
             both = [*new, *changed]
             topic_names = {slug: name for e in both for slug, name in e.topics}
             if topic_names:
-                await self._db.insert_rows(
-                    connection,
-                    topics,
-                    [
-                        {"slug": slug, "name": name, "first_seen": now}
-                        for slug, name in topic_names.items()
-                    ],
-                    keys=["slug"],
-                    on_conflict="ignore",
-                )
+                await self._add_topics(connection, topic_names.items(), now)
+                rows = [
+                    (slug, e.date, e.key, i)
+                    for e in both
+                    for i, (slug, _name) in enumerate(e.topics)
+                ]
                 await self._db.bulk_insert(
-                    connection,
-                    event_topics,
-                    ("slug", "date", "event_key", "position"),
-                    [
-                        (slug, e.date, e.key, i)
-                        for e in both
-                        for i, (slug, _name) in enumerate(e.topics)
-                    ],
+                    connection, event_topics, ("slug", "date", "event_key", "position"), rows
                 )
+                tally.added((slug, day) for slug, day, _key, _position in rows)
             links = [(e.key, target, kind) for e in both for target, kind in e.links]
             if links and await self._any_alias(connection):
                 kept = await self._kept_keys(connection, {target for _, target, _ in links})
@@ -430,7 +419,7 @@ class Store:
             changed_ids = {record.id for record in changed}
             back = [event_id for event_id in present if event_id not in changed_ids]
             if back:
-                affected |= await self._restore(connection, back, now)
+                affected |= await self._restore(connection, back, now, tally)
             if marks_:
                 await self._db.insert_rows(
                     connection,
@@ -449,6 +438,7 @@ class Store:
                     keys=["path"],
                     on_conflict="update",
                 )
+            await self.topic_list.apply(connection, tally)
             cutoff = None if alert_since is None else alert_since.isoformat()
             alerts = await queue_alerts(
                 connection,
@@ -550,10 +540,11 @@ class Store:
             )
 
     async def _restore(
-        self, connection: AsyncConnection, ids: Sequence[str], now: datetime
+        self, connection: AsyncConnection, ids: Sequence[str], now: datetime, tally: TopicTally
     ) -> set[str]:
         """Events whose pages are there again: no longer missing, and a removed one
-        back in its feeds as it was stored. Returns the topics whose feeds change."""
+        back in its feeds as it was stored (its topic rows noted in ``tally``).
+        Returns the topics whose feeds change."""
         affected: set[str] = set()
         for chunk in chunks(sorted(ids)):
             rows = (
@@ -574,35 +565,58 @@ class Store:
                 continue
             # Back in the search index, which remove_missing took them out of.
             await self._search.put(connection, texts)
-            await self._db.insert_rows(
-                connection,
-                topics,
-                [
-                    {"slug": t.slug, "name": t.name, "first_seen": now}
-                    for e in revived
-                    for t in e.topics
-                ],
-                keys=["slug"],
-                on_conflict="ignore",
+            await self._add_topics(
+                connection, ((t.slug, t.name) for e in revived for t in e.topics), now
             )
-            await self._db.insert_rows(
-                connection,
-                event_topics,
-                [
-                    {
-                        "slug": t.slug,
-                        "date": e.date.isoformat(),
-                        "event_key": event_key(e.id),
-                        "position": i,
-                    }
-                    for e in revived
-                    for i, t in enumerate(e.topics)
-                ],
-                keys=["slug", "date", "event_key"],
-                on_conflict="ignore",
+            wanted = {
+                (t.slug, e.date.isoformat(), event_key(e.id)): i
+                for e in revived
+                for i, t in enumerate(e.topics)
+            }
+            # A removed event's rows left with it; any still there stay as they are.
+            there = await self._topic_rows(connection, wanted)
+            fresh = [(*row, i) for row, i in wanted.items() if row not in there]
+            await self._db.bulk_insert(
+                connection, event_topics, ("slug", "date", "event_key", "position"), fresh
             )
+            tally.added((slug, day) for slug, day, _key, _position in fresh)
             affected.update(slug for e in revived for slug in e.topic_slugs)
         return affected
+
+    async def _add_topics(
+        self, connection: AsyncConnection, named: Iterable[tuple[str, str]], now: datetime
+    ) -> None:
+        """Store the topics (slug, name) not stored yet: the first spelling of a
+        slug names it for good."""
+        names = dict(named)
+        await self._db.insert_rows(
+            connection,
+            topics,
+            [
+                {"slug": slug, "name": name, "first_seen": now, "words": topic_words(name, slug)}
+                for slug, name in names.items()
+            ],
+            keys=["slug"],
+            on_conflict="ignore",
+        )
+
+    @staticmethod
+    async def _topic_rows(
+        connection: AsyncConnection, rows: Collection[tuple[str, str, int]]
+    ) -> set[tuple[str, str, int]]:
+        """Which of ``rows`` (slug, date, event key) event_topics holds."""
+        found: set[tuple[str, str, int]] = set()
+        for chunk in chunks(sorted(rows)):
+            # Seeks of the key's slug and date (a superset), narrowed here.
+            query = select(
+                event_topics.c.slug, event_topics.c.date, event_topics.c.event_key
+            ).where(
+                event_topics.c.slug.in_({slug for slug, _, _ in chunk}),
+                event_topics.c.date.in_({day for _, day, _ in chunk}),
+                event_topics.c.event_key.in_({key for _, _, key in chunk}),
+            )
+            found.update(tuple(row) for row in await connection.execute(query))
+        return found & set(rows)
 
     async def remove_missing(
         self, *, before: datetime, now: datetime, prefixes: Collection[str] | None = None
@@ -629,16 +643,10 @@ class Store:
             if not gone:
                 return WriteResult(set(), 0)
             affected: set[str] = set()
+            tally = TopicTally()
             for event in gone:
                 affected.update(event.topic_slugs)
-                for slug in event.topic_slugs:
-                    await connection.execute(
-                        delete(event_topics).where(
-                            event_topics.c.slug == slug,
-                            event_topics.c.date == event.date.isoformat(),
-                            event_topics.c.event_key == event_key(event.id),
-                        )
-                    )
+                await self._drop_topic_rows(connection, event, tally)
             # Out of search as out of the feeds (_restore puts them back), while
             # their rows still say they are in the feeds (SearchIndex.drop).
             await self._search.drop(connection, [event_key(event.id) for event in gone])
@@ -646,6 +654,7 @@ class Store:
                 await connection.execute(
                     events.update().where(events.c.id.in_(chunk)).values(deleted_at=now)
                 )
+            await self.topic_list.apply(connection, tally)
             alerts = await queue_alerts(connection, [], now=now, deleted=gone)
             await self.replicas.publish(connection, Change(frozenset(affected), alerts=alerts))
         return WriteResult(affected, alerts, removed=len(gone))
@@ -677,10 +686,10 @@ class Store:
         return stamps
 
     async def _forget_topics_and_links(
-        self, connection: AsyncConnection, changed: Sequence[EventRecord]
+        self, connection: AsyncConnection, changed: Sequence[EventRecord], tally: TopicTally
     ) -> tuple[set[str], dict[str, str]]:
-        """Delete the topic rows and links of events about to be rewritten; return
-        the topics they had and their titles (by id)."""
+        """Delete the topic rows (noted in ``tally``) and links of events about to
+        be rewritten; return the topics they had and their titles (by id)."""
         previous: set[str] = set()
         titles: dict[str, str] = {}
         ids = [record.id for record in changed]
@@ -690,20 +699,31 @@ class Store:
                 old = Event.from_canonical_json(body)
                 previous.update(old.topic_slugs)
                 titles[old.id] = old.title
-                for slug in old.topic_slugs:
-                    await connection.execute(
-                        delete(event_topics).where(
-                            event_topics.c.slug == slug,
-                            event_topics.c.date == old.date.isoformat(),
-                            event_topics.c.event_key == event_key(old.id),
-                        )
-                    )
+                await self._drop_topic_rows(connection, old, tally)
             await connection.execute(
                 delete(event_links).where(
                     event_links.c.event_key.in_([event_key(i) for i in chunk])
                 )
             )
         return previous, titles
+
+    @staticmethod
+    async def _drop_topic_rows(
+        connection: AsyncConnection, event: Event, tally: TopicTally
+    ) -> None:
+        """Delete ``event``'s topic rows, found through the topics and date its
+        body names; note in ``tally`` those there were (a removed event has none)."""
+        day = event.date.isoformat()
+        for slug in event.topic_slugs:
+            result = await connection.execute(
+                delete(event_topics).where(
+                    event_topics.c.slug == slug,
+                    event_topics.c.date == day,
+                    event_topics.c.event_key == event_key(event.id),
+                )
+            )
+            if result.rowcount:
+                tally.removed(slug, day)
 
     async def initial_sync_done(self) -> bool:
         """Whether a first poll of the archive has completed (see ``notify.backfill_days``)."""
@@ -763,12 +783,10 @@ class Store:
             )
             query = select(every - removed)
         else:
-            # A removed event's topic rows are gone.
-            query = (
-                select(func.count()).select_from(event_topics).where(event_topics.c.slug == topic)
-            )
+            # The topic list counts the events in the feeds (topic_stats).
+            query = select(topic_stats.c.events).where(topic_stats.c.slug == topic)
         async with self._db.read() as connection:
-            return int((await connection.execute(query)).scalar_one())
+            return int((await connection.execute(query)).scalar_one_or_none() or 0)
 
     async def get_event(self, event_id: str) -> StoredEvent | None:
         """The event stored under ``event_id``; None for an alias or a removed one
@@ -861,19 +879,9 @@ class Store:
         return await self._search.count(query)
 
     async def topic_counts(self) -> list[TopicCount]:
-        """Every topic with its event count, most recently active first."""
-        last = func.max(event_topics.c.date).label("last_date")
-        query = (
-            select(topics.c.slug, topics.c.name, func.count().label("n"), last)
-            .join(event_topics, event_topics.c.slug == topics.c.slug)
-            .group_by(topics.c.slug, topics.c.name)
-            .order_by(last.desc(), topics.c.slug)
-        )
-        async with self._db.read() as connection:
-            return [
-                TopicCount(Topic(name=name, slug=slug), int(n), last_date)
-                for slug, name, n, last_date in await connection.execute(query)
-            ]
+        """Every topic with its event count, most recently active first (the whole
+        topic list; :attr:`topic_list` reads it a page or a topic at a time)."""
+        return await self.topic_list.every()
 
     async def referring_events(self, event_id: str, *, limit: int = 100) -> list[StoredEvent]:
         """Stored events whose related links name ``event_id`` (links to an alias

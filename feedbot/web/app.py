@@ -6,10 +6,10 @@
 ``/feeds/search.{atom,rss,json}?q=``       the events holding every word
                                            (``&topic=`` any of, ``&page=N``)
 ``/[?page=N]``                             the latest events (HTML)
-``/topics``                                HTML topic list
+``/topics[?q=..][&page=N]``                HTML topic list (filtered by words)
 ``/topics/<slug>[?page=N]``                one topic's events (HTML)
 ``/search?q=``                             search results (HTML)
-``/topics.opml``                           OPML of every topic feed
+``/topics.opml``                           OPML of every topic feed (streamed)
 ``/events/<id>``                           HTML page of one event (an alias: 301 to the
                                            kept id; a removed event: 410 Gone)
 ``/site.css``, ``/feed.xsl``               the pages' style, the feeds' XSLT
@@ -35,10 +35,12 @@ or, for a missing or malformed ``Host``, with the address the server listens on.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import difflib
 import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from aiohttp import hdrs, web
@@ -49,7 +51,14 @@ from feedbot.errors import FeedbotError
 from feedbot.factory import target_policy
 from feedbot.feeds import FeedFormat, event_url, feed_url
 from feedbot.feeds.cache import Document, FeedCache, UnknownTopic
-from feedbot.feeds.documents import HTML_MEDIA_TYPE, load_feed_page, resolve_related
+from feedbot.feeds.documents import (
+    HTML_MEDIA_TYPE,
+    load_feed_page,
+    load_topics_page,
+    opml_chunks,
+    opml_etag,
+    resolve_related,
+)
 from feedbot.feeds.pages import (
     filter_script,
     render_event_page,
@@ -59,6 +68,7 @@ from feedbot.feeds.pages import (
     render_topics_page,
 )
 from feedbot.feeds.urls import (
+    OPML_MEDIA_TYPE,
     SITE_CSS_PATH,
     STYLESHEET_PATH,
     base_from_host,
@@ -68,7 +78,7 @@ from feedbot.feeds.urls import (
 )
 from feedbot.metrics import Metrics
 from feedbot.model import MAX_SLUG_CHARS
-from feedbot.search import BadQuery, SearchQuery
+from feedbot.search import BadQuery, SearchQuery, TopicFilter
 from feedbot.settings import Settings
 from feedbot.store import Moved, Removed, Store, TopicCount
 from feedbot.web import health
@@ -81,6 +91,7 @@ from feedbot.web.http import (
     document_response,
     error_middleware,
     not_found,
+    stream_response,
     wants_feed_as_page,
 )
 from feedbot.web.websub import WebSubHub
@@ -90,6 +101,8 @@ SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 MAX_EVENT_ID = 1024
 _PAGE = re.compile(r"[0-9]{1,9}")
 _SUGGESTIONS = 5
+_NAMES_CHUNK = 5000  # topics read at a time for the closest ones
+_SUGGESTIONS_KEPT = 256  # unknown slugs whose closest topics are kept
 _REFERRERS = 100  # "refer to this" on an event page, at most
 _EXTENSIONS = frozenset(fmt.value for fmt in FeedFormat)
 
@@ -199,6 +212,15 @@ class _Routes:
         self.cache = cache
         self.from_host = from_host
         self.websub = websub
+        # One search for the topics closest to an unknown slug at a time: each
+        # reads and compares every topic, and a flood of 404s must not take the
+        # whole machine.
+        self._closest = asyncio.Semaphore(1)
+        # The closest topics of the last unknown slugs asked for, with the topic
+        # list's version they were found in: a reader polling a feed that never
+        # existed costs one read of the version, not a search, while the list
+        # is as it was.
+        self._suggested: OrderedDict[str, tuple[int, list[TopicCount]]] = OrderedDict()
         # Archive text is escaped by the templates; this policy is the second
         # line: the one script allowed is the topic filter, by its hash; style
         # comes from /site.css alone; forms only search this site.
@@ -296,9 +318,8 @@ class _Routes:
         return self.cache.base_url
 
     async def _unknown_topic(self, request: web.Request, slug: str) -> str:
-        counts = await self.cache.topic_counts()
         lines = [f'404 Not Found: there is no topic "{slug}".']
-        close = closest_topics(slug, counts)
+        close = await self._closest_topics(slug)
         base = self.base(request)
         if close:
             lines.append("Closest topics:")
@@ -309,6 +330,24 @@ class _Routes:
             ]
         lines.append(f"Every topic: {topics_url(base)}")
         return "\n".join(lines)
+
+    async def _closest_topics(self, slug: str) -> list[TopicCount]:
+        async with self._closest:
+            version = await self.store.topic_list.version()
+            known = self._suggested.get(slug)
+            if known is not None and known[0] == version:
+                self._suggested.move_to_end(slug)
+                return known[1]
+            # Every topic is read (no list is kept for a 404), a chunk per short
+            # read, and compared off the event loop: about a second at 87,000.
+            counts = [
+                c async for chunk in self.store.topic_list.chunks(_NAMES_CHUNK) for c in chunk
+            ]
+            close = await asyncio.to_thread(closest_topics, slug, counts)
+            self._suggested[slug] = (version, close)
+            while len(self._suggested) > _SUGGESTIONS_KEPT:
+                self._suggested.popitem(last=False)
+            return close
 
     def _topics_url(self, request: web.Request) -> str:
         return topics_url(self.base(request))
@@ -362,16 +401,31 @@ class _Routes:
         return document_response(request, document)
 
     async def topics(self, request: web.Request) -> web.StreamResponse:
+        try:
+            query = TopicFilter.parse(request.query.get("q", ""))
+        except BadQuery as exc:
+            raise bad_request(exc) from None
+        page, base = _page(request), self.base(request)
         notice = await self._archive_notice()
         if notice is None:
-            document = await self.cache.topics_page(base_url=self.base(request))
+            document = await self.cache.topics_page(page, query, base_url=base)
         else:
-            counts = await self.cache.topic_counts()
-            document = render_topics_page(counts, self.base(request), notice)
+            # Not cached: the notice goes when the archive is back.
+            document = render_topics_page(
+                await load_topics_page(self.store, base, page, query), notice
+            )
         return document_response(request, document, csp=self.html_csp)
 
     async def opml(self, request: web.Request) -> web.StreamResponse:
-        return document_response(request, await self.cache.opml(base_url=self.base(request)))
+        # Streamed as its topics are read: at 87,000 topics it is 20 MB, which
+        # no process should hold (nor render on the event loop) at once.
+        base = self.base(request)
+        return await stream_response(
+            request,
+            lambda: opml_chunks(self.store, base),
+            etag=await opml_etag(self.store, base),
+            media_type=OPML_MEDIA_TYPE,
+        )
 
     async def event(self, request: web.Request) -> web.StreamResponse:
         event_id = request.match_info["id"]

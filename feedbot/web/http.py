@@ -7,6 +7,10 @@ precompressed gzip body when ``Accept-Encoding`` allows it, and always ETag,
 Last-Modified, ``Vary: Accept-Encoding`` and Cache-Control. HEAD comes for free:
 aiohttp sends the headers of the GET, Content-Length included, and no body.
 
+:func:`stream_response` is the same for a body written as it is read (the
+OPML of every topic), never whole in memory, under a tag the caller works out
+from what the body is made of.
+
 :func:`error_middleware` is the one place an unexpected exception becomes a
 response: a plain 500 whose body says nothing of the code, while the traceback
 goes to the server's log. A store error answers the status
@@ -17,6 +21,7 @@ number past the end of a feed or list, a 404.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from email.utils import format_datetime
 from functools import lru_cache
@@ -95,18 +100,30 @@ def http_date(moment: datetime) -> str:
 
 def is_not_modified(request: web.Request, document: Document) -> bool:
     """RFC 9110 section 13.1: does the client already hold this document?"""
+    return _holds(request, (document.etag, document.gzip_etag), document.last_modified)
+
+
+def _holds(request: web.Request, etags: tuple[str, str], last_modified: datetime | None) -> bool:
+    """Whether the client holds the representation with either of ``etags`` (its
+    identity and gzip tags), or one modified at ``last_modified``."""
     if request.method not in (hdrs.METH_GET, hdrs.METH_HEAD):
         return False
     if hdrs.IF_NONE_MATCH in request.headers:
         tags = request.if_none_match or ()
         # Weak comparison, as If-None-Match requires; either representation's tag
         # names the same content, so a cache holding the other coding revalidates.
-        current = (document.etag.strip('"'), document.gzip_etag.strip('"'))
+        current = tuple(tag.strip('"') for tag in etags)
         return any(tag.value == "*" or tag.value in current for tag in tags)
     since = request.if_modified_since
-    if since is None or document.last_modified is None:
+    if since is None or last_modified is None:
         return False
-    return document.last_modified.replace(microsecond=0) <= since
+    return last_modified.replace(microsecond=0) <= since
+
+
+def gzip_etag(etag: str) -> str:
+    """The tag of the gzip representation of the body tagged ``etag`` (a
+    different byte sequence: RFC 9110 section 8.8.3)."""
+    return etag[:-1] + '-gzip"'
 
 
 def document_response(
@@ -140,6 +157,57 @@ def document_response(
         headers[hdrs.CONTENT_ENCODING] = "gzip"
         return web.Response(body=document.gzip_body, headers=headers)
     return web.Response(body=document.body, headers=headers)
+
+
+class StreamBroken(Exception):
+    """A streamed body failed after its headers were sent: no other answer can be
+    sent, so the exception leaves the handler and aiohttp closes the connection
+    (the client sees the body cut short, never a whole-looking one)."""
+
+
+async def stream_response(
+    request: web.Request,
+    chunks: Callable[[], AsyncIterator[bytes]],
+    *,
+    etag: str,
+    media_type: str,
+    csp: str = DOCUMENT_CSP,
+    cache_control: str = CACHE_CONTROL,
+) -> web.StreamResponse:
+    """The response carrying a body too large to hold whole: written as
+    ``chunks()`` yields it (chunked transfer coding, compressed on the way when
+    ``Accept-Encoding`` allows gzip), under ``etag``, the strong tag of its
+    identity bytes (the gzip representation's is :func:`gzip_etag`). 304 when
+    the client holds it; HEAD sends the headers of GET, with no Content-Length
+    (none is known before the body is written)."""
+    gzipped = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+    tags = (etag, gzip_etag(etag))
+    headers = {
+        hdrs.ETAG: tags[1] if gzipped else tags[0],
+        hdrs.CACHE_CONTROL: cache_control,
+        hdrs.VARY: hdrs.ACCEPT_ENCODING,
+        hdrs.CONTENT_SECURITY_POLICY: csp,
+        hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
+    }
+    if _holds(request, tags, None):
+        return web.Response(status=304, headers=headers)
+    headers[hdrs.CONTENT_TYPE] = media_type
+    response = web.StreamResponse(headers=headers)
+    if gzipped:
+        response.enable_compression(web.ContentCoding.gzip)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if request.method == hdrs.METH_HEAD:
+        return response
+    try:
+        async for chunk in chunks():
+            await response.write(chunk)
+    except ConnectionError:
+        return response  # the client went away: nothing to tell anyone
+    except Exception as exc:
+        raise StreamBroken(f"{request.path}: cut short: {exc}") from exc
+    await response.write_eof()
+    return response
 
 
 def not_found(text: str) -> web.HTTPNotFound:
@@ -183,7 +251,7 @@ def log_storage_error(request: web.Request, error: StorageError, status: int) ->
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException:
+    except (web.HTTPException, StreamBroken):
         raise
     except PageOutOfRange as exc:  # ?page= past the end of a feed or a list of events
         raise not_found(f"404 Not Found: {exc}.") from None
