@@ -12,7 +12,14 @@ on the arguments: ``random.Random(seed)`` drives every choice. Pages are written
 directly, never parsed, so 100,000 events take seconds; ``--verify N`` parses a
 sample of N pages with the real parser afterwards.
 
+Each page is written as soon as it is rendered; what stays in memory is the plan of
+every event (its day, story, summary and contexts: related links point forward as
+well as back), some 400 bytes an event. Names grow in tiers (``_Names``), so 3,000,000
+events get distinct names too; 1,000,000 events make about 87,000 topics and 4.4 GB
+of pages, in some 5 minutes (mostly the file system's) and 450 MB.
+
     python bench/make_archive.py DEST --events 100000 --seed 1 [--verify 2000]
+    python bench/make_archive.py /tmp/archive-1m --events 1000000 --verify 2000
 
 Other bench scripts import it::
 
@@ -29,7 +36,8 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -312,56 +320,98 @@ def page_slug(summary: str) -> str:
 
 @dataclass(slots=True)
 class _Event:
+    """One planned page: what its own page and the pages linking to it need.
+
+    The whole plan is in memory while the pages are written (related links point
+    forward as well as back), so it holds no more than that: the slug is made anew
+    from the summary when wanted, and the day and folder are shared by a day's events.
+    """
+
     day: date
     dir: str  # "news/YYYY/MM/D"
-    slug: str
     story: int  # index into the story pool, -1 for none
     summary: str
     tags: tuple[int, ...]  # indexes into the context pool
 
+    @property
+    def slug(self) -> str:
+        return page_slug(self.summary)
+
 
 class _Names:
-    """Generated, distinct (by slug) names for stories, places, people, organisations."""
+    """Generated, distinct (by slug) names for stories, places, people, organisations.
+
+    A kind of name may have tiers of makers, the smallest name space first. A tier
+    that yields no new name in ``_TRIES`` draws in a row is used up, and the kind
+    moves on to its next tier for good; only the last one's running out is an error.
+    An archive the first tiers hold (every size that could be made before there were
+    tiers: below about 1,000,000 events, where the 16,800 names of the first tier of
+    people run out) never leaves them, so its output is byte for byte what it was.
+    """
+
+    _TRIES = 1000
 
     def __init__(self, rng: _Rng) -> None:
         self.rng = rng
         self.seen: set[str] = set()
+        self.tier: dict[str, int] = {}  # kind -> index of the tier in use
 
-    def _new(self, make: Callable[[], str]) -> str:
-        for _ in range(1000):
-            name = make()
-            key = page_slug(name)
-            if key and key not in self.seen:
-                self.seen.add(key)
-                return name
-        raise RuntimeError("name space exhausted")  # pragma: no cover
+    def _new(self, kind: str, makers: Sequence[Callable[[], str]]) -> str:
+        tier = self.tier.get(kind, 0)
+        while tier < len(makers):
+            make = makers[tier]
+            for _ in range(self._TRIES):
+                name = make()
+                key = page_slug(name)
+                if key and key not in self.seen:
+                    self.seen.add(key)
+                    return name
+            tier = self.tier[kind] = tier + 1
+        raise RuntimeError(f"name space exhausted: {kind}")  # pragma: no cover
+
+    def _word(self, fewest: int, most: int) -> str:
+        """A made-up word of ``fewest`` to ``most`` syllables, capitalised."""
+        rng = self.rng
+        return "".join(
+            rng.choice(_SYLLABLES) for _ in range(rng.randint(fewest, most))
+        ).capitalize()
 
     def place(self) -> str:
         rng = self.rng
 
-        def make() -> str:
+        def make(fewest: int, most: int) -> str:
             if rng.random() < 0.08:
                 base = rng.choice(_UNICODE_PLACES)
                 return base + rng.choice(_PLACE_SUFFIXES[3:])
-            word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3)))
+            word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(fewest, most)))
             if rng.random() < 0.15:  # a sprinkle of diacritics
                 word = word.replace("o", "ö", 1).replace("a", "á", 1)
             return word.capitalize() + rng.choice(_PLACE_SUFFIXES)
 
-        return self._new(make)
+        # 2-3 syllables: some 200,000 names; then 3-4: some 7 million.
+        return self._new("place", (lambda: make(2, 3), lambda: make(3, 4)))
 
     def person(self) -> str:
         rng = self.rng
-        return self._new(
-            lambda: (
-                f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-                + ("" if rng.random() < 0.7 else f"-{rng.choice(_LAST)}")
+
+        def known() -> str:  # 16,800 names
+            return f"{rng.choice(_FIRST)} {rng.choice(_LAST)}" + (
+                "" if rng.random() < 0.7 else f"-{rng.choice(_LAST)}"
             )
-        )
+
+        def made_up() -> str:  # a made-up family name: some 30 million names
+            first = rng.choice(_FIRST)
+            if rng.random() < 0.6:
+                return f"{first} {self._word(2, 3)}"
+            if rng.random() < 0.5:
+                return f"{first} {self._word(2, 3)}-{rng.choice(_LAST)}"
+            return f"{first} {rng.choice(_LAST)}-{self._word(2, 3)}"
+
+        return self._new("person", (known, made_up))
 
     def org(self, places: list[str]) -> str:
         rng = self.rng
-        return self._new(lambda: f"{rng.choice(places)} {rng.choice(_ORG_KINDS)}")
+        return self._new("org", (lambda: f"{rng.choice(places)} {rng.choice(_ORG_KINDS)}",))
 
     def story(self, places: list[str]) -> str:
         rng = self.rng
@@ -377,7 +427,7 @@ class _Names:
                 return f"{rng.choice(places)}–{rng.choice(places)} relations"
             return f"{rng.choice(_STORY_NOUNS).capitalize()} in {rng.choice(places)}"
 
-        return self._new(make)
+        return self._new("story", (make,))
 
 
 def _zipf_cum_weights(n: int, s: float = ZIPF_S, q: float = ZIPF_Q) -> list[float]:
@@ -470,9 +520,9 @@ def _plan_days(rng: _Rng, events: int) -> list[tuple[date, int]]:
     return [(start + timedelta(days=o), c) for o, c in zip(offsets, counts, strict=True)]
 
 
-def _source_lines(rng: _Rng, ev: _Event, places: list[str]) -> list[str]:
+def _source_lines(rng: _Rng, ev: _Event, slug: str, places: list[str]) -> list[str]:
     lines: list[str] = []
-    words = ev.slug[:40].rstrip("-")
+    words = slug[:40].rstrip("-")
     y, m, d = ev.day.year, f"{ev.day.month:02d}", f"{ev.day.day:02d}"
     for i in range(rng.choices((0, 1, 2, 3, 4), weights=(10, 30, 30, 20, 10))[0]):
         name, pattern = rng.choice(_OUTLETS)
@@ -509,13 +559,14 @@ def make_archive(dest: Path, events: int, seed: int = 1) -> int:
     rng.shuffle(contexts)  # Zipf rank must not follow the kind of name
     story_cw = _zipf_cum_weights(len(stories))
     context_cw = _zipf_cum_weights(len(contexts))
-    story_ids = range(len(stories))
-    context_ids = range(len(contexts))
+    # Lists, not ranges: the ids drawn are then shared int objects, not one each.
+    story_ids = list(range(len(stories)))
+    context_ids = list(range(len(contexts)))
 
-    # Plan every event first (date, slug, story, summary), so related links can
-    # point forward as well as back.
+    # Plan every event first (date, story, summary, tags), so related links can
+    # point forward as well as back. A story's events, in order, as compact arrays.
     plan: list[_Event] = []
-    by_story: dict[int, list[int]] = {}
+    by_story: dict[int, array[int]] = {}
     for day, count in _plan_days(rng, events):
         folder = f"news/{day.year}/{day.month:02d}/{day.day}"
         used: set[str] = set()
@@ -534,30 +585,32 @@ def make_archive(dest: Path, events: int, seed: int = 1) -> int:
                 dict.fromkeys(rng.choices(context_ids, cum_weights=context_cw, k=rng.randint(1, 3)))
             )
             if has_story:
-                by_story.setdefault(story, []).append(len(plan))
-            plan.append(_Event(day, folder, slug, story if has_story else -1, summary, tags))
+                by_story.setdefault(story, array("I")).append(len(plan))
+            plan.append(_Event(day, folder, story if has_story else -1, summary, tags))
 
     # Where each event sits in its story's chronological list.
-    position = {index: pos for members in by_story.values() for pos, index in enumerate(members)}
+    position = array("I", bytes(4 * len(plan)))
+    for members in by_story.values():
+        for pos, index in enumerate(members):
+            position[index] = pos
 
-    made_dirs: set[str] = set()
-    day_pages: dict[str, list[int]] = {}
+    # A day's events are next to each other in the plan: its index is written
+    # after its last page.
     root = str(dest)
+    listed: list[str] = []  # the index lines of the day being written
     for index, ev in enumerate(plan):
-        lines = _render(rng, index, ev, plan, by_story, position, stories, contexts, places)
-        if ev.dir not in made_dirs:
+        slug = ev.slug
+        if not listed:
             os.makedirs(os.path.join(root, ev.dir), exist_ok=True)
-            made_dirs.add(ev.dir)
-        day_pages.setdefault(ev.dir, []).append(index)
-        with open(os.path.join(root, ev.dir, ev.slug + ".md"), "w", encoding="utf-8") as fh:
-            fh.write(lines)
-
-    for folder, members in day_pages.items():
-        day = plan[members[0]].day
-        body = [f"# {day.isoformat()}", ""]
-        body += [f"- [{plan[i].summary}](/{folder}/{plan[i].slug}.md)" for i in members]
-        with open(os.path.join(root, folder, "index.md"), "w", encoding="utf-8") as fh:
-            fh.write("\n".join(body) + "\n")
+        page = _render(rng, index, ev, slug, plan, by_story, position, stories, contexts, places)
+        with open(os.path.join(root, ev.dir, slug + ".md"), "w", encoding="utf-8") as fh:
+            fh.write(page)
+        listed.append(f"- [{ev.summary}](/{ev.dir}/{slug}.md)")
+        if index + 1 == len(plan) or plan[index + 1].dir != ev.dir:
+            body = "\n".join([f"# {ev.day.isoformat()}", "", *listed]) + "\n"
+            with open(os.path.join(root, ev.dir, "index.md"), "w", encoding="utf-8") as fh:
+                fh.write(body)
+            listed = []
     return len(plan)
 
 
@@ -565,14 +618,15 @@ def _render(
     rng: _Rng,
     index: int,
     ev: _Event,
+    slug: str,
     plan: list[_Event],
-    by_story: dict[int, list[int]],
-    position: dict[int, int],
+    by_story: dict[int, array[int]],
+    position: array[int],
     stories: list[str],
     contexts: list[str],
     places: list[str],
 ) -> str:
-    path = f"/{ev.dir}/{ev.slug}"
+    path = f"/{ev.dir}/{slug}"
     d = ev.day
     out = [
         f"Formats: [HTML]({path}.html)  [JSON]({path}.json)  [XML]({path}.xml)  ",
@@ -584,7 +638,7 @@ def _render(
         out.append(f"##### {stories[ev.story]}")
     out += [f"#  {ev.summary} ", "", "", "", ""]
 
-    sources = _source_lines(rng, ev, places)
+    sources = _source_lines(rng, ev, slug, places)
     if sources:
         out += ["### Sources:", "", *sources, ""]
 
@@ -626,10 +680,10 @@ def verify(dest: Path, sample: int, seed: int = 1) -> list[str]:
     from feedbot.archive.parse import parse_page
     from feedbot.errors import ParseError
 
-    pages = sorted(p for p in (dest / "news").rglob("*.md") if p.name != "index.md")
     rng = random.Random(seed)
+    chosen = _reservoir(rng, _pages(dest / "news"), sample)
     problems: list[str] = []
-    for page in rng.sample(pages, min(sample, len(pages))):
+    for page in chosen:
         rel = page.relative_to(dest).as_posix()
         try:
             event = parse_page(page.read_bytes(), rel)
@@ -641,6 +695,29 @@ def verify(dest: Path, sample: int, seed: int = 1) -> list[str]:
             if not target.is_file():
                 problems.append(f"{rel}: related page {related.id} does not exist")
     return problems
+
+
+def _pages(news: Path) -> Iterator[Path]:
+    """The event pages under ``news``, in a fixed order (no index pages)."""
+    for folder, subfolders, files in os.walk(news):
+        subfolders.sort()
+        for name in sorted(files):
+            if name.endswith(".md") and name != "index.md":
+                yield Path(folder, name)
+
+
+def _reservoir(rng: random.Random, items: Iterable[T], size: int) -> list[T]:
+    """A uniform sample of ``size`` of ``items`` (all when fewer), holding no more
+    than the sample: a million pages' paths need not be listed to pick 2,000."""
+    chosen: list[T] = []
+    for seen, item in enumerate(items):
+        if seen < size:
+            chosen.append(item)
+        else:
+            slot = rng.randrange(seen + 1)
+            if slot < size:
+                chosen[slot] = item
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:

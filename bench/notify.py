@@ -25,6 +25,17 @@ What it measures, in one run:
   standing in for an ntfy server (it answers as ntfy does). Each attempt renders
   the Apprise message and hands it to Apprise in one of ``--apprise-workers``
   threads (``notify.apprise_workers``), through the same outbox as the webhooks.
+- **a bare aiohttp loop** (always; ``--no-bare-loop`` skips it): the ceiling of
+  feedbot's delivery on this machine. In this process and on the same event loop, a
+  plain aiohttp client loop posts the same signed requests feedbot sends: each
+  event's ``json`` body (``render_payload``, rendered once for its subscribers, as
+  feedbot does), Standard Webhooks headers (``webhook_headers``, signed per request
+  with each subscription's secret) and a webhook-id per subscription and event
+  (``delivery_id``, so that the receiver keys them as it keys feedbot's), to 50
+  receiver URLs, from ``--max-in-flight`` worker tasks over the burst, through one
+  keep-alive ClientSession; no store, no outbox, nothing recorded.
+  ``bare_loop_per_s`` = posts received / (last arrival - start); every feedbot run
+  reports ``ratio_to_bare_loop``, its deliveries/s over that.
 - **Apprise** (always): one ``apprise.Apprise`` object holding the 50 subscriptions
   as ``json://`` URLs to the same receiver, and ``notify()`` of each event's feedbot
   ``json`` body, one event after the other: Apprise posts to the 50 URLs of a call
@@ -52,8 +63,8 @@ answering 204 and recording the arrival time of each request by webhook-id (Appr
 by subscription and title). Every run checks that each delivery arrived exactly
 once: ``duplicates`` counts extra arrivals, ``missing`` the ones that never came.
 
-Prints a table and, last, one JSON object. Targets: >= 1,000 deliveries/s and
->= 5x Apprise.
+Prints a table and, last, one JSON object. Targets (issue 17): >= 0.8x the bare
+loop and >= 6x Apprise.
 """
 
 from __future__ import annotations
@@ -71,7 +82,7 @@ import tempfile
 import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.synchronize import Event as MpEvent
@@ -98,9 +109,10 @@ from feedbot.model import (  # noqa: E402
 )
 from feedbot.notify.apprise_messages import alert_message  # noqa: E402
 from feedbot.notify.apprise_target import parse_apprise_url  # noqa: E402
-from feedbot.notify.deliver import Deliverer, DelivererSettings  # noqa: E402
+from feedbot.notify.deliver import MAX_ANSWER_BYTES, Deliverer, DelivererSettings  # noqa: E402
 from feedbot.notify.formats import render_payload  # noqa: E402
 from feedbot.notify.retry import RetryPolicy  # noqa: E402
+from feedbot.notify.signing import webhook_headers  # noqa: E402
 from feedbot.notify.workers import (  # noqa: E402
     DeliveryConfig,
     DeliveryWorkers,
@@ -109,8 +121,11 @@ from feedbot.notify.workers import (  # noqa: E402
     open_session,
 )
 from feedbot.store import AttemptReport, DeliveryJob, Store, delivery_id  # noqa: E402
+from feedbot.store.subscriptions import new_subscription_id  # noqa: E402
 
 BASE_URL = "https://feedbot.example"
+USER_AGENT = "feedbot-bench"
+TIMEOUT_S = 10.0  # per request, notify.timeout
 TOPICS = [
     "Russo-Ukrainian War",
     "Climate change",
@@ -221,9 +236,9 @@ def deliverer_settings(args: argparse.Namespace, idle_poll: float) -> DelivererS
         # Every subscription is on the one receiver (one host:port): let the
         # per-host cap be the global one.
         per_host=args.max_in_flight,
-        timeout=10.0,
+        timeout=TIMEOUT_S,
         idle_poll=idle_poll,
-        user_agent="feedbot-bench",
+        user_agent=USER_AGENT,
     )
 
 
@@ -710,6 +725,89 @@ async def feedbot_postgres(
     return result
 
 
+# -- the ceiling: a bare aiohttp loop ----------------------------------------------------------
+
+
+async def bare_loop_run(
+    args: argparse.Namespace, receiver: ReceiverProcess, events: Sequence[Event]
+) -> RunResult:
+    """The burst's signed posts with no store and no outbox: ``--max-in-flight`` worker
+    tasks in this process, over one keep-alive ClientSession, post what feedbot would
+    (the same bodies, headers, secrets and webhook-ids) to the same kind of URLs."""
+    run = "bare-loop"
+    urls = subscription_urls(receiver.port, run, args.subscriptions)
+    subs = [(new_subscription_id(), url, secret_of(i)) for i, url in enumerate(urls)]
+    expected = {delivery_id(sid, e.id): e.id for sid, _, _ in subs for e in events}
+    failures: Counter[str] = Counter()
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+
+    def posts() -> Iterator[tuple[str, str, bytes, str, str]]:
+        """(url, webhook-id, body, content type, secret) of each delivery, event by
+        event as the outbox queues them. Each event's body is rendered once for all
+        its subscribers, as feedbot's request factory does; every subscription is
+        ``*``, so it matches all of the event's topics, and it was alerted about the
+        related earlier event, so the alert replies to that one."""
+        for event in events:
+            payload = render_payload(
+                "json",
+                event,
+                base_url=BASE_URL,
+                matched_topics=event.topic_slugs,
+                in_reply_to=tuple(sorted(r.id for r in event.related)),
+                timestamp=datetime.now(UTC),
+            )
+            for sid, url, secret in subs:
+                yield url, delivery_id(sid, event.id), payload.body, payload.content_type, secret
+
+    async def worker(session: aiohttp.ClientSession, todo: Iterator[Any]) -> None:
+        # The workers share one iterator: it never awaits, so each post is taken once.
+        for url, msg_id, body, content_type, secret in todo:
+            headers = {
+                "User-Agent": USER_AGENT,
+                "Content-Type": content_type,
+                # Signed at the attempt's time, as feedbot signs each attempt.
+                **webhook_headers(msg_id, datetime.now(UTC), body, secret),
+            }
+            try:
+                async with session.post(
+                    url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+                ) as response:
+                    await response.content.read(MAX_ANSWER_BYTES)
+                    if not 200 <= response.status < 300:
+                        failures[f"HTTP {response.status}"] += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failures[type(exc).__name__] += 1
+
+    connector = aiohttp.TCPConnector(limit=args.max_in_flight)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        watch = CpuWatch(receiver.process.pid)
+        watch.start()
+        started = time.time()
+        cpu_started = time.process_time()
+        todo = posts()
+        tasks = min(args.max_in_flight, len(expected))
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(worker(session, todo) for _ in range(tasks))),
+                timeout=args.timeout,
+            )
+        except TimeoutError:
+            print(f"{run}: timed out", file=sys.stderr)
+        cpu_s = time.process_time() - cpu_started
+        machine = watch.stop(cpu_s)
+    result = analyse(
+        f"bare aiohttp loop ({tasks} tasks, no store)",
+        await receiver.stats(run),
+        expected,
+        started,
+        None,
+    )
+    result.cpu_s = cpu_s
+    result.extra["failed_posts"] = dict(failures)
+    result.extra["cpu"] = machine
+    return result
+
+
 # -- Apprise ---------------------------------------------------------------------------------
 
 
@@ -799,6 +897,7 @@ def print_table(
     apprise_result: RunResult | None,
     apprise_version: str,
     replicas: dict[int, RunResult],
+    bare: RunResult | None,
 ) -> None:
     total = args.events * args.subscriptions
     print(
@@ -819,7 +918,7 @@ def print_table(
     )
     rows: list[tuple[str, ...]] = []
     shown = [sqlite, *pooled.values(), *replicas.values()] + [
-        result for result in (apprise_format, apprise_result) if result is not None
+        result for result in (apprise_format, bare, apprise_result) if result is not None
     ]
     for result in shown:
         rows.append(
@@ -841,14 +940,20 @@ def print_table(
     print("-" * len(line))
     for row in rows:
         print(format_row(row, widths))
-    if apprise_result is not None:
-        for result in (sqlite, *pooled.values()):
+    webhook_runs = (sqlite, *pooled.values(), *replicas.values())
+    if bare is not None and bare.deliveries_per_s:
+        for result in webhook_runs:
+            ratio = result.deliveries_per_s / bare.deliveries_per_s
+            print(f"{result.name} / bare loop: {ratio:.2f}x")
+    if apprise_result is not None and apprise_result.deliveries_per_s:
+        for result in webhook_runs:
             ratio = result.deliveries_per_s / apprise_result.deliveries_per_s
             print(f"{result.name} / Apprise: {ratio:.1f}x")
-        print("(targets: >= 1,000 deliveries/s and >= 5x Apprise)")
-        if apprise_format is not None:
-            ratio = apprise_format.deliveries_per_s / apprise_result.deliveries_per_s
-            print(f"feedbot's apprise format / Apprise: {ratio:.1f}x")
+    if bare is not None or apprise_result is not None:
+        print("(targets: >= 0.8x the bare loop and >= 6x Apprise)")
+    if apprise_result is not None and apprise_format is not None:
+        ratio = apprise_format.deliveries_per_s / apprise_result.deliveries_per_s
+        print(f"feedbot's apprise format / Apprise: {ratio:.1f}x")
 
     print("\nCPU during each run (the machine's busy time, and who used it):")
     cpu_header = ("run", "wall", "machine busy", "sender", "receiver", "PostgreSQL", "others")
@@ -878,6 +983,9 @@ def print_table(
         "transaction that stores its event, every attempt recorded in the outbox. "
         "Latency = the event's batch committed -> arrival at the receiver; in a burst it "
         "is mostly queueing (the last of the burst waits for all before it).",
+        "bare loop: the same signed posts (bodies, headers, webhook-ids) from worker tasks "
+        "on this process's event loop through one keep-alive session, without store or "
+        "outbox: the ceiling the feedbot runs are measured against (ratio to bare loop).",
         "Apprise: the same number of posts of the same json bodies to the same receiver, "
         f"but in Apprise's own JSON envelope, unsigned, recorded nowhere; {args.apprise_mode}() "
         "per event, a new connection per post (requests).",
@@ -939,6 +1047,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             pooled = {
                 n: await feedbot_sqlite(args, receiver, events, Path(tmp), n) for n in args.workers
             }
+            bare = await bare_loop_run(args, receiver, events) if args.bare_loop else None
             apprise_format = (
                 await feedbot_apprise(args, receiver, events, Path(tmp)) if args.apprise else None
             )
@@ -952,17 +1061,26 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         receiver.close()
 
-    print_table(args, sqlite, pooled, apprise_format, apprise_result, apprise_version, replicas)
+    print_table(
+        args, sqlite, pooled, apprise_format, apprise_result, apprise_version, replicas, bare
+    )
     apprise_rate = apprise_result.deliveries_per_s if apprise_result else None
+    bare_rate = bare.deliveries_per_s if bare else None
 
     def ratio(result: RunResult) -> float | None:
         return round(result.deliveries_per_s / apprise_rate, 2) if apprise_rate else None
+
+    def ratio_to_bare_loop(result: RunResult) -> float | None:
+        return round(result.deliveries_per_s / bare_rate, 2) if bare_rate else None
 
     # The headline is the run with the most delivery workers asked for (all of
     # them, in-process included, are in the table and below).
     headline = pooled[max(pooled)] if pooled else sqlite
     every = [sqlite, *pooled.values(), *replicas.values()]
     every += [apprise_format] if apprise_format is not None else []
+    for result in every:
+        result.extra["ratio_to_bare_loop"] = ratio_to_bare_loop(result)
+    checked = every + ([bare] if bare is not None else [])  # Apprise's are its own
     summary: dict[str, Any] = {
         "deliveries": args.events * args.subscriptions,
         "workers": max(pooled) if pooled else 0,
@@ -971,15 +1089,20 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ms": round(headline.p99_ms or 0.0, 1),
         "apprise_deliveries_per_s": round(apprise_rate, 1) if apprise_rate else None,
         "ratio": ratio(headline),
+        "bare_loop_per_s": round(bare_rate, 1) if bare_rate else None,
+        "ratio_to_bare_loop": ratio_to_bare_loop(headline),
         "in_process_deliveries_per_s": round(sqlite.deliveries_per_s, 1),
         "in_process_ratio": ratio(sqlite),
-        "duplicates": sum(r.duplicates for r in every),
-        "missing": sum(r.missing for r in every),
+        "in_process_ratio_to_bare_loop": ratio_to_bare_loop(sqlite),
+        "duplicates": sum(r.duplicates for r in checked),
+        "missing": sum(r.missing for r in checked),
         "apprise_version": apprise_version,
         "sqlite": sqlite.as_json(),
     }
     for n, result in pooled.items():
         summary[f"sqlite_workers_{n}"] = result.as_json()
+    if bare is not None:
+        summary["bare_loop"] = bare.as_json()
     if apprise_result is not None:
         summary["apprise"] = apprise_result.as_json()
     if apprise_format is not None:
@@ -1031,6 +1154,12 @@ def main() -> None:
         dest="apprise",
         action="store_false",
         help="skip the Apprise run and the apprise-format one",
+    )
+    parser.add_argument(
+        "--no-bare-loop",
+        dest="bare_loop",
+        action="store_false",
+        help="skip the bare aiohttp loop (the ceiling the feedbot runs are compared with)",
     )
     parser.add_argument(
         "--json", action="store_true", help="end with one JSON line (always printed)"
