@@ -10,22 +10,26 @@ then measures, in this process:
   and in a fresh Ingestor that must load its marks from the store (``feedbot poll``);
   walked fully (every day folder looked at) and light (new days and the recent
   ones: what the daemon's scheduled polls do while its folder watch is in place);
-- peak RSS of the process after those;
+- peak RSS of this process after those, and of the whole process tree during the
+  cold ingest;
 - for reference, markdown-it-py tokenizing the same pages (already in memory),
   i.e. what a general Markdown parser costs before any extraction or storage.
 
-Prints a table and, last, one JSON object. Targets: >= 5,000 events/s cold,
-<= 200 ms re-poll, <= 250 MB peak.
+Prints a table and, last, one JSON object (``peak_rss_tree_mb``: this process and its
+parse workers together, sampled during the cold ingest). Targets (issue 17, at any
+archive size): >= 10,000 events/s cold, <= 50 ms re-poll, <= 250 MB for the process tree.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import psutil  # noqa: E402
 from make_archive import make_archive  # noqa: E402
 
 from feedbot.archive.local import LocalArchiveSource  # noqa: E402
@@ -51,12 +56,41 @@ def archive_for(events: int) -> Path:
     return root
 
 
+class TreeRss:
+    """The peak resident memory of this process and all its children together
+    (the parse workers), sampled every 50 ms by a thread: what the machine must
+    hold for an ingest, which the process's own ``ru_maxrss`` does not say."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            total = 0
+            for process in (me, *me.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 async def measure(root: Path, db: Path) -> dict[str, float]:
     store = await Store.open(f"sqlite:///{db}")
     source = LocalArchiveSource(root, lookback_days=1)
     ingestor = Ingestor(store, source)
     started = time.perf_counter()
-    cold = await ingestor.poll()
+    with TreeRss() as tree:
+        cold = await ingestor.poll()
     cold_s = time.perf_counter() - started
     stored = await store.count_events()
 
@@ -87,6 +121,7 @@ async def measure(root: Path, db: Path) -> dict[str, float]:
         "repoll_light_ms": statistics.median(light_ms),
         "repoll_fresh_process_ms": fresh_ms,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_tree_mb": tree.peak / 2**20,
     }
 
 
@@ -126,11 +161,12 @@ def main() -> None:
     rows = [
         ("events stored", f"{result['events']:,.0f}", ""),
         ("cold ingest", f"{result['cold_s']:.1f} s", ""),
-        ("cold events/s", f"{result['cold_events_per_s']:,.0f}", ">= 5,000"),
+        ("cold events/s", f"{result['cold_events_per_s']:,.0f}", ">= 10,000"),
         ("re-poll, same process, full walk", f"{result['repoll_ms']:.0f} ms", ""),
         ("re-poll, same process, light", f"{result['repoll_light_ms']:.0f} ms", "<= 50 ms"),
         ("re-poll, fresh process", f"{result['repoll_fresh_process_ms']:.0f} ms", ""),
-        ("peak RSS", f"{result['peak_rss_mb']:.0f} MB", "<= 250 MB"),
+        ("peak RSS, this process", f"{result['peak_rss_mb']:.0f} MB", ""),
+        ("peak RSS, process tree (ingest)", f"{result['peak_rss_tree_mb']:.0f} MB", "<= 250 MB"),
     ]
     if not args.no_reference:
         rows += [
