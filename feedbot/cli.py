@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -204,6 +205,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.add_argument("--digest-at", metavar="HH:MM", help="when a daily or weekly digest closes")
     add.add_argument("--timezone", metavar="ZONE", help="IANA zone of --digest-at (default UTC)")
+    add.add_argument(
+        "--inactive",
+        action="store_true",
+        help="add it switched off (its alerts queue until `subscriptions enable ID`)",
+    )
     add.set_defaults(handler=_cmd_subscriptions_add)
     command(subs_commands, "list", "list subscriptions").set_defaults(
         handler=_cmd_subscriptions_list
@@ -421,6 +427,10 @@ def _cmd_subscriptions_add(args: argparse.Namespace) -> int:
                 policy=target_policy(settings),
                 templates=template_limits(settings),
             )
+            if args.inactive:
+                subscription = replace(
+                    subscription, active=False, disabled_reason="added inactive with the CLI"
+                )
             stored = await store.subscriptions.add(subscription, now=utc_now())
         print(stored.id)
         if args.secret == "new":

@@ -394,6 +394,8 @@ WEBSUB_ORIGIN = "websub"
 # subscription of this origin and id, kept from the config; it matches no event.
 OPERATOR_ORIGIN = "operator"
 OPERATOR_ID = "operator"
+# Why a config subscription with ``active = false`` is off (its queue is kept).
+CONFIG_DISABLED = "active = false in the config"
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,6 +254,7 @@ class SubscriptionSettings(_Section):
     )
     digest_at: str | None = Field(None, description='"HH:MM" a daily or weekly digest closes at')
     timezone: str | None = Field(None, description="IANA time zone of digest_at (default UTC)")
+    active: bool = Field(True, description="false: kept, but nothing is sent to it")
 
     @field_validator("events")
     @classmethod

@@ -345,6 +345,14 @@ async def test_apprise_and_digest_subscriptions_show_no_secret(api: Api) -> None
     assert off.status == 200 and off.json["digest"] is None
 
 
+async def test_a_subscription_can_be_created_switched_off(api: Api) -> None:
+    created = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK, "active": False})
+    assert created.status == 201, created.text
+    assert created.json["active"] is False and created.json["disabled_reason"]
+    bad = await api.call("POST", "/api/v1/subscriptions", {"url": HOOK, "active": "no"})
+    assert bad.status == 400 and bad.json["field"] == "active"
+
+
 async def test_the_operators_subscription_is_not_the_apis(api: Api) -> None:
     await api.store.subscriptions.reconcile_operator(
         Subscription(id="", url="https://ops.example.org/hook"), now=utc_now()

@@ -11,9 +11,12 @@ import pytest
 
 from feedbot.cli import main
 from feedbot.errors import ConfigError
+from feedbot.model import CONFIG_DISABLED, Subscription
 from feedbot.notify.outbound import config_subscriptions, operator_subscription
 from feedbot.notify.ssrf import TargetPolicy
 from feedbot.settings import Settings, SubscriptionSettings
+from feedbot.store import Store
+from tests.conftest import T0
 
 PASSWORD = "app-password-of-the-relay"
 MAIL = f"mailto://me:{PASSWORD}@mail.example.org?from=feedbot@example.org"
@@ -87,11 +90,15 @@ def test_cli_adds_an_apprise_digest_and_lists_it_masked(tmp_path: Path, capsys) 
     assert main([*add, "--timezone", "Europe/Berlin"]) == 0
     capsys.readouterr()
     assert main([*base, "list"]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    (line,) = capsys.readouterr().out.splitlines()  # one so far
     assert PASSWORD not in line
     assert "mailto://me:" in line and "format=apprise" in line
     assert "digest=daily@07:30 Europe/Berlin" in line
 
+    assert main([*base, "add", "https://h.example/off", "--inactive"]) == 0
+    capsys.readouterr()
+    assert main([*base, "list"]) == 0
+    assert "disabled (added inactive with the CLI)" in capsys.readouterr().out
     assert main([*base, "add", "https://h.example/", "--digest", "monthly"]) == 2
     assert "digest: expected hourly, daily, weekly" in capsys.readouterr().err
     assert main([*base, "add", MAIL.replace("mailto", "nosuch"), "--format", "apprise"]) == 2
@@ -124,3 +131,25 @@ def test_config_check_masks_apprise_urls_and_checks_them(tmp_path: Path, capsys)
     assert main(["--config", str(config), "config", "check"]) == 2
     err = capsys.readouterr().err
     assert "subscriptions[0].digest" in err and PASSWORD not in err
+
+
+async def test_active_false_in_the_config_switches_a_subscription_off_and_back(
+    store: Store,
+) -> None:
+    def wanted(**keys: object) -> list[Subscription]:
+        return config_subscriptions(entry(**keys), POLICY)
+
+    (off,) = wanted(active=False)
+    assert (off.active, off.disabled_reason) == (False, CONFIG_DISABLED)
+    assert await store.subscriptions.reconcile_config(wanted(active=False), now=T0) == (1, 0, 0)
+    (stored,) = await store.subscriptions.all()
+    assert not stored.active and stored.disabled_reason == CONFIG_DISABLED
+    assert await store.subscriptions.reconcile_config(wanted(), now=T0) == (0, 1, 0)
+    (stored,) = await store.subscriptions.all()
+    assert stored.active and stored.disabled_reason is None
+    # One a 410 switched off stays off: the file's default active = true is no "enable".
+    await store.subscriptions.set_active(stored.id, False, reason="the receiver answered 410 Gone")
+    assert await store.subscriptions.reconcile_config(wanted(), now=T0) == (0, 0, 0)
+    (stored,) = await store.subscriptions.all()
+    assert not stored.active and stored.disabled_reason == "the receiver answered 410 Gone"
+    assert await store.subscriptions.reconcile_config(wanted(active=False), now=T0) == (0, 0, 0)

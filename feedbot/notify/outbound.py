@@ -28,6 +28,7 @@ from feedbot.digest import DigestSchedule
 from feedbot.errors import ConfigError, TargetRefused
 from feedbot.feeds import urls
 from feedbot.model import (
+    CONFIG_DISABLED,
     OPERATOR_ID,
     OPERATOR_ORIGIN,
     AlertKind,
@@ -433,6 +434,8 @@ def config_subscriptions(
                     templates=templates,
                 )
             )
+            if not entry.active:
+                built[-1] = replace(built[-1], active=False, disabled_reason=CONFIG_DISABLED)
         except ConfigError as exc:
             field = f"subscriptions[{index}].{exc.field}" if exc.field else None
             raise ConfigError(f"subscriptions[{index}].{exc}", field=field) from None

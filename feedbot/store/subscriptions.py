@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from feedbot.errors import ConfigError, FeedbotError, NotFoundError
 from feedbot.model import (
+    CONFIG_DISABLED,
     OPERATOR_ID,
     OPERATOR_ORIGIN,
     WEBSUB_FORMAT,
@@ -363,6 +364,23 @@ class Subscriptions:
                             timezone=want.timezone,
                             shown_url=want.shown_url,
                         ),
+                    )
+                    updated += 1
+                if (
+                    have is not None
+                    and have.active != want.active
+                    and (not want.active or have.disabled_reason == CONFIG_DISABLED)
+                ):
+                    # ``active`` in the file switches it; it does not switch on one
+                    # that a 410 or its failures switched off.
+                    await connection.execute(
+                        update(subscriptions)
+                        .where(subscriptions.c.id == have.id)
+                        .values(
+                            active=want.active,
+                            disabled_reason=want.disabled_reason,
+                            failing_since=None,
+                        )
                     )
                     updated += 1
             for gone in existing.values():

@@ -71,10 +71,11 @@ MAX_IDS = 1000  # ids in one replay
 GENERATE = "generate"  # "secret": "generate" asks the server for a new secret
 _CREATE_FIELDS = (
     *("url", "topics", "format", "secret", "keywords", "exclude", "events"),
-    *("digest", "digest_at", "timezone"),
+    *("digest", "digest_at", "timezone", "active"),
 )
-_PATCH_FIELDS = (*_CREATE_FIELDS[1:], "active")  # a URL is not changed: add another
+_PATCH_FIELDS = _CREATE_FIELDS[1:]  # a URL is not changed: add another
 _NO_STORE: dict[str, str] = {hdrs.CACHE_CONTROL: "no-store"}
+_API_DISABLED = "disabled through the admin API"
 _CHALLENGE = 'Bearer realm="feedbot admin API"'
 
 
@@ -445,6 +446,11 @@ class _AdminApi:
             timezone=_optional(body, "timezone", None),
             origin="api",
         )
+        if "active" in body:
+            if not isinstance(body["active"], bool):
+                _refuse(400, "active: must be true or false", "active")
+            if not body["active"]:
+                built = replace(built, active=False, disabled_reason=_API_DISABLED)
         stored = await self.store.subscriptions.add(built, now=utc_now())
         # Only the host: a Slack or Discord webhook URL is itself a credential (an
         # Apprise URL shows in its privacy form).
@@ -484,7 +490,7 @@ class _AdminApi:
         if set(body) <= {"active"}:
             # Switching on or off writes nothing else, so it works for every format
             # (a template one included) and keeps what another request changed.
-            reason = None if active else "disabled through the admin API"
+            reason = None if active else _API_DISABLED
             stored = await self.store.subscriptions.set_active(current.id, active, reason=reason)
             self._log_change(stored, body)
             return _json(subscription_view(stored))
@@ -507,7 +513,7 @@ class _AdminApi:
         if active:
             reason = None  # the store clears the reason and the failure streak
         elif current.active:
-            reason = "disabled through the admin API"
+            reason = _API_DISABLED
         else:
             reason = current.disabled_reason
         changed = replace(
