@@ -168,6 +168,20 @@ def write_config(
     return path
 
 
+async def feedbot_cli(*args: str) -> tuple[int | None, str, str]:
+    """Run ``python -m feedbot ARGS`` to its end: its exit status, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "feedbot",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=PATIENCE)
+    return process.returncode, out.decode(), err.decode()
+
+
 @asynccontextmanager
 async def feedbot_run(config: Path, *options: str) -> AsyncIterator[Daemon]:
     """``feedbot --config CONFIG OPTIONS run`` (its config says ``port = 0``), once

@@ -9,9 +9,7 @@ check``, the admin API and ``/readyz``.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +17,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import PATIENCE, write_page
-from tests.daemons import day_key, feedbot_run, until
+from tests.conftest import write_page
+from tests.daemons import day_key, feedbot_cli, feedbot_run, until
 from tests.daemons import write_config as daemon_config
 from tests.receivers import running_receiver, status
 from tests.test_apprise_target import (
@@ -35,22 +33,6 @@ from tests.test_apprise_target import (
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TOKEN = "admin-token-for-the-test"
-
-
-async def feedbot(config: Path, *args: str) -> tuple[int | None, str]:
-    """``feedbot --config CONFIG ARGS`` to its end: exit status and all it printed."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "feedbot",
-        "--config",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=PATIENCE)
-    return process.returncode, out.decode()
 
 
 async def test_apprise_alerts_digests_and_operator_notices(tmp_path: Path, archive: Path) -> None:
@@ -129,9 +111,9 @@ async def test_apprise_alerts_digests_and_operator_notices(tmp_path: Path, archi
                     ("deliveries", "list"),
                     ("config", "check"),
                 ):
-                    code, output = await feedbot(config, *args)
-                    assert code == 0, output
-                    shown[" ".join(args)] = output
+                    code, output, errors = await feedbot_cli("--config", str(config), *args)
+                    assert code == 0, errors
+                    shown[" ".join(args)] = output + errors
                 shown["log"] = daemon.log
             assert len(mailbox.messages) == 1  # one digest for the period, not one per event
 

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import socket
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import pytest
 from aiohttp import web
 
 from feedbot.store import Store
-from tests.conftest import PATIENCE, write_page
-from tests.daemons import day_key, feedbot_run, until, until_async
+from tests.conftest import write_page
+from tests.daemons import day_key, feedbot_cli, feedbot_run, until, until_async
 from tests.daemons import write_config as daemon_config
 from tests.receivers import Receiver, running_receiver
 
@@ -163,16 +162,8 @@ async def test_kill_9_mid_burst_loses_no_alert(tmp_path: Path, archive: Path, wo
 
 async def failed_start(*args: str) -> tuple[int | None, list[str]]:
     """Run ``python -m feedbot ARGS`` to its end: its exit status and stderr lines."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "feedbot",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _out, err = await asyncio.wait_for(process.communicate(), timeout=PATIENCE)
-    return process.returncode, err.decode().strip().splitlines()
+    returncode, _out, err = await feedbot_cli(*args)
+    return returncode, err.strip().splitlines()
 
 
 def bad_start_cases(tmp_path: Path, archive: Path) -> dict[str, tuple[list[str], str]]:

@@ -287,7 +287,8 @@ class LocalArchiveSource:
         place, and fully now and then besides."""
         folders = []
         months: dict[str, str] = {}
-        recent_months = {f"{d:%Y/%m}" for d in _recent_days(today, self.lookback_days)}
+        # The months holding a day _is_recent holds recent: its oldest one's and later.
+        oldest = today - timedelta(days=self.lookback_days - 1)
         for year in _numeric_dirs(self.news):
             for month in _numeric_dirs(year):
                 key = f"{year.name}/{month.name}"
@@ -295,9 +296,9 @@ class LocalArchiveSource:
                     mark = str(month.stat().st_mtime_ns)
                 except FileNotFoundError:
                     continue
-                padded = f"{int(year.name):04d}/{int(month.name):02d}"
+                recent = (int(year.name), int(month.name)) >= (oldest.year, oldest.month)
                 unchanged = marks.get(_MONTH_PREFIX + key) == mark
-                if not full and unchanged and padded not in recent_months:
+                if not full and unchanged and not recent:
                     continue
                 months[key] = mark
                 for day in _numeric_dirs(month):
@@ -373,12 +374,6 @@ def _list_pages(folder: Path) -> tuple[_Listing, tuple[tuple[str, str], ...], st
                 bad.append((shown_name(page[0]), reason))
         listing = kept
     return tuple(listing), tuple(bad), digest
-
-
-def _recent_days(today: date, lookback_days: int) -> list[date]:
-    """The days :func:`_is_recent` holds recent, a day either way of today (a
-    file server's clock may be ahead of ours)."""
-    return [today - timedelta(days=n) for n in range(-1, max(lookback_days, 1))]
 
 
 def _is_recent(key: str, today: date, lookback_days: int) -> bool:

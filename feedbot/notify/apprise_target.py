@@ -162,8 +162,8 @@ def _schemas() -> dict[str, _Schema]:
     """Every schema Apprise knows, disabled ones too (their refusal says so).
 
     Asking loads every plugin module, once: before any URL is loaded (here,
-    :func:`_load` and :class:`AppriseSender` ask first), so that loading never
-    happens in a pool thread. Apprise 2.3.0's mail plugin imports the standard
+    :func:`_load` asks first, and every target a sender gets was loaded by it),
+    so that loading never happens in a pool thread. Apprise 2.3.0's mail plugin imports the standard
     ``imghdr`` module, whose import warns of its removal in Python 3.13: the
     deprecation notices of Apprise's own modules are silenced while loading.
     """
@@ -459,7 +459,9 @@ class AppriseSender:
         self._resolve = resolve
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="apprise")
         _thread_log()  # installed before the first thread logs
-        _schemas()  # Apprise's plugins loaded before the first thread needs one
+        # Apprise's plugins (25 MB, a quarter of a second) are loaded by the first
+        # parse_apprise_url, on the caller's thread, which every target comes
+        # from: not here, where every delivering process would pay for them.
 
     async def refusal(self, target: AppriseTarget) -> TargetRefused | None:
         """The guard's refusal of ``target``: every address of its host that the

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from ipaddress import ip_address
-from typing import Any, TypedDict
+from typing import Any, Generic, TypedDict, TypeVar
 from zoneinfo import ZoneInfo
 
 from feedbot.alerts import parse_events
@@ -67,6 +67,7 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # WHATWG URLs allow and container service names use.
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?", re.IGNORECASE)
 PING_TYPE = "feedbot.ping"
+_V = TypeVar("_V")
 
 
 def build_subscription(
@@ -231,10 +232,10 @@ class RequestFactory:
         self.base_url = base_url
         self._template_limits = templates or TemplateLimits()
         self._renderer: TemplateRenderer | None = None  # started by the first template
-        # One event goes to many subscribers, mostly with the same body: render it
-        # once. Keyed by everything the body depends on.
-        self._bodies: OrderedDict[tuple[object, ...], RenderedPayload] = OrderedDict()
-        self._messages: OrderedDict[tuple[object, ...], AppriseMessage] = OrderedDict()
+        # One event goes to many subscribers, mostly with the same body (or Apprise
+        # message): render it once. Keyed by everything it depends on.
+        self._bodies: _Recent[RenderedPayload] = _Recent()
+        self._messages: _Recent[AppriseMessage] = _Recent()
 
     def __call__(self, job: DeliveryJob, attempted_at: datetime) -> Outgoing | Awaitable[Request]:
         """The request; for an operator's template, a coroutine that renders it in
@@ -256,18 +257,21 @@ class RequestFactory:
         elif job.notice is not None:
             message = notice_message(target, job.notice)
         else:
-            # One event goes to many subscribers, mostly with the same limits: the
-            # message is rendered once for them all.
-            assert job.event is not None
-            key = (target.body_format, target.title_max, target.body_max, *self._key(job))
-            message = self._messages.get(key) or alert_message(
-                target, job.event, base_url=self.base_url, **_alert_of(job.delivery)
-            )
-            self._messages[key] = message
-            self._messages.move_to_end(key)
-            if len(self._messages) > 512:
-                self._messages.popitem(last=False)
+            message = self._alert_message(target, job)
         return AppriseRequest(target, message)
+
+    def _alert_message(self, target: AppriseTarget, job: DeliveryJob) -> AppriseMessage:
+        """The Apprise message of an alert: one event goes to many subscribers,
+        mostly with the same limits, so it is rendered once for them all."""
+        assert job.event is not None
+        key = (target.body_format, target.title_max, target.body_max, *self._key(job))
+        if (cached := self._messages.get(key)) is not None:
+            return cached
+        message = alert_message(
+            target, job.event, base_url=self.base_url, **_alert_of(job.delivery)
+        )
+        self._messages.put(key, message)
+        return message
 
     def _digest(self, job: DeliveryJob) -> Digest:
         """The job's digest with the link to the feed that holds all its events,
@@ -326,7 +330,7 @@ class RequestFactory:
             payload = await self._renderer.render(
                 path, template_context(body, self.base_url), key=job.subscription.id
             )
-            self._keep(key, payload)
+            self._bodies.put(key, payload)
         return self._request(job, attempted_at, payload)
 
     def _payload(self, job: DeliveryJob) -> RenderedPayload:
@@ -340,12 +344,11 @@ class RequestFactory:
         assert job.event is not None
         key = self._key(job)
         if (cached := self._bodies.get(key)) is not None:
-            self._bodies.move_to_end(key)
             return cached
         payload = render_payload(
             job.subscription.format, job.event, base_url=self.base_url, **_alert_of(job.delivery)
         )
-        self._keep(key, payload)
+        self._bodies.put(key, payload)
         return payload
 
     @staticmethod
@@ -354,10 +357,24 @@ class RequestFactory:
         about: object = job.event if job.event is not None else job.delivery.id
         return (job.subscription.format, about, *_alert_of(job.delivery).values())
 
-    def _keep(self, key: tuple[object, ...], payload: RenderedPayload) -> None:
-        self._bodies[key] = payload
-        if len(self._bodies) > 512:
-            self._bodies.popitem(last=False)
+
+class _Recent(Generic[_V]):
+    """The ``size`` values last rendered, by key."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[object, ...], _V] = OrderedDict()
+
+    def get(self, key: tuple[object, ...]) -> _V | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[object, ...], value: _V) -> None:
+        self._items[key] = value
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 @lru_cache(maxsize=1024)  # a few subscription URLs, one parse each
