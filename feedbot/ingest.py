@@ -16,22 +16,19 @@ its day's mark, for a later poll.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import multiprocessing
 import os
-import traceback
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import NamedTuple
 
-from feedbot.archive.parse import DEFAULT_LIMITS, ParseLimits, parse_page
-from feedbot.archive.source import ArchiveSource, PageChanging, PollBatch, RawPage
+from feedbot.archive.pages import ParsedPages, Rejection, parse_pages
+from feedbot.archive.parse import DEFAULT_LIMITS, ParseLimits
+from feedbot.archive.source import ArchiveSource, PollBatch, RawPage
 from feedbot.clock import utc_now
-from feedbot.errors import FeedbotError, ParseError
+from feedbot.errors import FeedbotError
 from feedbot.identity import (
     Decision,
     Departures,
@@ -88,15 +85,6 @@ class PollResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a page was not taken."""
-
-    reason: str
-    version: str = ""  # digest of the bytes read ("" when none were)
-    trace: str | None = None  # an unexpected exception's traceback: a bug in feedbot
-
-
-@dataclass(frozen=True, slots=True)
 class _Read:
     """One read of the archive within a poll: what its batches are stored with."""
 
@@ -104,12 +92,6 @@ class _Read:
     progress: Callable[[int], None] | None
     store_empty: bool = False  # the store held no event when the read began
     reread: bool = False  # days the first read left for a page being written
-
-
-class _Parsed(NamedTuple):
-    events: list[EventRecord]
-    rejected: dict[str, Rejection]
-    changing: list[str]  # paths of pages that changed while they were read
 
 
 class Ingestor:
@@ -212,7 +194,7 @@ class Ingestor:
         assert self._marks is not None
         # A pipeline of one: batch N is parsed (in worker processes when large)
         # while batch N-1 is being stored.
-        parsed_batch: tuple[PollBatch, _Parsed] | None = None
+        parsed_batch: tuple[PollBatch, ParsedPages] | None = None
         async for batch in self.source.poll(self._marks, days=days, full=full):
             parsing = asyncio.ensure_future(parser.parse(batch.pages))
             try:
@@ -227,7 +209,7 @@ class Ingestor:
     async def _store(
         self,
         batch: PollBatch,
-        parsed: _Parsed,
+        parsed: ParsedPages,
         result: PollResult,
         read: _Read,
     ) -> None:
@@ -377,9 +359,12 @@ class _Parser:
     """Parses batches of pages off the event loop.
 
     Small batches (a watch event, a re-poll) are parsed in a thread. Large ones
-    (a first ingest) go to worker processes, one per core, because parsing is
-    CPU-bound Python and a thread would only contend for the GIL with the store.
-    The pool starts on the first large batch and ends with the poll.
+    (a first ingest) go to worker processes, because parsing is CPU-bound Python
+    and a thread would only contend for the GIL with the store. One core is left
+    to this process, which stores the batches: storing costs more than parsing
+    (on 2 cores one worker parses faster than the store takes the events), and
+    each worker more holds its own interpreter and batch in memory. The pool
+    starts on the first large batch and ends with the poll.
     """
 
     LARGE = 256  # pages
@@ -387,7 +372,7 @@ class _Parser:
     def __init__(self, limits: ParseLimits) -> None:
         self._limits = limits
         self._pool: ProcessPoolExecutor | None = None
-        self._workers = os.cpu_count() or 1
+        self._workers = max(1, (os.cpu_count() or 1) - 1)
 
     async def __aenter__(self) -> _Parser:
         return self
@@ -396,9 +381,9 @@ class _Parser:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def parse(self, pages: Sequence[RawPage]) -> _Parsed:
+    async def parse(self, pages: Sequence[RawPage]) -> ParsedPages:
         if len(pages) < self.LARGE:
-            return await asyncio.to_thread(_parse_all, pages, self._limits)
+            return await asyncio.to_thread(parse_pages, pages, self._limits)
         if self._pool is None:
             # spawn: never fork a process that runs threads (aiosqlite's); and the
             # workers' parent is this process, so they can end with it (processes.py).
@@ -407,61 +392,16 @@ class _Parser:
                 max_workers=self._workers, mp_context=context, initializer=start_worker
             )
         loop = asyncio.get_running_loop()
-        share = -(-len(pages) // self._workers)  # one slice per worker, rounded up
+        # Slices of at most LARGE pages: a worker then holds a slice's bytes and
+        # events at a time, not a whole batch's.
+        share = min(-(-len(pages) // self._workers), self.LARGE)
         slices = [pages[start : start + share] for start in range(0, len(pages), share)]
         results = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, _parse_all, part, self._limits) for part in slices)
+            *(loop.run_in_executor(self._pool, parse_pages, part, self._limits) for part in slices)
         )
-        parsed = _Parsed([], {}, [])
+        parsed = ParsedPages([], {}, [])
         for part in results:
             parsed.events.extend(part.events)
             parsed.rejected.update(part.rejected)
             parsed.changing.extend(part.changing)
         return parsed
-
-
-# Files read at once by each parser. Reading is the slow part when the archive is
-# not in the page cache (a first start after a reboot): one read at a time leaves
-# the disk idle between requests. Measured with bench/ingest.py after dropping the
-# page cache: 4,468 events/s reading one file at a time.
-_READERS = 8
-
-
-def _parse_all(pages: Sequence[RawPage], limits: ParseLimits) -> _Parsed:
-    parsed: list[EventRecord] = []
-    rejected: dict[str, Rejection] = {}
-    changing: list[str] = []
-    with ThreadPoolExecutor(_READERS) if len(pages) > _READERS else nullcontext() as readers:
-        contents = readers.map(_content, pages) if readers else map(_content, pages)
-        for page, content in zip(pages, contents, strict=True):
-            try:
-                if isinstance(content, Exception):
-                    raise content
-                parsed.append(EventRecord.of(parse_page(content, page.path, limits=limits)))
-            except ParseError as exc:
-                rejected[page.path] = Rejection(exc.reason, _version(content))
-            except PageChanging:
-                changing.append(page.path)
-            except Exception as exc:
-                # A bug, yet this page's alone: it is rejected, the others go on, and
-                # the traceback travels back (from a worker process) to be logged.
-                rejected[page.path] = Rejection(
-                    f"cannot be read as a page (a bug in feedbot): {type(exc).__name__}: {exc}",
-                    _version(content),
-                    traceback.format_exc(),
-                )
-    return _Parsed(parsed, rejected, changing)
-
-
-def _content(page: RawPage) -> bytes | Exception:
-    """The page's bytes, or why it could not be read (raised where it is parsed)."""
-    try:
-        return page.read()
-    except Exception as exc:
-        return exc
-
-
-def _version(content: bytes | Exception) -> str:
-    if isinstance(content, Exception):
-        return ""
-    return hashlib.blake2b(content, digest_size=8).hexdigest()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -205,3 +207,18 @@ async def test_a_rejected_page_is_warned_about_once_per_reason_and_content(
     broken.write_text("# A summary but no date\n", encoding="utf-8")
     rejected, warnings = await poll_and_warnings()
     assert len(warnings) == 1
+
+
+def test_a_parse_worker_imports_neither_the_store_nor_the_web_app() -> None:
+    """A first ingest's worker processes import what they run (parse_pages), in
+    interpreters of their own: the store's and the web app's libraries would cost
+    each worker tens of MB for nothing."""
+    probe = (
+        "import sys, feedbot.archive.pages, feedbot.loop;"
+        "print(sorted(m for m in ('sqlalchemy', 'aiohttp', 'feedgen', 'jinja2', 'apprise')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

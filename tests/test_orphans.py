@@ -204,10 +204,9 @@ async def test_kill_9_mid_poll_leaves_no_parse_worker(tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     write_archive(archive, "2020/01/15", PAGES)
     config = write_config(tmp_path, archive)
-    workers = min(os.cpu_count() or 1, 2)
     async with feedbot_run(config) as daemon:
         await until(
-            lambda: len(parse_workers(daemon.pid)) >= workers,
+            lambda: len(parse_workers(daemon.pid)) >= 1,
             lambda: f"no parse pool under the daemon; its log:\n{daemon.output()}",
         )
         assert not any("poll of archive" in line for line in daemon.log), "the poll was over"
