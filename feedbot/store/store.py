@@ -957,7 +957,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # 64 MiB of page cache (the default is 2 MiB): a first ingest inserts into
-    # indexes far larger than that, and every miss is a read.
-    cursor.execute("PRAGMA cache_size=-65536")
+    # 48 MiB of page cache a connection (the default is 2 MiB): a first ingest
+    # inserts into indexes far larger than that, and every miss is a read; more
+    # would take the first ingest's process tree past 250 MB.
+    cursor.execute("PRAGMA cache_size=-49152")
     cursor.close()
