@@ -629,3 +629,16 @@ async def test_stored_entries_never_share_updated_and_an_empty_feed_has_a_real_d
     atom = ET.fromstring(page.render(FeedFormat.ATOM).body)
     updated = [e.findtext(f"{ATOM}updated") for e in atom.iter(f"{ATOM}entry")]
     assert len(set(updated)) == 5
+
+
+def test_an_entry_is_rendered_from_its_whole_event_not_only_its_id_and_time() -> None:
+    """Entries are built once and reused across renders: an event whose content
+    changed under the same updated time (a related link resolved to another
+    event) is not shown as it was."""
+    before = rich_event()
+    first = render_atom(spec(), [before], 1, 1)
+    link = replace(before.event.related[0], id="2008/07/6/explosion-kept", title="Kept")
+    after = replace(before, event=replace(before.event, related=(link,)))
+    second = render_atom(spec(), [after], 1, 1)
+    assert b"explosion-kept" not in first and b"explosion-kept" in second
+    assert render_atom(spec(), [before], 1, 1) == first

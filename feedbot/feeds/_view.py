@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from functools import lru_cache
 
 from feedbot.feeds import urls
 from feedbot.feeds._text import safe_event, xml_safe
@@ -121,6 +122,11 @@ def _paging(spec: FeedSpec, fmt: FeedFormat, page: int, pages: int) -> tuple[tup
     return tuple(links)
 
 
+# A feed rendered again after a new event (the cache drops the whole document) holds
+# the same entries but one. Each is built once: keyed on the whole stored event (its
+# content, its updated time, the related links resolved for it) and the base URL,
+# so a changed event is built anew. 512 entries: about ten pages of 50 and some 5 MB.
+@lru_cache(maxsize=512)
 def _entry(stored: StoredEvent, base_url: str) -> EntryView:
     event = safe_event(stored.event)
     return EntryView(
