@@ -48,7 +48,7 @@ from feedbot.notify.deliver import Deliverer
 from feedbot.notify.outbound import config_subscriptions, operator_subscription
 from feedbot.notify.workers import DeliveryWorkers, build_deliverer, open_session
 from feedbot.settings import Settings
-from feedbot.store import Store
+from feedbot.store import Store, WriteResult
 from feedbot.store.replicas import Change
 from feedbot.web.server import WebServer
 
@@ -89,7 +89,7 @@ class Daemon:
         self.store = store
         self.source = source
         self.policy = target_policy(settings)
-        self.ingestor = make_ingestor(settings, store, source)
+        self.ingestor = make_ingestor(settings, store, source, on_stored=self._stored)
         self.cache = make_feed_cache(settings, store)
         self.metrics = Metrics()
         self.web = WebServer(
@@ -121,12 +121,19 @@ class Daemon:
 
     # -- polling ---------------------------------------------------------------------
 
-    async def poll(self, days: set[str] | None = None) -> PollResult | None:
+    async def poll(
+        self, days: set[str] | None = None, *, hurried: bool = False
+    ) -> PollResult | None:
         """One poll, serialised with every other; failures are logged, not raised.
-        Only the replica holding the poller role polls."""
+        Only the replica holding the poller role polls. ``hurried``: of the days
+        handed to a poll under way that it did not read (:meth:`_hurry`)."""
         if self._stop.is_set() or not self._is_poller:
             return None
         async with self._poll_lock:
+            if hurried:
+                days = set(self.ingestor.hurried)
+                if not days:
+                    return None
             self._poll_task = asyncio.current_task()
             started = utc_now()
             full = days is None and needs_full_walk(self._watching, self._last_full_walk, started)
@@ -182,10 +189,35 @@ class Daemon:
                 log.info("this replica is now the poller", extra={"worker": self.worker_id})
             self.ingestor.forget_marks()
             self._is_poller = True
-            self._scheduler.add_job(self._scheduled_poll, id="takeover-poll")
+            # However late it starts (a busy start-up blocks the loop): never dropped.
+            self._scheduler.add_job(
+                self._scheduled_poll, id="takeover-poll", misfire_grace_time=None
+            )
         elif not holding and self._is_poller:
             log.warning("this replica lost the poller role", extra={"worker": self.worker_id})
             self._is_poller = False
+
+    def _stored(self, written: WriteResult) -> None:
+        """A batch of the poll under way is stored: its feeds change, its alerts
+        go out now (a first ingest's batches come for minutes)."""
+        self.cache.invalidate(written.topics)
+        if written.alerts:
+            self._wake_deliverers()
+
+    def _hurry(self, days: set[str]) -> None:
+        """Pages were written in ``days`` while a poll runs, which may take minutes
+        (a first ingest): it reads them between two of its batches, and whatever
+        it no longer can is polled as soon as it ends."""
+        self.ingestor.hurry(days)
+        if not any(task.get_name() == "hurried-poll" for task in self._settle_polls):
+            task = asyncio.create_task(self._poll_hurried(), name="hurried-poll")
+            self._settle_polls.add(task)
+            task.add_done_callback(self._settle_polls.discard)
+
+    async def _poll_hurried(self) -> None:
+        while self.ingestor.hurried and not self._stop.is_set():
+            if await self.poll(hurried=True) is None:
+                return  # failed (retried by the schedule), or not the poller any more
 
     def _on_change(self, change: Change) -> None:
         """Another replica stored something: drop stale feeds, look at the outbox."""
@@ -280,6 +312,9 @@ class Daemon:
                         # The watch just started: what changed before it was in
                         # place only a full walk finds.
                         self._last_full_walk = None
+                    elif self._poll_lock.locked():
+                        self._hurry(days)  # and the watch goes on meanwhile
+                        continue
                     await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:
                 self.metrics.archive_watch.set(0)
@@ -369,6 +404,7 @@ class Daemon:
             "interval",
             seconds=notify.digest_check_seconds,
             next_run_time=utc_now(),
+            misfire_grace_time=None,
             id="digests",
             max_instances=1,
             coalesce=True,

@@ -31,7 +31,7 @@ from feedbot.notify.retry import RetryPolicy
 from feedbot.notify.ssrf import GuardedConnector, TargetPolicy
 from feedbot.notify.workers import DeliveryConfig
 from feedbot.settings import Settings
-from feedbot.store import Store
+from feedbot.store import Store, WriteResult
 
 
 def make_source(settings: Settings, clock: Callable[[], datetime] = utc_now) -> ArchiveSource:
@@ -62,13 +62,19 @@ def make_source(settings: Settings, clock: Callable[[], datetime] = utc_now) -> 
     )
 
 
-def make_ingestor(settings: Settings, store: Store, source: ArchiveSource) -> Ingestor:
+def make_ingestor(
+    settings: Settings,
+    store: Store,
+    source: ArchiveSource,
+    on_stored: Callable[[WriteResult], None] | None = None,
+) -> Ingestor:
     """The ingestor of ``source`` into ``store``, with the archive's page limits."""
     return Ingestor(
         store,
         source,
         backfill_days=settings.notify.backfill_days,
         limits=settings.archive.parse_limits,
+        on_stored=on_stored,
     )
 
 

@@ -41,7 +41,7 @@ from feedbot.identity import (
 )
 from feedbot.loop import start_worker
 from feedbot.model import Event, EventRecord
-from feedbot.store import PollRecord, Store
+from feedbot.store import PollRecord, Store, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,11 @@ class Ingestor:
         clock: Callable[[], datetime] = utc_now,
         backfill_days: int = 0,
         limits: ParseLimits = DEFAULT_LIMITS,
+        on_stored: Callable[[WriteResult], None] | None = None,
     ) -> None:
+        """``on_stored`` is called with what each stored batch changed, as soon as
+        it is committed: a long poll's alerts go out and its feeds change while it
+        goes on, not when it ends."""
         self.store = store
         self.limits = limits
         self.backfill_days = backfill_days
@@ -118,6 +122,21 @@ class Ingestor:
         # What was last logged about each rejected page: a page is logged again only
         # when its reason or its bytes change, not on every poll that reads it.
         self._reported: dict[str, tuple[str, str]] = {}
+        self._on_stored = on_stored
+        self._hurried: set[str] = set()  # days for the poll under way to read next
+
+    def hurry(self, days: Collection[str]) -> None:
+        """Have the poll under way read ``days`` between two of its batches, before
+        the rest of its walk: a page written during a long poll (a first ingest)
+        is stored and alerted then, not when the walk is over. A poll that has
+        stored its last batch reads them no more: call it only while a poll runs,
+        and poll those days afterwards if :meth:`hurried` still holds them."""
+        self._hurried.update(days)
+
+    @property
+    def hurried(self) -> frozenset[str]:
+        """The days handed to :meth:`hurry` that no poll has read yet."""
+        return frozenset(self._hurried)
 
     def forget_marks(self) -> None:
         """Reload the source marks from the store on the next poll (another replica
@@ -142,6 +161,8 @@ class Ingestor:
         once more; a page still being written then is left in ``unsettled``."""
         started = self._clock()
         result = PollResult()
+        if days is not None:
+            self._hurried.difference_update(days)
         try:
             if self._marks is None:
                 self._marks = await self.store.load_marks()
@@ -200,11 +221,25 @@ class Ingestor:
             try:
                 if parsed_batch is not None:
                     await self._store(*parsed_batch, result, read)
+                if self._hurried:
+                    await self._read_hurried(parser, result, read)
+                    # Those pages are in the store now: the rest of the walk may
+                    # offer them again and must find them there.
+                    read = replace(read, store_empty=False)
             finally:
                 parsed = await parsing
             parsed_batch = (batch, parsed)
         if parsed_batch is not None:
             await self._store(*parsed_batch, result, read)
+
+    async def _read_hurried(self, parser: _Parser, result: PollResult, read: _Read) -> None:
+        """Read and store the days handed to :meth:`hurry` (one pass of them)."""
+        assert self._marks is not None
+        days, self._hurried = self._hurried, set()
+        log.debug("reading %d day(s) written during the poll", len(days))
+        hurried = replace(read, store_empty=False)
+        async for batch in self.source.poll(self._marks, days=days):
+            await self._store(batch, await parser.parse(batch.pages), result, hurried)
 
     async def _store(
         self,
@@ -257,6 +292,8 @@ class Ingestor:
         result.rejected.update(reasons)
         result.changed_topics |= written.topics
         result.alerts += written.alerts
+        if self._on_stored is not None and (decision.new or decision.changed or written.alerts):
+            self._on_stored(written)
         if read.progress is not None:
             read.progress(len(batch.pages) + len(batch.problems))
 

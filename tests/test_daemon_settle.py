@@ -219,3 +219,30 @@ async def test_a_poll_failing_on_a_bug_is_recorded_logged_and_retried(
     finally:
         await daemon.stop()
         await store.close()
+
+
+async def test_pages_written_during_a_long_poll_are_handed_to_it_and_the_watch_goes_on(
+    tmp_path: Path, archive: Path
+) -> None:
+    """While a poll runs (a first ingest can take minutes), the watch hands the
+    days it sees to that poll instead of waiting for it to end; what the poll can
+    no longer read is polled as soon as it ends."""
+    source = _ScriptedWatch(archive, utc_now)
+    daemon, store, polls = await running(tmp_path, source, watch=True)
+    try:
+        source.seen.put_nowait(set())  # the watch is in place: a full poll
+        await until(lambda: len(polls) >= 2)
+        later = "2007/07/13"
+        async with daemon._poll_lock:  # a poll under way
+            for day in (DAY, later):
+                write_page(archive, day, "late", "Written during a long poll")
+                source.seen.put_nowait({day})
+            await until(lambda: daemon.ingestor.hurried == {DAY, later})
+            assert source.seen.empty() and len(polls) == 2
+        await until(lambda: len(polls) == 3)
+        name, days, result = polls[-1]
+        assert (name, days, result.new) == ("hurried-poll", frozenset({DAY, later}), 2)
+        assert not daemon.ingestor.hurried
+    finally:
+        await daemon.stop()
+        await store.close()

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from feedbot.archive import local
 from feedbot.archive.local import LocalArchiveSource
 from feedbot.errors import ArchiveError
 from feedbot.ingest import Ingestor, decide
 from feedbot.model import Event, EventRecord
-from feedbot.store import Store
+from feedbot.store import Store, WriteResult
 from tests.conftest import Clock, write_page
 
 
@@ -222,3 +223,35 @@ def test_a_parse_worker_imports_neither_the_store_nor_the_web_app() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "day", ["2020/01/09", "2020/01/05"], ids=["a new day", "a day the walk reads later"]
+)
+async def test_days_hurried_during_a_long_poll_are_stored_between_its_batches(
+    store: Store, tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch, day: str
+) -> None:
+    """A page written during a first ingest (minutes long on a large archive) is
+    stored, and its alert queued, right after the batch being stored, not when
+    the walk is over; the rest of the walk finds it stored."""
+    monkeypatch.setattr(local, "_PAGES_PER_BATCH", 2)
+    archive = tmp_path / "walk"
+    for n in range(1, 6):
+        for slug in ("a", "b"):
+            write_page(archive, f"2020/01/0{n}", f"{slug}{n}", f"Event {slug}{n}")
+    batches: list[set[str]] = []
+
+    def stored(written: WriteResult) -> None:
+        if not batches:  # the first batch is stored: a page is written meanwhile
+            write_page(archive, day, "late", "Written late", story="Hurried")
+            ingestor.hurry({day})
+        batches.append(written.topics)
+
+    ingestor = Ingestor(
+        store, LocalArchiveSource(archive, clock=clock), clock=clock, on_stored=stored
+    )
+    result = await ingestor.poll()
+    assert (result.new, result.rejected) == (11, {})
+    assert ["hurried" in topics for topics in batches][:2] == [False, True]
+    assert len(batches) > 3  # the walk went on after it
+    assert await store.count_events("hurried") == 1 and not ingestor.hurried
