@@ -209,10 +209,20 @@ class Daemon:
         (a first ingest): it reads them between two of its batches, and whatever
         it no longer can is polled as soon as it ends."""
         self.ingestor.hurry(days)
-        if not any(task.get_name() == "hurried-poll" for task in self._settle_polls):
-            task = asyncio.create_task(self._poll_hurried(), name="hurried-poll")
-            self._settle_polls.add(task)
-            task.add_done_callback(self._settle_polls.discard)
+        self._poll_later("hurried-poll")
+
+    def _poll_later(self, name: str) -> None:
+        """Start a task ``name`` that polls once the poll under way has ended
+        (unless one is waiting already): of the days it was handed and did not
+        read (``hurried-poll``), or of the whole archive."""
+        if any(task.get_name() == name for task in self._settle_polls):
+            return
+        if name == "hurried-poll":
+            task = asyncio.create_task(self._poll_hurried(), name=name)
+        else:
+            task = asyncio.create_task(self._scheduled_poll(), name=name)
+        self._settle_polls.add(task)
+        task.add_done_callback(self._settle_polls.discard)
 
     async def _poll_hurried(self) -> None:
         while self.ingestor.hurried and not self._stop.is_set():
@@ -312,8 +322,12 @@ class Daemon:
                         # The watch just started: what changed before it was in
                         # place only a full walk finds.
                         self._last_full_walk = None
-                    elif self._poll_lock.locked():
-                        self._hurry(days)  # and the watch goes on meanwhile
+                    if self._poll_lock.locked():
+                        # A poll is under way, maybe for minutes: the watch goes on.
+                        if days:
+                            self._hurry(days)
+                        else:
+                            self._poll_later("watch-started-poll")
                         continue
                     await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:

@@ -246,3 +246,23 @@ async def test_pages_written_during_a_long_poll_are_handed_to_it_and_the_watch_g
     finally:
         await daemon.stop()
         await store.close()
+
+
+async def test_a_watch_set_up_again_during_a_long_poll_asks_for_a_full_poll_after_it(
+    tmp_path: Path, archive: Path
+) -> None:
+    source = _ScriptedWatch(archive, utc_now)
+    daemon, store, polls = await running(tmp_path, source, watch=True)
+    try:
+        source.seen.put_nowait(set())
+        await until(lambda: len(polls) >= 2)
+        async with daemon._poll_lock:  # a poll under way
+            write_page(archive, DAY, "late", "Written before the watch was in place")
+            source.seen.put_nowait(set())  # the watch is in place again
+            source.seen.put_nowait({"2007/07/13"})  # and goes on
+            await until(lambda: daemon.ingestor.hurried == {"2007/07/13"})
+        await until(lambda: any(name == "watch-started-poll" for name, _, _ in polls))
+        assert await _stored(store, f"{DAY}/late")
+    finally:
+        await daemon.stop()
+        await store.close()
