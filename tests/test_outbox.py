@@ -22,6 +22,7 @@ from feedbot.model import (
     Topic,
 )
 from feedbot.store import AttemptReport, Store, delivery_id
+from feedbot.store import outbox as outbox_module
 from tests.conftest import Clock, write_page
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -277,6 +278,85 @@ async def test_a_paused_subscription_keeps_its_queue(store: Store) -> None:
     assert await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE) == []
     await store.subscriptions.update(replace(s, active=True))
     assert len(await store.outbox.claim_due(now=T0, limit=10, worker="w", lease=LEASE)) == 1
+
+
+# -- fair claiming --------------------------------------------------------------------
+
+
+async def backlog_then_fresh(
+    store: Store, *, busy: int, backlog: int, fresh: int = 1
+) -> tuple[list[Subscription], Subscription]:
+    """``busy`` subscriptions with ``backlog`` deliveries due each, one event a
+    millisecond from T0; then a quiet subscription, and ``fresh`` more events, a
+    second apart from T0 + 1 s, for every subscription."""
+    busy_ones = [
+        await store.subscriptions.add(sub(f"https://busy{n}.example/"), now=T0) for n in range(busy)
+    ]
+    for n in range(backlog):
+        await store_new(store, event(f"2020/01/1/old{n}"), now=T0 + timedelta(milliseconds=n))
+    quiet = await store.subscriptions.add(sub("https://quiet.example/"), now=T0)
+    for n in range(fresh):
+        await store_new(store, event(f"2020/01/2/fresh{n}"), now=T0 + timedelta(seconds=1 + n))
+    return busy_ones, quiet
+
+
+async def claim_in_turn(store: Store, claims: int, limit: int) -> list[list[tuple[str, str]]]:
+    """``claims`` claims of ``limit`` each, a second apart, nothing finished: the
+    (subscription, event) of each delivery each one took."""
+    taken = []
+    for n in range(claims):
+        now = T0 + timedelta(seconds=10 + n)
+        jobs = await store.outbox.claim_due(now=now, limit=limit, worker="w", lease=LEASE)
+        taken.append([(j.subscription.id, j.delivery.event_id) for j in jobs])
+    return taken
+
+
+def each_ones_events(taken: list[list[tuple[str, str]]]) -> dict[str, list[str]]:
+    order: dict[str, list[str]] = {}
+    for claim in taken:
+        for subscription_id, event_id in claim:
+            order.setdefault(subscription_id, []).append(event_id)
+    return order
+
+
+async def test_a_backlog_does_not_hold_back_another_subscriptions_fresh_alert(
+    store: Store,
+) -> None:
+    busy, quiet = await backlog_then_fresh(store, busy=3, backlog=5)
+    # Two slots a claim for four subscriptions: the claims take turns. In the order
+    # of their oldest delivery, the three with a backlog would come first every
+    # time, and the quiet one's alert only once their 18 had all been taken.
+    taken = await claim_in_turn(store, claims=10, limit=2)
+    assert [len(claim) for claim in taken] == [2] * 9 + [1]
+    assert all(len({s for s, _ in claim}) == len(claim) for claim in taken)
+    assert {s for s, _ in taken[0]} < {b.id for b in busy}
+    assert (quiet.id, "2020/01/2/fresh0") in taken[1]
+    # Each subscription's own deliveries are still taken oldest first.
+    for subscription in busy:
+        assert each_ones_events(taken)[subscription.id] == [
+            *(f"2020/01/1/old{n}" for n in range(5)),
+            "2020/01/2/fresh0",
+        ]
+
+
+async def test_a_subscription_behind_what_a_claim_reads_takes_its_turn(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A claim reads the oldest due deliveries only (here 4): the quiet
+    # subscription's are behind 3 x 6 of the others'.
+    monkeypatch.setattr(outbox_module, "_READ_AHEAD", 4)
+    busy, quiet = await backlog_then_fresh(store, busy=3, backlog=6, fresh=2)
+    taken = await claim_in_turn(store, claims=14, limit=2)
+    # The first claim left most of the backlog unread: the next looks through every
+    # due delivery, finds the quiet one, and gives it its turn, with its oldest.
+    assert quiet.id not in {s for s, _ in taken[0]}
+    assert (quiet.id, "2020/01/2/fresh0") in taken[1]
+    order = each_ones_events(taken)
+    assert order[quiet.id] == ["2020/01/2/fresh0", "2020/01/2/fresh1"]
+    fresh = ["2020/01/2/fresh0", "2020/01/2/fresh1"]
+    for subscription in busy:
+        assert order[subscription.id] == [*(f"2020/01/1/old{n}" for n in range(6)), *fresh]
+    assert sum(len(claim) for claim in taken) == 3 * 8 + 2
 
 
 # -- finishing under the claim, health per subscription ----------------------------

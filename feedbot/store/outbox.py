@@ -12,8 +12,10 @@ are :mod:`feedbot.store.subscriptions`'.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -22,12 +24,14 @@ from typing import Any
 
 from sqlalchemy import (
     Select,
+    and_,
     bindparam,
     func,
     or_,
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -239,34 +243,98 @@ async def queue_alerts(
         **{(AlertKind.UPDATED, r.id): r.body for r, _previous in updated},
         **{(AlertKind.DELETED, g.id): _body(g) for g in deleted},
     }
-    plain: list[dict[str, Any]] = []  # created alerts
+    plain: list[tuple[Any, ...]] = []  # created alerts, as _QUEUE takes them
     kinds: list[dict[str, Any]] = []  # updates and removals
+    as_json = _JsonLists()  # an event's subscribers mostly share its lists
+    stamp = _stamp_processor(connection.dialect)(now)
     for delivery in planned:
-        row = {
-            "id": delivery.id,
-            "subscription_id": delivery.subscription_id,
-            "event_id": delivery.event_id,
-            "matched_topics": json.dumps(list(delivery.matched_topics)),
-            "in_reply_to": json.dumps(list(delivery.in_reply_to)),
-            "status": DeliveryStatus.PENDING.value,
-            "attempts": 0,
-            "created_at": now,
-            "next_attempt_at": now,
-        }
+        matched_topics = as_json(delivery.matched_topics)
+        in_reply_to = as_json(delivery.in_reply_to)
         if delivery.kind is AlertKind.CREATED:
             # kind, seq, previous_title and event_body: the columns' defaults. (A
             # first ingest queues thousands; each column costs on every row.)
-            plain.append(row)
-        else:
-            row["kind"] = delivery.kind.value
-            row["seq"] = delivery.sequence
-            row["previous_title"] = delivery.previous_title
-            row["event_body"] = bodies[(delivery.kind, delivery.event_id)]
-            kinds.append(row)
-    for batch in (plain, kinds):
-        if batch:
-            await connection.execute(deliveries.insert(), batch)
+            plain.append(
+                (
+                    delivery.id,
+                    delivery.subscription_id,
+                    delivery.event_id,
+                    matched_topics,
+                    in_reply_to,
+                    DeliveryStatus.PENDING.value,
+                    0,
+                    stamp,
+                    stamp,
+                )
+            )
+            continue
+        kinds.append(
+            {
+                "id": delivery.id,
+                "subscription_id": delivery.subscription_id,
+                "event_id": delivery.event_id,
+                "matched_topics": matched_topics,
+                "in_reply_to": in_reply_to,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+                "kind": delivery.kind.value,
+                "seq": delivery.sequence,
+                "previous_title": delivery.previous_title,
+                "event_body": bodies[(delivery.kind, delivery.event_id)],
+            }
+        )
+    if plain:
+        sql, _layout = _QUEUE.plan(connection.dialect, _QUEUE_NAMES)
+        await connection.exec_driver_sql(sql, plain)
+    if kinds:
+        await connection.execute(deliveries.insert(), kinds)
     return len(planned)
+
+
+# A created alert's row, through the driver's executemany with its values as the
+# driver takes them (its two timestamps converted once for the whole batch):
+# SQLAlchemy's executemany converts every parameter of every row in Python, which
+# cost a first ingest more than SQLite's own work on them.
+_QUEUE_NAMES = (
+    "id",
+    "subscription_id",
+    "event_id",
+    "matched_topics",
+    "in_reply_to",
+    "status",
+    "attempts",
+    "created_at",
+    "next_attempt_at",
+)
+_QUEUE = PlainSql(
+    f"INSERT INTO deliveries ({', '.join(_QUEUE_NAMES)})"
+    f" VALUES ({', '.join('{' + name + '}' for name in _QUEUE_NAMES)})"
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _stamp_processor(dialect: Dialect) -> Callable[[datetime], Any]:
+    """A timestamp as ``deliveries.created_at`` hands it to ``dialect``'s driver."""
+    process = deliveries.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else _unchanged
+
+
+def _unchanged(value: datetime) -> datetime:
+    return value
+
+
+class _JsonLists:
+    """The JSON text of tuples of strings, each distinct one encoded once."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[str, ...], str] = {}
+
+    def __call__(self, items: tuple[str, ...]) -> str:
+        text = self._done.get(items)
+        if text is None:
+            text = self._done[items] = json.dumps(list(items))
+        return text
 
 
 def _schedule_of(subscription: Subscription) -> DigestSchedule | None:
@@ -367,6 +435,7 @@ class Outbox:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._turns = _Turns()
 
     # -- deliveries ----------------------------------------------------------------
 
@@ -398,29 +467,58 @@ class Outbox:
         of the reading, so a long queue of one never hides another's alerts. When
         the due deliveries ran out before ``limit`` was reached, the answer says
         when the next one becomes due.
+
+        The round starts with the subscription whose turn it is, not with the
+        oldest delivery (see :class:`_Turns`): when ``limit`` is reached before
+        every subscription with a due delivery has had one, the next claims go on
+        with the others, and a subscription whose deliveries lie behind what was
+        read (behind another's backlog) is found by looking there now and then,
+        and takes its turn with its oldest. So one subscription's backlog cannot
+        hold back another's fresh alert; each subscription's own deliveries are
+        still taken oldest first.
         """
         if limit <= 0:
             return Claim(())
         cap = limit if per_subscription is None else per_subscription
         left = {sid: min(n, cap) for sid, n in (room or {}).items()}
         taken: list[str] = []
+        served: set[str] = set()
+        turns = self._turns
         async with self._db.transaction() as connection:
             # SQLite has no SKIP LOCKED: its write transaction holds the write lock
             # from its start, so another process's claim waits instead of choosing
             # the same rows.
             read = max(limit, _READ_AHEAD)
             lost = False
+            unread = False  # a reading stopped at ``read`` rows: some due ones were not read
+            passed_over = False  # ``limit`` was reached with some read ones left
             while len(taken) < limit and not lost:
                 full = [sid for sid, n in left.items() if n <= 0]
                 rows = list(await connection.execute(_due(now, full, read)))
+                queues = _queues(rows)
+                if len(rows) == read:
+                    unread = True
+                    if turns.passed_over and turns.time_to_look(now):
+                        started = time.perf_counter()
+                        await turns.look(connection, now, rows[-1].next_attempt_at, queues)
+                        turns.looked(now, time.perf_counter() - started)
+                order = turns.order(queues, {sid for sid, n in left.items() if n <= 0})
+                for sid in order[: limit - len(taken)]:
+                    if sid not in queues:  # found by the last look, beyond this reading
+                        since = turns.beyond.pop(sid)
+                        first = (await connection.execute(_first_due(now, sid, since))).first()
+                        if first is not None:
+                            queues[sid] = [first]
                 chosen: list[str] = []
-                for row in _round_robin(rows):
+                for row in _round_robin(queues, order):
                     if len(taken) + len(chosen) == limit:
+                        passed_over = True
                         break
                     if left.get(row.subscription_id, cap) <= 0:
                         continue
                     if admit is None or admit(row.subscription_id, row.url):
                         chosen.append(row.id)
+                        served.add(row.subscription_id)
                         left[row.subscription_id] = left.get(row.subscription_id, cap) - 1
                     else:
                         left[row.subscription_id] = 0
@@ -440,6 +538,7 @@ class Outbox:
                     taken.extend(chosen)
                 if len(rows) < read:
                     break  # every due delivery was read
+            turns.claimed(served, passed_over=passed_over and unread)
             more = len(taken) == limit or lost
             next_due = None if more else await _next_due(connection, now)
             jobs = await self._jobs(connection, taken) if taken else []
@@ -519,7 +618,7 @@ class Outbox:
             return frozenset()
         async with self._db.transaction() as connection:
             # Judge and write as one (on SQLite under the write lock from the start).
-            held = await _claims_held(connection, [delivery for delivery, _ in results])
+            held, failing = await _claims_held(connection, [delivery for delivery, _ in results])
             lost = frozenset(d.id for d, _ in results if d.id not in held)
             results = [(d, r) for d, r in results if d.id in held]
             await self._db.bulk_insert(
@@ -563,7 +662,7 @@ class Outbox:
                     for delivery, report in results
                 ],
             )
-            await _record_health(connection, results)
+            await _record_health(connection, results, failing)
             await _queue_notices(connection, results)
             for delivery, report in results:
                 if report.disable_subscription:
@@ -941,26 +1040,87 @@ async def _queue_notices(
         await connection.execute(deliveries.insert(), fresh)
 
 
-async def _claims_held(connection: AsyncConnection, claimed: Sequence[Delivery]) -> set[str]:
+async def _claims_held(
+    connection: AsyncConnection, claimed: Sequence[Delivery]
+) -> tuple[set[str], set[str]]:
     """The ids of ``claimed`` whose delivery is still under the claim it was read
     with; on PostgreSQL their rows stay locked until the transaction ends, so no
-    claim takes them over in between."""
-    wanted = {(d.id, d.claimed_by, d.claim_expires) for d in claimed if d.claimed_by}
+    claim takes them over in between. And of their subscriptions, those whose
+    ``failing_since`` is set: the only ones a success has to clear.
+
+    The claims are compared in SQL, the deliveries of each claim (worker and end
+    of lease) together, and the status here: with the status in the query, SQLite
+    reads through every pending delivery by ``ix_deliveries_due`` instead of
+    looking the ids up, holding the write lock all that while."""
     held: set[str] = set()
-    for chunk in chunks([d.id for d in claimed]):
-        query = select(deliveries.c.id, deliveries.c.claimed_by, deliveries.c.claim_expires).where(
-            deliveries.c.id.in_(chunk), deliveries.c.status == DeliveryStatus.PENDING.value
+    failing: set[str] = set()
+    for chunk in chunks([d for d in claimed if d.claimed_by]):
+        by_claim: dict[tuple[str | None, datetime | None], list[str]] = {}
+        for delivery in chunk:
+            by_claim.setdefault((delivery.claimed_by, delivery.claim_expires), []).append(
+                delivery.id
+            )
+        ((worker, expires), ids), *others = by_claim.items()
+        if not others and expires is not None:  # the usual batch: one claim's deliveries
+            rows = await connection.execute(
+                _HELD, {"ids": ids, "worker": worker, "expires": expires}
+            )
+        else:
+            under_claims = [
+                and_(
+                    deliveries.c.id.in_(ids),
+                    deliveries.c.claimed_by == worker,
+                    deliveries.c.claim_expires == expires,
+                )
+                for (worker, expires), ids in by_claim.items()
+            ]
+            rows = await connection.execute(
+                _held_columns().where(
+                    deliveries.c.id.in_([d.id for d in chunk]), or_(*under_claims)
+                )
+            )
+        for delivery_id_, subscription_id, status, is_failing in rows:
+            if status == DeliveryStatus.PENDING.value:
+                held.add(delivery_id_)
+                if is_failing:
+                    failing.add(subscription_id)
+    return held, failing
+
+
+def _held_columns() -> Select[Any]:
+    """A delivery's id, subscription and status, and whether that subscription is
+    failing; the rows locked on PostgreSQL."""
+    return (
+        select(
+            deliveries.c.id,
+            deliveries.c.subscription_id,
+            deliveries.c.status,
+            subscriptions.c.failing_since.is_not(None),
         )
-        rows = await connection.execute(query.with_for_update())
-        held.update(row.id for row in rows if (row.id, row.claimed_by, row.claim_expires) in wanted)
-    return held
+        .select_from(
+            deliveries.outerjoin(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+        )
+        .with_for_update(of=deliveries)
+    )
+
+
+# The deliveries of ``ids`` still under the claim of ``worker`` that ends at
+# ``expires``; made once, its ids one expanding parameter.
+_HELD = _held_columns().where(
+    deliveries.c.id.in_(bindparam("ids", expanding=True)),
+    deliveries.c.claimed_by == bindparam("worker"),
+    deliveries.c.claim_expires == bindparam("expires", type_=UTCDateTime()),
+)
 
 
 async def _record_health(
-    connection: AsyncConnection, results: Sequence[tuple[Delivery, AttemptReport]]
+    connection: AsyncConnection,
+    results: Sequence[tuple[Delivery, AttemptReport]],
+    failing_now: set[str],
 ) -> None:
     """Set each subscription's ``failing_since`` to its own first failure since its
-    last success (its last answer a failure), or clear it (a success).
+    last success (its last answer a failure), or clear it (a success) where
+    ``failing_now`` says it is set.
 
     Touch a subscription row only when its health changes: every success writing
     it would make all deliveries of a subscription, across replicas, queue on that
@@ -975,22 +1135,138 @@ async def _record_health(
             since[key] = (
                 report.attempted_at if earlier is None else min(earlier, report.attempted_at)
             )
-    healthy = [key for key, moment in since.items() if moment is None]
+    healthy = [key for key, moment in since.items() if moment is None and key in failing_now]
     if healthy:
         await connection.execute(
             update(subscriptions)
             .where(subscriptions.c.id.in_(healthy), subscriptions.c.failing_since.is_not(None))
             .values(failing_since=None)
         )
-    failing = [{"key": key, "since": moment} for key, moment in since.items() if moment]
+    failing = [
+        {"key": key, "since": moment}
+        for key, moment in since.items()
+        if moment and key not in failing_now
+    ]
     if failing:
         await connection.execute(_FAILING_SINCE, failing)
 
 
 _ACTIVE = select(subscriptions.c.id).where(subscriptions.c.active)
 # Due deliveries read at least per round of a claim: however few slots are free,
-# they go round the subscriptions among this many of the oldest.
+# they go round the subscriptions among this many of the oldest (and those found
+# behind them by the last look, see _Turns).
 _READ_AHEAD = 256
+# A claim that had to leave some of what it read for lack of slots, and did not
+# read every due delivery, makes the next claim look behind what it reads for the
+# subscriptions there: at most this often (seconds), and as that look takes longer
+# (a longer backlog behind), less often, for it to cost at most a share of the time.
+_LOOK_EVERY = 0.025
+_LOOK_SHARE = 0.125
+# Subscriptions whose last turn is remembered (the oldest turns are forgotten past it).
+_TURNS_KEPT = 100_000
+
+
+class _Turns:
+    """Whose turn it is, among the subscriptions with due deliveries, across the
+    claims of one process: fair claiming.
+
+    A claim goes round the subscriptions it read, starting with those served
+    longest ago (never served: first), then the oldest delivery first; a
+    subscription that took a delivery goes to the back. Taken in the order of
+    their oldest delivery instead, a backlog would win every claim that fills its
+    ``limit`` (the deliverer's free slots): its subscriptions would always come
+    before one whose first alert is newer than all of the backlog, however many
+    claims went by.
+
+    A claim reads the oldest due deliveries only (``_READ_AHEAD``, from the due
+    index); a subscription whose deliveries are all behind those (behind others'
+    backlogs) is not in what it read. When a claim had to leave some of what it
+    read and did not read every due delivery, the next one looks behind it
+    (:meth:`look`), and the subscriptions found there take their turns with their
+    oldest, one each, until the next look. Every due delivery older than the last
+    one read was read (the index's order), so behind it is: the others due at that
+    same instant (one batch queued them all: which subscriptions they are is kept
+    while that instant stays the edge, so a burst of 10,000 is gone through once),
+    and those due later (usually few: new alerts; when many, the look is made
+    less often). Each process keeps its own turns: replicas on PostgreSQL take
+    theirs among what each can lock.
+    """
+
+    def __init__(self) -> None:
+        self.claims = 0  # claims that took something
+        self.served: dict[str, int] = {}  # subscription -> the claim that last took one of its
+        self.beyond: dict[str, datetime] = {}  # found by the last look: from when it is due
+        self.passed_over = False  # the last claim left some due deliveries for lack of slots
+        self._edge: tuple[datetime, frozenset[str]] | None = None
+        self._looked_at: datetime | None = None
+        self._look_seconds = 0.0
+
+    def time_to_look(self, now: datetime) -> bool:
+        if self._looked_at is None or now < self._looked_at:
+            return True
+        wait = max(_LOOK_EVERY, self._look_seconds / _LOOK_SHARE)
+        return (now - self._looked_at).total_seconds() >= wait
+
+    def looked(self, now: datetime, seconds: float) -> None:
+        self._looked_at = now
+        self._look_seconds = seconds
+
+    async def look(
+        self,
+        connection: AsyncConnection,
+        now: datetime,
+        edge: datetime,
+        read: Mapping[str, Sequence[Any]],
+    ) -> None:
+        """Find the subscriptions with deliveries due behind ``edge`` (the time of
+        the last delivery read) that are not in ``read``, and from when each is due."""
+        # Pending ones, claimed or not: a claim that lapses leaves its delivery
+        # where it was, and it is to be taken before the later ones.
+        pending = (
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+            deliveries.c.subscription_id.in_(_ACTIVE),
+        )
+        if self._edge is None or self._edge[0] != edge:
+            # No delivery is queued later at an instant gone by: kept while it is the edge.
+            at_edge = await connection.execute(
+                select(deliveries.c.subscription_id)
+                .distinct()
+                .where(*pending, deliveries.c.next_attempt_at == edge)
+            )
+            self._edge = (edge, frozenset(at_edge.scalars()))
+        found = dict.fromkeys(self._edge[1], edge)
+        later = await connection.execute(
+            select(deliveries.c.subscription_id, func.min(deliveries.c.next_attempt_at))
+            .where(
+                *pending, deliveries.c.next_attempt_at > edge, deliveries.c.next_attempt_at <= now
+            )
+            .group_by(deliveries.c.subscription_id)
+        )
+        for subscription_id, oldest in later:
+            found.setdefault(subscription_id, oldest)
+        self.beyond = {sid: since for sid, since in found.items() if sid not in read}
+
+    def order(self, queues: Mapping[str, Sequence[Any]], full: set[str]) -> list[str]:
+        """The subscriptions of ``queues`` (their due deliveries read, oldest first)
+        and those found beyond them, but for ``full``, in turn."""
+        oldest = {sid: rows[0].next_attempt_at for sid, rows in queues.items()}
+        for sid in list(self.beyond):
+            if sid in oldest:
+                del self.beyond[sid]  # read this time: its oldest is in ``queues``
+            elif sid not in full:
+                oldest[sid] = self.beyond[sid]
+        return sorted(oldest, key=lambda sid: (self.served.get(sid, 0), oldest[sid]))
+
+    def claimed(self, served: set[str], *, passed_over: bool) -> None:
+        self.passed_over = passed_over
+        if not served:
+            return
+        self.claims += 1
+        for sid in served:
+            self.served[sid] = self.claims
+        if len(self.served) > _TURNS_KEPT:
+            latest = sorted(self.served.items(), key=lambda item: item[1])
+            self.served = dict(latest[len(latest) // 2 :])
 
 
 def _claimable(now: datetime) -> list[ColumnElement[bool]]:
@@ -1002,12 +1278,20 @@ def _claimable(now: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
+_CANDIDATE = (
+    deliveries.c.id,
+    deliveries.c.subscription_id,
+    subscriptions.c.url,
+    deliveries.c.next_attempt_at,
+)
+
+
 def _due(now: datetime, full: list[str], limit: int) -> Select[Any]:
     """The oldest ``limit`` deliveries claimable at ``now``, but for those of
     subscriptions ``full`` and of paused ones (a paused subscription keeps its
     queue; it resumes when reactivated)."""
     due = (
-        select(deliveries.c.id, deliveries.c.subscription_id, subscriptions.c.url)
+        select(*_CANDIDATE)
         .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
         .where(*_claimable(now), subscriptions.c.active)
         .order_by(deliveries.c.next_attempt_at)  # what the index gives: no sort
@@ -1033,15 +1317,38 @@ async def _lock(connection: AsyncConnection, ids: list[str], now: datetime) -> s
     return locked
 
 
-def _round_robin(rows: Sequence[Any]) -> list[Any]:
-    """``rows`` (oldest first) taken round their subscriptions: each one's first,
-    then each one's second, and so on."""
+def _first_due(now: datetime, subscription_id: str, since: datetime) -> Select[Any]:
+    """The oldest delivery of ``subscription_id`` claimable at ``now``, looked for
+    from ``since`` on (its oldest when last looked: the due index is read from
+    there, not from the oldest delivery of all)."""
+    return (
+        select(*_CANDIDATE)
+        .join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+        .where(
+            *_claimable(now),
+            subscriptions.c.active,
+            deliveries.c.subscription_id == subscription_id,
+            deliveries.c.next_attempt_at >= since,
+        )
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(1)
+    )
+
+
+def _queues(rows: Sequence[Any]) -> dict[str, list[Any]]:
+    """``rows`` (oldest first) by subscription, each one's oldest first."""
     queues: dict[str, list[Any]] = {}
     for row in rows:
         queues.setdefault(row.subscription_id, []).append(row)
+    return queues
+
+
+def _round_robin(queues: Mapping[str, Sequence[Any]], order: Sequence[str]) -> list[Any]:
+    """The rows of ``queues`` taken round the subscriptions in ``order``: each
+    one's first, then each one's second, and so on."""
     return [
         row
-        for round_ in itertools.zip_longest(*queues.values())
+        for round_ in itertools.zip_longest(*(queues[sid] for sid in order if sid in queues))
         for row in round_
         if row is not None
     ]
