@@ -1,6 +1,6 @@
 """Alert delivery benchmark: one burst through the outbox to a local receiver, beside Apprise.
 
-    python bench/notify.py [--events 200] [--subscriptions 50] [--json]
+    python bench/notify.py [--events 200] [--subscriptions 50] [--rounds 1] [--json]
     python bench/notify.py --store postgresql://postgres@127.0.0.1:5432/feedbot_bench --replicas 1,2,3
 
 What it measures, in one run:
@@ -52,6 +52,12 @@ What it measures, in one run:
   (``FOR UPDATE SKIP LOCKED`` under a lease) while this process stores the burst.
   Replicas cannot be woken across processes, so they poll the outbox every
   ``--idle-poll`` seconds when idle.
+
+With ``--rounds N`` the SQLite runs and the bare loop are made N times in turn
+(in-process, workers, bare loop, in-process, ...): the table shows the median run
+of each, and a ratio to the bare loop is the median of each round's own ratio,
+taken between runs seconds apart, so that the load of a shared machine, which
+moves by minutes, weighs less on it.
 
 For every run it also reports the CPU time of the sending process(es) (all threads),
 per delivery, and the machine's busy time split between the sender, the receiver,
@@ -424,12 +430,13 @@ async def feedbot_sqlite(
     events: Sequence[Event],
     tmp: Path,
     workers: int,
+    round_: int = 0,
 ) -> RunResult:
     """One burst on SQLite: delivered by this process (``workers`` = 0, as ``feedbot
     run`` does by default), or by ``workers`` delivery worker processes while this
     process stores the events and wakes them (``notify.workers``)."""
     run = f"sqlite-workers-{workers}"
-    url = f"sqlite:///{tmp / (run + '.db')}"
+    url = f"sqlite:///{tmp / f'{run}-{round_}.db'}"
     store = await Store.open(url)
     subscriptions = await add_subscriptions(
         store, subscription_urls(receiver.port, run, args.subscriptions)
@@ -942,9 +949,12 @@ def print_table(
         print(format_row(row, widths))
     webhook_runs = (sqlite, *pooled.values(), *replicas.values())
     if bare is not None and bare.deliveries_per_s:
+        per = " (median of the rounds' own ratios)" if args.rounds > 1 else ""
         for result in webhook_runs:
-            ratio = result.deliveries_per_s / bare.deliveries_per_s
-            print(f"{result.name} / bare loop: {ratio:.2f}x")
+            ratio = result.extra.get("ratio_to_bare_loop")
+            if ratio is None:
+                ratio = result.deliveries_per_s / bare.deliveries_per_s
+            print(f"{result.name} / bare loop: {ratio:.2f}x{per}")
     if apprise_result is not None and apprise_result.deliveries_per_s:
         for result in webhook_runs:
             ratio = result.deliveries_per_s / apprise_result.deliveries_per_s
@@ -998,6 +1008,12 @@ def print_table(
         "own event loop and store connection, sharing the SQLite file; the daemon process "
         "stores the events and wakes them (feedbot/notify/workers.py).",
     ]
+    if args.rounds > 1:
+        notes.append(
+            f"{args.rounds} rounds: each SQLite and bare-loop row is the median of its "
+            "rounds by deliveries/s; the ratios to the bare loop are the medians of each "
+            "round's own ratio (listed below the table)."
+        )
     if replicas:
         base = replicas.get(1)
         gains = ", ".join(
@@ -1038,16 +1054,58 @@ def parse_replicas(value: str) -> list[int]:
     return counts
 
 
+@dataclass
+class Round:
+    """One turn of the webhook runs, one after the other: their ratios to the bare
+    loop are taken between runs minutes apart at most, under much the same load."""
+
+    sqlite: RunResult
+    pooled: dict[int, RunResult]
+    bare: RunResult | None
+
+    def ratios(self) -> dict[str, float | None]:
+        def to_bare(result: RunResult) -> float | None:
+            if self.bare is None or not self.bare.deliveries_per_s:
+                return None
+            return round(result.deliveries_per_s / self.bare.deliveries_per_s, 2)
+
+        found = {"in_process": to_bare(self.sqlite)}
+        found.update({f"workers_{n}": to_bare(r) for n, r in self.pooled.items()})
+        return found
+
+
+def median_run(results: Sequence[RunResult]) -> RunResult:
+    """The run with the median deliveries/s (of an even number, the lower of the two)."""
+    ranked = sorted(results, key=lambda r: r.deliveries_per_s)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def median_of(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 2) if known else None
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     events = make_events(args.events, args.per_day)
     receiver = ReceiverProcess()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            sqlite = await feedbot_sqlite(args, receiver, events, Path(tmp), 0)
-            pooled = {
-                n: await feedbot_sqlite(args, receiver, events, Path(tmp), n) for n in args.workers
-            }
-            bare = await bare_loop_run(args, receiver, events) if args.bare_loop else None
+            rounds: list[Round] = []
+            for n in range(args.rounds):
+                rounds.append(
+                    Round(
+                        await feedbot_sqlite(args, receiver, events, Path(tmp), 0, n),
+                        {
+                            w: await feedbot_sqlite(args, receiver, events, Path(tmp), w, n)
+                            for w in args.workers
+                        },
+                        await bare_loop_run(args, receiver, events) if args.bare_loop else None,
+                    )
+                )
+            sqlite = median_run([r.sqlite for r in rounds])
+            pooled = {w: median_run([r.pooled[w] for r in rounds]) for w in args.workers}
+            bares = [r.bare for r in rounds if r.bare is not None]
+            bare = median_run(bares) if bares else None
             apprise_format = (
                 await feedbot_apprise(args, receiver, events, Path(tmp)) if args.apprise else None
             )
@@ -1061,25 +1119,34 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         receiver.close()
 
+    apprise_rate = apprise_result.deliveries_per_s if apprise_result else None
+    bare_rate = bare.deliveries_per_s if bare else None
+    # A webhook run's ratio to the bare loop: the median of each round's own.
+    per_round = [r.ratios() for r in rounds]
+    webhook = {"in_process": sqlite, **{f"workers_{n}": r for n, r in pooled.items()}}
+    for key, result in webhook.items():
+        result.extra["ratio_to_bare_loop"] = median_of([r[key] for r in per_round])
+    others = [*replicas.values(), *([apprise_format] if apprise_format is not None else [])]
+    for result in others:
+        result.extra["ratio_to_bare_loop"] = (
+            round(result.deliveries_per_s / bare_rate, 2) if bare_rate else None
+        )
     print_table(
         args, sqlite, pooled, apprise_format, apprise_result, apprise_version, replicas, bare
     )
-    apprise_rate = apprise_result.deliveries_per_s if apprise_result else None
-    bare_rate = bare.deliveries_per_s if bare else None
+    if len(rounds) > 1:
+        print(f"\nratio to the bare loop of the same round, in each of {len(rounds)} rounds:")
+        for key in webhook:
+            shown = ", ".join(f"{r[key]:.2f}x" if r[key] is not None else "-" for r in per_round)
+            print(f"  {key}: {shown} (median {median_of([r[key] for r in per_round])}x)")
 
     def ratio(result: RunResult) -> float | None:
         return round(result.deliveries_per_s / apprise_rate, 2) if apprise_rate else None
 
-    def ratio_to_bare_loop(result: RunResult) -> float | None:
-        return round(result.deliveries_per_s / bare_rate, 2) if bare_rate else None
-
     # The headline is the run with the most delivery workers asked for (all of
     # them, in-process included, are in the table and below).
     headline = pooled[max(pooled)] if pooled else sqlite
-    every = [sqlite, *pooled.values(), *replicas.values()]
-    every += [apprise_format] if apprise_format is not None else []
-    for result in every:
-        result.extra["ratio_to_bare_loop"] = ratio_to_bare_loop(result)
+    every = [sqlite, *pooled.values(), *others]
     checked = every + ([bare] if bare is not None else [])  # Apprise's are its own
     summary: dict[str, Any] = {
         "deliveries": args.events * args.subscriptions,
@@ -1090,10 +1157,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "apprise_deliveries_per_s": round(apprise_rate, 1) if apprise_rate else None,
         "ratio": ratio(headline),
         "bare_loop_per_s": round(bare_rate, 1) if bare_rate else None,
-        "ratio_to_bare_loop": ratio_to_bare_loop(headline),
+        "ratio_to_bare_loop": headline.extra["ratio_to_bare_loop"],
         "in_process_deliveries_per_s": round(sqlite.deliveries_per_s, 1),
         "in_process_ratio": ratio(sqlite),
-        "in_process_ratio_to_bare_loop": ratio_to_bare_loop(sqlite),
+        "in_process_ratio_to_bare_loop": sqlite.extra["ratio_to_bare_loop"],
         "duplicates": sum(r.duplicates for r in checked),
         "missing": sum(r.missing for r in checked),
         "apprise_version": apprise_version,
@@ -1109,6 +1176,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         summary["apprise_format"] = apprise_format.as_json()
     if replicas:
         summary["replicas"] = {str(n): r.as_json() for n, r in replicas.items()}
+    if len(rounds) > 1:
+        summary["rounds"] = [
+            {
+                "in_process_per_s": round(r.sqlite.deliveries_per_s, 1),
+                **{f"workers_{n}_per_s": round(p.deliveries_per_s, 1) for n, p in r.pooled.items()},
+                "bare_loop_per_s": round(r.bare.deliveries_per_s, 1) if r.bare else None,
+                "ratio_to_bare_loop": ratios,
+            }
+            for r, ratios in zip(rounds, per_round, strict=True)
+        ]
     return summary
 
 
@@ -1136,6 +1213,13 @@ def main() -> None:
         "--idle-poll", type=float, default=0.1, help="seconds, replicas' outbox poll when idle"
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the SQLite and bare-loop runs this many times in turn; report the "
+        "median run of each, and the median of each round's ratio to its bare loop",
+    )
     parser.add_argument(
         "--apprise-mode",
         choices=["notify", "async_notify"],

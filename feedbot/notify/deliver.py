@@ -11,10 +11,13 @@ gives each one's oldest due delivery first), and what may not be sent now is
 not claimed at all.
 
 When nothing can be sent, the deliverer sleeps until the next delivery is due
-or it is woken: new deliveries were queued, or an attempt ended and freed a
-slot (``idle_poll`` bounds the sleep, for changes made by other processes that
-nobody announces). It never claims what it cannot send, so an idle deliverer
-makes no writes.
+or it is woken: new deliveries were queued, or attempts ended and freed slots
+(``idle_poll`` bounds the sleep, for changes made by other processes that
+nobody announces). Slots freed by one claim's attempts are claimed again
+together, and their attempts recorded together, once they have all ended or
+soon after the first did (see ``Deliverer._consider``): a claim and a record
+each cost a transaction under the store's write lock, whatever they hold. It
+never claims what it cannot send, so an idle deliverer makes no writes.
 
 Every attempt is bounded by a timeout, follows no redirects, reads at most a
 small part of the answer, and is recorded in the outbox with its outcome; the
@@ -129,10 +132,23 @@ class Deliverer:
         # The soonest retry recorded since the last claim began: that claim may
         # have looked for the next due time before the retry was committed.
         self._retry_at: datetime | None = None
-        self._in_flight: dict[asyncio.Task[None], tuple[str, str]] = {}  # -> host, subscription
+        # -> host, subscription, the claim it came from (a count of the claims that
+        # took any)
+        self._in_flight: dict[asyncio.Task[None], tuple[str, str, int]] = {}
         self._load = _Load()
+        # The last claim that took any: which it was, its attempts still in flight
+        # and how long it took; whether a claim is under way, the attempts ended
+        # since it began, and the timer that wakes the loop for the next (see
+        # _consider).
+        self._claims = 0
+        self._claimed_left = 0
+        self._claim_seconds = 0.0
+        self._claiming = False
+        self._freed = 0
+        self._gathering: asyncio.TimerHandle | None = None
         # Finished attempts wait here to be recorded together: one transaction for
-        # many attempts, not one commit each.
+        # many attempts, not one commit each (the flusher is woken with the loop,
+        # see _consider).
         self._results: list[tuple[DeliveryJob, AttemptReport]] = []
         self._results_waiting = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -177,6 +193,9 @@ class Deliverer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._gathering is not None:
+            self._gathering.cancel()
+            self._gathering = None
         if self._flusher is not None:
             # Let it end between two writes: cancelled inside one, the results it
             # had taken would be dropped (and their attempts made again).
@@ -193,8 +212,8 @@ class Deliverer:
         return len(pending)
 
     async def _idle(self, stop: asyncio.Event, next_due: datetime | None) -> None:
-        """Sleep until ``next_due``, a wake-up (new deliveries; a finishing attempt
-        frees a slot) or ``stop``, at most ``idle_poll`` seconds."""
+        """Sleep until ``next_due``, a wake-up (new deliveries; finished attempts
+        freed slots) or ``stop``, at most ``idle_poll`` seconds."""
         now = self._clock()
         timeout = self.settings.idle_poll
         if self._retry_at is not None:
@@ -216,12 +235,30 @@ class Deliverer:
             self._wake.clear()
 
     async def _claim(self) -> Claim:
+        if self._gathering is not None:
+            # Claiming now (new deliveries were queued): what the timer gathered
+            # is recorded now too, not left for the next.
+            self._gathering.cancel()
+            self._gathering = None
+            self._results_waiting.set()
+        self._freed = 0
+        self._claiming = True
+        try:
+            claim = await self._take()
+        finally:
+            self._claiming = False
+        if self._freed:
+            self._consider()  # attempts ended while it claimed
+        return claim
+
+    async def _take(self) -> Claim:
         settings = self.settings
         free = settings.max_in_flight - self.in_flight
         if free <= 0:
             return Claim(())  # a finishing attempt wakes the loop
         admission = self._load.admission(settings.per_host, settings.per_subscription)
         self._retry_at = None
+        started = time.perf_counter()
         claim = await self.outbox.claim(
             now=self._clock(),
             limit=free,
@@ -231,25 +268,57 @@ class Deliverer:
             room=admission.room(),
             admit=admission.admit,
         )
+        if claim.jobs:
+            self._claims += 1
+            self._claimed_left = len(claim.jobs)
+            self._claim_seconds = time.perf_counter() - started
         for job in claim.jobs:
             host = _host_of(job.subscription.url)
             self._load.add(host, job.subscription.id)
             task = asyncio.create_task(self._deliver(job), name=f"deliver {job.delivery.id}")
-            self._in_flight[task] = (host, job.subscription.id)
+            self._in_flight[task] = (host, job.subscription.id, self._claims)
             task.add_done_callback(self._finished)
         return claim
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        host, subscription_id = self._in_flight.pop(task)
+        host, subscription_id, claimed_by = self._in_flight.pop(task)
         self._load.remove(host, subscription_id)
-        self._wake.set()
+        if claimed_by == self._claims:
+            self._claimed_left -= 1
+        self._freed += 1
+        if not self._claiming:
+            self._consider()
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
+
+    def _consider(self) -> None:
+        """Attempts ended and freed slots: wake the loop to claim again, and the
+        flusher to record them, once the attempts of the last claim have all
+        ended, or as long after the first of them ended as that claim took,
+        whichever comes first (never later than ``idle_poll``).
+
+        A claim costs much the same whatever it takes, and so does recording
+        attempts: each is a transaction of several statements under the store's
+        write lock, which every other delivering process waits for. So one claim
+        and one record for the slots many attempts freed, not one of each per
+        attempt; the slower the claims, the longer they gather. Attempts of earlier
+        claims still in flight (a receiver that hangs) do not hold the next claim
+        back, and one of the last claim's holds it back that long at most."""
+        if not self._claimed_left:
+            self._wake.set()
+            self._results_waiting.set()
+        elif self._gathering is None:
+            delay = min(self._claim_seconds, self.settings.idle_poll)
+            self._gathering = asyncio.get_running_loop().call_later(delay, self._gathered)
+
+    def _gathered(self) -> None:
+        self._gathering = None
+        self._wake.set()
+        self._results_waiting.set()
 
     async def _deliver(self, job: DeliveryJob) -> None:
         report = await self.attempt(job)
         self._results.append((job, report))
-        self._results_waiting.set()
 
     async def _record_results(self) -> None:
         while not self._closing:
@@ -297,6 +366,8 @@ class Deliverer:
 
     def _log(self, job: DeliveryJob, report: AttemptReport) -> None:
         level = logging.INFO if report.outcome is DeliveryStatus.DONE else logging.WARNING
+        if not log.isEnabledFor(level):
+            return  # one line per attempt: not even its fields when it is not wanted
         answer = report.error or (
             f"HTTP {report.status}" if report.status is not None else "accepted"
         )
