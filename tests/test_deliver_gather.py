@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
+from feedbot.model import DeliveryStatus, Event, Subscription
 from feedbot.notify.deliver import Deliverer, DelivererSettings, Request
 from feedbot.notify.retry import RetryPolicy
 from feedbot.store import Claim, DeliveryJob, Store
-from tests.conftest import PATIENCE, Clock
+from tests.conftest import PATIENCE, Clock, write_events
 from tests.receivers import running_receiver
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -83,14 +83,7 @@ async def test_slots_freed_by_one_claims_attempts_are_claimed_together(
             Event(id=f"2026/11/27/e{n}", date=date(2026, 11, 27), story=None, title=f"E{n}")
             for n in range(8)
         ]
-        await store.write_batch(
-            new=[EventRecord.of(e) for e in events],
-            changed=[],
-            marks_={},
-            rejected={},
-            accepted_paths=[],
-            now=clock(),
-        )
+        await write_events(store, clock(), new=events)
         outbox = WatchedOutbox(store)
         worker = Deliverer(
             outbox,  # type: ignore[arg-type]

@@ -7,17 +7,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event as sqlalchemy_event
 
-from feedbot.model import DeliveryStatus, Event, EventRecord, Subscription
+from feedbot.model import DeliveryStatus, Event, Subscription
 from feedbot.store import AttemptReport, Store
+from tests.conftest import T0, write_events
 
-T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 
 
@@ -26,14 +26,7 @@ async def store_events(store: Store, count: int, now: datetime = T0) -> None:
         Event(id=f"2026/11/27/e{n:03d}", date=date(2026, 11, 27), story=None, title=f"Event {n}")
         for n in range(count)
     ]
-    await store.write_batch(
-        new=[EventRecord.of(e) for e in events],
-        changed=[],
-        marks_={},
-        rejected={},
-        accepted_paths=[],
-        now=now,
-    )
+    await write_events(store, now, new=events)
 
 
 def done(at: datetime = T0) -> AttemptReport:
