@@ -157,7 +157,9 @@ async def test_event_deleted_goes_to_subscriptions_that_opted_in(store: Store) -
     other = event("2020/01/2/b", "Fire")
     await store_new(store, gone, other)
     async with store._db.transaction() as connection:  # as the store's writer calls it
-        queued = await queue_alerts(connection, [], now=T0, deleted=[gone, EventRecord.of(other)])
+        queued = await queue_alerts(
+            store._db, connection, [], now=T0, deleted=[gone, EventRecord.of(other)]
+        )
     assert queued == 1
     deleted = [d for d in await store.outbox.deliveries() if d.kind is DELETED]
     assert [(d.subscription_id, d.event_id, d.id) for d in deleted] == [
@@ -180,7 +182,7 @@ async def test_queue_alerts_takes_updates_directly(store: Store) -> None:
     changed = event("2020/01/1/a", title="New words")
     async with store._db.transaction() as connection:
         queued = await queue_alerts(
-            connection, [], now=T0, updated=[(EventRecord.of(changed), "Old words")]
+            store._db, connection, [], now=T0, updated=[(EventRecord.of(changed), "Old words")]
         )
     assert queued == 1
     (delivery,) = await store.outbox.deliveries()

@@ -12,7 +12,6 @@ are :mod:`feedbot.store.subscriptions`'.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import time
@@ -31,7 +30,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -190,6 +188,7 @@ def _replay_result(row: Any) -> ReplayResult:
 
 
 async def queue_alerts(
+    db: Database,
     connection: AsyncConnection,
     new: Sequence[EventRecord],
     *,
@@ -243,10 +242,9 @@ async def queue_alerts(
         **{(AlertKind.UPDATED, r.id): r.body for r, _previous in updated},
         **{(AlertKind.DELETED, g.id): _body(g) for g in deleted},
     }
-    plain: list[tuple[Any, ...]] = []  # created alerts, as _QUEUE takes them
+    plain: list[tuple[Any, ...]] = []  # created alerts, as _QUEUE_NAMES
     kinds: list[dict[str, Any]] = []  # updates and removals
     as_json = _JsonLists()  # an event's subscribers mostly share its lists
-    stamp = _stamp_processor(connection.dialect)(now)
     for delivery in planned:
         matched_topics = as_json(delivery.matched_topics)
         in_reply_to = as_json(delivery.in_reply_to)
@@ -262,8 +260,8 @@ async def queue_alerts(
                     in_reply_to,
                     DeliveryStatus.PENDING.value,
                     0,
-                    stamp,
-                    stamp,
+                    now,
+                    now,
                 )
             )
             continue
@@ -284,18 +282,15 @@ async def queue_alerts(
                 "event_body": bodies[(delivery.kind, delivery.event_id)],
             }
         )
-    if plain:
-        sql, _layout = _QUEUE.plan(connection.dialect, _QUEUE_NAMES)
-        await connection.exec_driver_sql(sql, plain)
+    await db.bulk_insert(connection, deliveries, _QUEUE_NAMES, plain)
     if kinds:
         await connection.execute(deliveries.insert(), kinds)
     return len(planned)
 
 
-# A created alert's row, through the driver's executemany with its values as the
-# driver takes them (its two timestamps converted once for the whole batch):
-# SQLAlchemy's executemany converts every parameter of every row in Python, which
-# cost a first ingest more than SQLite's own work on them.
+# A created alert's columns, inserted through the driver's executemany
+# (Database.bulk_insert): SQLAlchemy's executemany converts every parameter of
+# every row in Python, which cost a first ingest more than SQLite's own work.
 _QUEUE_NAMES = (
     "id",
     "subscription_id",
@@ -307,21 +302,6 @@ _QUEUE_NAMES = (
     "created_at",
     "next_attempt_at",
 )
-_QUEUE = PlainSql(
-    f"INSERT INTO deliveries ({', '.join(_QUEUE_NAMES)})"
-    f" VALUES ({', '.join('{' + name + '}' for name in _QUEUE_NAMES)})"
-)
-
-
-@functools.lru_cache(maxsize=4)
-def _stamp_processor(dialect: Dialect) -> Callable[[datetime], Any]:
-    """A timestamp as ``deliveries.created_at`` hands it to ``dialect``'s driver."""
-    process = deliveries.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    return process if process is not None else _unchanged
-
-
-def _unchanged(value: datetime) -> datetime:
-    return value
 
 
 class _JsonLists:

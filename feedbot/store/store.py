@@ -441,6 +441,7 @@ class Store:
             await self.topic_list.apply(connection, tally)
             cutoff = None if alert_since is None else alert_since.isoformat()
             alerts = await queue_alerts(
+                self._db,
                 connection,
                 [r for r in new if cutoff is None or r.date >= cutoff],
                 now=now,
@@ -655,7 +656,7 @@ class Store:
                     events.update().where(events.c.id.in_(chunk)).values(deleted_at=now)
                 )
             await self.topic_list.apply(connection, tally)
-            alerts = await queue_alerts(connection, [], now=now, deleted=gone)
+            alerts = await queue_alerts(self._db, connection, [], now=now, deleted=gone)
             await self.replicas.publish(connection, Change(frozenset(affected), alerts=alerts))
         return WriteResult(affected, alerts, removed=len(gone))
 
