@@ -23,6 +23,7 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -209,18 +210,14 @@ class Daemon:
         (a first ingest): it reads them between two of its batches, and whatever
         it no longer can is polled as soon as it ends."""
         self.ingestor.hurry(days)
-        self._poll_later("hurried-poll")
+        self._poll_later("hurried-poll", self._poll_hurried)
 
-    def _poll_later(self, name: str) -> None:
-        """Start a task ``name`` that polls once the poll under way has ended
-        (unless one is waiting already): of the days it was handed and did not
-        read (``hurried-poll``), or of the whole archive."""
+    def _poll_later(self, name: str, poll: Callable[[], Coroutine[None, None, None]]) -> None:
+        """Start a task ``name`` running ``poll``, which waits for the poll under way
+        to end (unless such a task is waiting already)."""
         if any(task.get_name() == name for task in self._settle_polls):
             return
-        if name == "hurried-poll":
-            task = asyncio.create_task(self._poll_hurried(), name=name)
-        else:
-            task = asyncio.create_task(self._scheduled_poll(), name=name)
+        task = asyncio.create_task(poll(), name=name)
         self._settle_polls.add(task)
         task.add_done_callback(self._settle_polls.discard)
 
@@ -327,7 +324,7 @@ class Daemon:
                         if days:
                             self._hurry(days)
                         else:
-                            self._poll_later("watch-started-poll")
+                            self._poll_later("watch-started-poll", self._scheduled_poll)
                         continue
                     await self.poll(days or None)  # empty: the watch just started
             except ArchiveError as exc:
